@@ -1,0 +1,162 @@
+"""Giftline settings: everything comes from the environment through ``config.env``.
+
+No configuration at all gives the embedded default: SQLite and django-q2's ORM broker.
+``DATABASE_URL`` switches to PostgreSQL (psycopg 3), ``REDIS_URL`` to the Redis broker.
+Production safety (secret key, encryption keys, allowed hosts) is enforced by system checks
+in ``tenants.checks``, so a bad deployment fails at startup, not at the first request.
+"""
+
+from __future__ import annotations
+
+from config.env import BASE_DIR, env, secret, strict_bool
+
+DEBUG = strict_bool("DEBUG", default=False)
+# Only meaningful in DEBUG; the system check refuses it when DEBUG is off.
+INSECURE_DEV_SECRET_KEY = "django-insecure-giftline-local-development-only"
+SECRET_KEY = secret("SECRET_KEY") or INSECURE_DEV_SECRET_KEY
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+# Fernet keys for credentials at rest, newest first. Old keys stay listed during a rotation
+# so existing rows still decrypt; `manage.py credentials_rotate_key` re-encrypts under the first.
+CREDENTIAL_KEYS = [k.strip() for k in (secret("CREDENTIAL_KEYS") or "").split(",") if k.strip()]
+
+# Tenant-supplied URLs (Virtuous base URL, alert webhooks) may not point at private or loopback
+# addresses unless this is on (the demo, the sandbox and the tests need loopback).
+ALLOW_PRIVATE_NETWORK_URLS = strict_bool("ALLOW_PRIVATE_NETWORK_URLS", default=False)
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_q",
+    "tenants",
+    "integrations",
+    "sync",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+ASGI_APPLICATION = "config.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The web server and the worker share one file: wait for locks instead of failing, take
+    # the write lock at BEGIN (no upgrade deadlocks), and let readers run beside a writer.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+else:
+    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=60))
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env.str("REDIS_URL", default="")
+
+# django-q2 only triggers and schedules drains; retry state lives in our own tables, so a
+# failed task is never retried by the broker (max_attempts=1) and timeout < retry keeps a
+# slow task from being handed to a second worker while it still runs.
+Q_TASK_TIMEOUT = env.int("Q_TASK_TIMEOUT", default=300)
+Q_CLUSTER = {
+    "name": "giftline",
+    "workers": env.int("Q_WORKERS", default=2),
+    "timeout": Q_TASK_TIMEOUT,
+    "retry": Q_TASK_TIMEOUT + 60,
+    "max_attempts": 1,
+    "ack_failures": True,
+    "catch_up": False,
+    "save_limit": 500,
+    "label": "Task queue",
+}
+if REDIS_URL:
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+    Q_CLUSTER["poll"] = 0.5
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
+vars().update(EMAIL_CONFIG)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="giftline@localhost")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+
+# Production hardening; `manage.py check --deploy` passes with these when DEBUG is off.
+SECURE_SSL_REDIRECT = strict_bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+SESSION_COOKIE_SECURE = not DEBUG
+CSRF_COOKIE_SECURE = not DEBUG
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
+SECURE_HSTS_PRELOAD = strict_bool("SECURE_HSTS_PRELOAD", default=not DEBUG)
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_X_FORWARDED_PROTO", "https") if strict_bool("BEHIND_TLS_PROXY", default=False) else None
+)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+
+# --- Giftline ---------------------------------------------------------------------------
+VIRTUOUS_BASE_URL = env.str("VIRTUOUS_BASE_URL", default="https://api.virtuoussoftware.com")
+# Virtuous allows 5,000 requests/hour per organisation; the headroom keeps a safety margin
+# for the customer's other integrations that share the same organisation budget.
+VIRTUOUS_DEFAULT_HOURLY_BUDGET = env.int("VIRTUOUS_DEFAULT_HOURLY_BUDGET", default=5000)
+VIRTUOUS_DEFAULT_BUDGET_HEADROOM_PERCENT = env.int("VIRTUOUS_DEFAULT_BUDGET_HEADROOM_PERCENT", default=10)
+HTTP_USER_AGENT = env.str("HTTP_USER_AGENT", default="Giftline/0.1 (+https://github.com/giftline)")
+
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "kv": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "kv"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "django_q": {"level": env.str("Q_LOG_LEVEL", default="WARNING")},
+    },
+}

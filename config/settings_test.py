@@ -1,0 +1,22 @@
+"""Test settings: the same settings module, with test-only environment defaults.
+
+Only overrides live here (fixed test keys, a fast hasher); no behaviour is added.
+"""
+
+import os
+
+os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production-0123456789abcdef")
+# Two fixed keys: the first encrypts, the second exists so rotation paths are exercised.
+os.environ.setdefault(
+    "CREDENTIAL_KEYS",
+    "nEWbZyXvNSbU2gSHgcR0zUfhNfK3kE1wYv0kbD9Z8Vg=,0ld0ld0ld0ld0ld0ld0ld0ld0ld0ld0ld0ld0ld0ld0=",
+)
+os.environ.setdefault("ALLOW_PRIVATE_NETWORK_URLS", "true")
+os.environ.setdefault("ALLOWED_HOSTS", "testserver,localhost,127.0.0.1")
+os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
+os.environ.setdefault("GIFTLINE_ENV_FILE", "/nonexistent-test-env-file")
+
+from config.settings import *  # noqa: F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"

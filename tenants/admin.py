@@ -1,0 +1,235 @@
+"""Tenant and credential admin for customer-success staff.
+
+Secrets are write-only: the form takes a new value and hands it to ``credential_set``; pages
+show only that a secret is set, when, and its last four characters. Staff see the tenants they
+are assigned to; integration admins (``tenants.view_all_tenants``) see all.
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.db import models
+from django.http import HttpRequest
+
+from tenants import selectors, services
+from tenants.models import AuditEvent, Credential, Tenant
+
+
+def actor_for(request: HttpRequest) -> services.Actor:
+    return services.Actor(user=request.user, via="admin")
+
+
+class TenantScopedAdminMixin:
+    """Restrict every queryset (and so every change page) to the user's tenants."""
+
+    tenant_field = "tenant"
+
+    def get_queryset(self, request):
+        qs = super().get_queryset(request)
+        if selectors.user_sees_all_tenants(request.user):
+            return qs
+        return qs.filter(**{f"{self.tenant_field}__in": selectors.tenant_list(user=request.user)})
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "tenant":
+            kwargs["queryset"] = selectors.tenant_list(user=request.user)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+@admin.register(Tenant)
+class TenantAdmin(admin.ModelAdmin):
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+    list_display = ("name", "slug", "status", "hourly_request_budget", "inbound_mode", "created_at")
+    list_filter = ("status", "inbound_mode", "batching_enabled")
+    search_fields = ("name", "slug", "public_id", "virtuous_org_name")
+    readonly_fields = ("public_id", "paused_at", "created_at", "updated_at", "virtuous_webhook_id")
+    filter_horizontal = ("assigned_staff",)
+    actions = ("pause_tenants", "resume_tenants")
+    fieldsets = (
+        (None, {"fields": ("name", "slug", "public_id", "status", "paused_reason", "paused_at")}),
+        (
+            "Virtuous",
+            {
+                "fields": (
+                    "virtuous_base_url",
+                    "virtuous_org_name",
+                    "virtuous_time_zone",
+                    "source_name",
+                    "virtuous_webhook_id",
+                )
+            },
+        ),
+        (
+            "Rate budget",
+            {"fields": ("hourly_request_budget", "budget_headroom_percent", "bulk_reserve_percent")},
+        ),
+        (
+            "Sync behaviour",
+            {
+                "fields": (
+                    "batching_enabled",
+                    "batch_size",
+                    ("retry_base_seconds", "retry_cap_seconds", "retry_max_attempts"),
+                    "inbound_mode",
+                    "conflict_policy",
+                    "inbound_cooldown_seconds",
+                )
+            },
+        ),
+        ("Alerts", {"fields": ("alert_emails", "alert_webhook_url")}),
+        ("Access", {"fields": ("assigned_staff",)}),
+        ("History", {"fields": ("created_at", "updated_at")}),
+    )
+
+    def get_queryset(self, request):
+        return selectors.tenant_list(user=request.user)
+
+    def save_model(self, request, obj, form, change):
+        actor = actor_for(request)
+        if not change:
+            obj.save()
+            services.audit_record(actor=actor, action="tenant.created", tenant=obj, target=obj)
+            return
+        changed = {
+            f: form.cleaned_data[f]
+            for f in form.changed_data
+            if f in form.cleaned_data and f != "assigned_staff"
+        }
+        if changed:
+            services.tenant_update(tenant=Tenant.objects.get(pk=obj.pk), actor=actor, changes=changed)
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        if "assigned_staff" in form.changed_data:
+            services.audit_record(
+                actor=actor_for(request),
+                action="tenant.staff_assigned",
+                tenant=form.instance,
+                target=form.instance,
+                details={"staff": sorted(u.get_username() for u in form.instance.assigned_staff.all())},
+            )
+
+    @admin.action(description="Pause selected tenants")
+    def pause_tenants(self, request, queryset):
+        n = sum(
+            services.tenant_pause(
+                tenant=t,
+                reason=f"Paused by {request.user.get_username()} in the admin",
+                actor=actor_for(request),
+            )
+            for t in queryset
+        )
+        self.message_user(request, f"Paused {n} tenant(s).", messages.SUCCESS)
+
+    @admin.action(description="Resume selected tenants")
+    def resume_tenants(self, request, queryset):
+        n = sum(services.tenant_resume(tenant=t, actor=actor_for(request)) for t in queryset)
+        self.message_user(request, f"Resumed {n} tenant(s).", messages.SUCCESS)
+
+
+class CredentialForm(forms.ModelForm):
+    secret = forms.CharField(
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        strip=True,
+        help_text="Write-only: it is encrypted on save and never shown again.",
+    )
+    activate = forms.BooleanField(
+        required=False,
+        initial=True,
+        help_text="Untick to add it as pending (accepted beside the current one during a rotation).",
+    )
+
+    class Meta:
+        model = Credential
+        fields = ("tenant", "platform", "purpose", "scope", "expires_at")
+
+
+@admin.register(Credential)
+class CredentialAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
+    list_display = ("tenant", "platform", "purpose", "scope", "state", "masked_value", "created_at", "set_by")
+    list_filter = ("platform", "purpose", "state")
+    list_select_related = ("tenant", "set_by")
+    search_fields = ("tenant__slug", "tenant__name", "scope")
+    actions = ("activate_credentials", "retire_credentials")
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        if obj is None:
+            kwargs["form"] = CredentialForm
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ("tenant", "platform", "purpose", "scope", "secret", "activate", "expires_at")
+        return (
+            "tenant",
+            "platform",
+            "purpose",
+            "scope",
+            "state",
+            "masked_value",
+            "expires_at",
+            "created_at",
+            "activated_at",
+            "retired_at",
+            "set_by",
+        )
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return ()
+        return self.get_fields(request, obj)
+
+    @admin.display(description="Value")
+    def masked_value(self, obj: Credential) -> str:
+        return f"set ••••{obj.last4}" if obj.last4 else "set"
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return  # nothing is editable on an existing credential; rotate by adding a new one
+        credential = services.credential_set(
+            tenant=form.cleaned_data["tenant"],
+            platform=form.cleaned_data["platform"],
+            purpose=form.cleaned_data["purpose"],
+            scope=form.cleaned_data.get("scope") or "",
+            secret=form.cleaned_data["secret"],
+            activate=form.cleaned_data.get("activate", True),
+            expires_at=form.cleaned_data.get("expires_at"),
+            actor=actor_for(request),
+        )
+        obj.pk = credential.pk
+        obj.public_id = credential.public_id
+
+    @admin.action(description="Activate selected pending credentials")
+    def activate_credentials(self, request, queryset):
+        n = 0
+        for cred in queryset.filter(state=Credential.State.PENDING):
+            services.credential_activate(credential=cred, actor=actor_for(request))
+            n += 1
+        self.message_user(request, f"Activated {n} credential(s).", messages.SUCCESS)
+
+    @admin.action(description="Retire selected credentials")
+    def retire_credentials(self, request, queryset):
+        n = 0
+        for cred in queryset.exclude(state=Credential.State.RETIRED):
+            services.credential_retire(credential=cred, actor=actor_for(request))
+            n += 1
+        self.message_user(request, f"Retired {n} credential(s).", messages.SUCCESS)
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
+    list_display = ("created_at", "tenant_slug", "action", "target_type", "target_id", "actor", "via")
+    list_filter = ("action", "via")
+    list_select_related = ("tenant", "actor")
+    search_fields = ("tenant_slug", "action", "target_id")
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -1,0 +1,41 @@
+"""Startup checks: a deployment that would be unsafe refuses to start."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.checks import Error, Tags, register
+
+from tenants import crypto
+
+
+@register(Tags.security, deploy=False)
+def giftline_settings_check(app_configs, **kwargs) -> list[Error]:
+    errors: list[Error] = []
+    problem = crypto.validate_keys(settings.CREDENTIAL_KEYS)
+    if problem:
+        errors.append(
+            Error(
+                f"{problem}.",
+                hint="Generate one with: python -c 'from cryptography.fernet import Fernet; "
+                "print(Fernet.generate_key().decode())' and set CREDENTIAL_KEYS (or CREDENTIAL_KEYS_FILE).",
+                id="giftline.E001",
+            )
+        )
+    if not settings.DEBUG:
+        if settings.SECRET_KEY == settings.INSECURE_DEV_SECRET_KEY or len(settings.SECRET_KEY) < 40:
+            errors.append(
+                Error(
+                    "DEBUG is off but SECRET_KEY is missing, the development default, or shorter than 40 characters.",
+                    hint="Set SECRET_KEY (or SECRET_KEY_FILE) to a long random value.",
+                    id="giftline.E002",
+                )
+            )
+        if not settings.ALLOWED_HOSTS:
+            errors.append(
+                Error(
+                    "DEBUG is off but ALLOWED_HOSTS is empty.",
+                    hint="Set ALLOWED_HOSTS to the host names this deployment serves.",
+                    id="giftline.E003",
+                )
+            )
+    return errors

@@ -1,0 +1,63 @@
+"""Shared personas. Every fixture set includes an outsider tenant, so isolation is always tested."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from tenants import services
+from tenants.models import Credential, Tenant
+
+VIRTUOUS_TOKEN = "vt_live_tenant_a_secret_TOKEN_1234"
+OTHER_VIRTUOUS_TOKEN = "vt_live_tenant_b_secret_TOKEN_9876"
+
+
+@pytest.fixture
+def tenant(db) -> Tenant:
+    t = services.tenant_create(slug="alpha", name="Alpha Food Bank")
+    services.credential_set(
+        tenant=t,
+        platform=Credential.Platform.VIRTUOUS,
+        purpose=Credential.Purpose.API_TOKEN,
+        secret=VIRTUOUS_TOKEN,
+    )
+    return t
+
+
+@pytest.fixture
+def other_tenant(db) -> Tenant:
+    """The outsider: its rows must never be reachable from the first tenant's context."""
+    t = services.tenant_create(slug="bravo", name="Bravo Animal Rescue")
+    services.credential_set(
+        tenant=t,
+        platform=Credential.Platform.VIRTUOUS,
+        purpose=Credential.Purpose.API_TOKEN,
+        secret=OTHER_VIRTUOUS_TOKEN,
+    )
+    return t
+
+
+@pytest.fixture
+def superuser(db):
+    return get_user_model().objects.create_superuser("root-admin", "root@example.org", "pw-root-admin")
+
+
+@pytest.fixture
+def staff_user(db):
+    """A customer-success user with model permissions but no 'see all tenants' permission."""
+    from django.contrib.auth.models import Permission
+
+    user = get_user_model().objects.create_user("cs-user", "cs@example.org", "pw-cs-user", is_staff=True)
+    user.user_permissions.set(
+        Permission.objects.filter(
+            content_type__app_label="tenants",
+            codename__in=[
+                "view_tenant",
+                "change_tenant",
+                "view_credential",
+                "add_credential",
+                "view_auditevent",
+            ],
+        )
+    )
+    return user
