@@ -146,6 +146,25 @@ VIRTUOUS_DEFAULT_HOURLY_BUDGET = env.int("VIRTUOUS_DEFAULT_HOURLY_BUDGET", defau
 VIRTUOUS_DEFAULT_BUDGET_HEADROOM_PERCENT = env.int("VIRTUOUS_DEFAULT_BUDGET_HEADROOM_PERCENT", default=10)
 HTTP_USER_AGENT = env.str("HTTP_USER_AGENT", default="Giftline/0.1 (+https://github.com/giftline)")
 
+# --- Outbound queue and submitter (see docs/decisions.md) ---------------------------------
+# Dispatch tasks run every minute (one schedule each) and drain due tenants for about a minute,
+# OUTBOUND_DRAIN_THREADS tenants at a time per dispatch; add dispatchers and qcluster workers to
+# scale out. A tenant is drained for at most one slice before others get their turn.
+OUTBOUND_DISPATCHERS = env.int("OUTBOUND_DISPATCHERS", default=1)
+OUTBOUND_DISPATCH_SECONDS = env.float("OUTBOUND_DISPATCH_SECONDS", default=55.0)
+OUTBOUND_DRAIN_THREADS = env.int("OUTBOUND_DRAIN_THREADS", default=32)
+OUTBOUND_DRAIN_SLICE_SECONDS = env.float("OUTBOUND_DRAIN_SLICE_SECONDS", default=15.0)
+OUTBOUND_LEASE_SECONDS = env.int("OUTBOUND_LEASE_SECONDS", default=120)
+OUTBOUND_MAX_BUDGET_WAIT_SECONDS = env.float("OUTBOUND_MAX_BUDGET_WAIT_SECONDS", default=5.0)
+OUTBOUND_UNBATCHED_CLAIM = env.int("OUTBOUND_UNBATCHED_CLAIM", default=10)
+OUTBOUND_DEFER_SECONDS = env.int("OUTBOUND_DEFER_SECONDS", default=3600)
+OUTBOUND_DEFER_MAX_HOURS = env.int("OUTBOUND_DEFER_MAX_HOURS", default=96)
+OUTBOUND_CONFIRM_LOOKUP_HOURS = env.int("OUTBOUND_CONFIRM_LOOKUP_HOURS", default=24)
+OUTBOUND_NEEDS_REVIEW_HOURS = env.int("OUTBOUND_NEEDS_REVIEW_HOURS", default=72)
+OUTBOUND_STALE_SECONDS = env.int("OUTBOUND_STALE_SECONDS", default=3600)
+ALERT_QUIET_SECONDS = env.int("ALERT_QUIET_SECONDS", default=3600)
+GIFTLINE_ALERT_FALLBACK_EMAILS = env.list("GIFTLINE_ALERT_FALLBACK_EMAILS", default=[])
+
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOGGING = {
     "version": 1,

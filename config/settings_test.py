@@ -20,3 +20,12 @@ from config.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+# Tasks run inline in tests, so on_commit → async_task side effects (alert delivery) are observable.
+Q_CLUSTER = {**Q_CLUSTER, "sync": True}  # noqa: F405
+
+# A file, not shared-cache memory, for the SQLite test database: threaded tests (dispatch)
+# then behave like the embedded deployment (WAL, busy timeout) instead of failing on
+# shared-cache table locks.
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / "test-db.sqlite3")}  # noqa: F405
+    (BASE_DIR / "var").mkdir(exist_ok=True)  # noqa: F405

@@ -1,0 +1,302 @@
+"""The outbound queue and the state store.
+
+Our tables are the queues: django-q2 only triggers and schedules the drains that read them.
+Retry state (attempts, next attempt time, leases) lives here, never in the broker.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from integrations.virtuous.errors import ErrorClass
+from tenants.models import Tenant
+
+
+class Operation(models.TextChoices):
+    CONTACT_TRANSACTION = "contact_transaction", "Contact transaction"
+    GIFT_TRANSACTION = "gift_transaction", "Gift transaction"
+    RECURRING_GIFT_CREATE = "recurring_gift_create", "Recurring gift create"
+    RECURRING_GIFT_CANCEL = "recurring_gift_cancel", "Recurring gift cancel"
+    REVERSING_TRANSACTION = "reversing_transaction", "Reversing transaction"
+
+
+class Origin(models.TextChoices):
+    WEBHOOK = "webhook", "Webhook"
+    POLL = "poll", "Poll"
+    BULK = "bulk", "Bulk import"
+    REPLAY = "replay", "Replay"
+    MANUAL = "manual", "Manual"
+
+
+# Live donations go before bulk work within a tenant (lower sorts first).
+PRIORITY_LIVE = 0
+PRIORITY_BULK = 10
+
+
+class OutboundItem(models.Model):
+    """One write we owe Virtuous. Its external ids come from the source record and never change."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        IN_FLIGHT = "in_flight", "In flight (claimed)"
+        SUBMITTED = "submitted", "Submitted (accepted, awaiting confirmation)"
+        CONFIRMED = "confirmed", "Confirmed"
+        NEEDS_REVIEW = "needs_review", "Needs review"
+        DEAD = "dead", "Dead-lettered"
+        DISCARDED = "discarded", "Discarded"
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="outbound_items")
+    operation = models.CharField(max_length=32, choices=Operation.choices)
+    idempotency_key = models.CharField(max_length=255)
+    external_source = models.CharField(max_length=100, help_text="transactionSource / referenceSource sent")
+    external_id = models.CharField(max_length=200, help_text="transactionId / referenceId sent")
+    payload = models.JSONField(encoder=DjangoJSONEncoder, help_text="The exact Virtuous payload")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    origin = models.CharField(max_length=16, choices=Origin.choices)
+    priority = models.SmallIntegerField(default=PRIORITY_LIVE)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    lease_owner = models.CharField(max_length=64, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    virtuous_id = models.CharField(max_length=32, blank=True)
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error_class = models.CharField(max_length=24, choices=ErrorClass.choices, blank=True)
+    last_error = models.TextField(blank=True)
+    note = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "idempotency_key"], name="outbound_unique_key_per_tenant"
+            ),
+        ]
+        indexes = [
+            # The drain's claim: due items of one tenant in priority order.
+            models.Index(
+                fields=["tenant", "state", "priority", "next_attempt_at"], name="outbound_claim_idx"
+            ),
+            models.Index(fields=["tenant", "external_source", "external_id"], name="outbound_external_idx"),
+            models.Index(fields=["state", "lease_expires_at"], name="outbound_lease_idx"),
+            models.Index(fields=["tenant", "state", "submitted_at"], name="outbound_submitted_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.operation} {self.external_source}/{self.external_id} ({self.state})"
+
+
+class TenantQueue(models.Model):
+    """Per-tenant drain bookkeeping: when the queue next needs a drain, and who holds it.
+
+    ``wake_at`` lets dispatchers find tenants with due work without scanning the item table;
+    the lease makes sure one tenant is drained by one thread at a time across all workers.
+    """
+
+    tenant = models.OneToOneField(Tenant, on_delete=models.CASCADE, primary_key=True, related_name="queue")
+    wake_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    lease_owner = models.CharField(max_length=64, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    last_drain_at = models.DateTimeField(null=True, blank=True)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+    budget_blocked_until = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"queue of {self.tenant_id}"
+
+
+class Attempt(models.Model):
+    """One HTTP call to Virtuous: the audit trail behind every state change of an item."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="attempts")
+    operation = models.CharField(max_length=32, choices=Operation.choices, blank=True)
+    method = models.CharField(max_length=8)
+    path = models.CharField(max_length=300)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    error_class = models.CharField(max_length=24, choices=ErrorClass.choices, blank=True)
+    error_message = models.CharField(max_length=500, blank=True)
+    duration_ms = models.PositiveIntegerField(default=0)
+    request_id = models.CharField(max_length=100, blank=True)
+    item_count = models.PositiveIntegerField(default=0)
+    items = models.ManyToManyField(OutboundItem, through="AttemptItem", related_name="attempt_set")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "-created_at"], name="attempt_tenant_time_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.path} → {self.status_code or self.error_class}"
+
+
+class AttemptItem(models.Model):
+    attempt = models.ForeignKey(Attempt, on_delete=models.CASCADE)
+    item = models.ForeignKey(OutboundItem, on_delete=models.CASCADE)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["attempt", "item"], name="attempt_item_unique")]
+
+    def __str__(self) -> str:
+        return f"attempt {self.attempt_id} → item {self.item_id}"
+
+
+class DeadLetter(models.Model):
+    """An item that exhausted its retries or failed permanently, kept for a person to resolve."""
+
+    class Resolution(models.TextChoices):
+        OPEN = "open", "Open"
+        REPLAYED = "replayed", "Replayed as-is"
+        FIXED_AND_REPLAYED = "fixed_and_replayed", "Fixed and replayed"
+        DISCARDED = "discarded", "Discarded"
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="dead_letters")
+    item = models.ForeignKey(
+        OutboundItem, null=True, blank=True, on_delete=models.SET_NULL, related_name="dead_letters"
+    )
+    operation_type = models.CharField(max_length=32, choices=Operation.choices)
+    original_payload = models.JSONField(encoder=DjangoJSONEncoder)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    error_class = models.CharField(max_length=24, choices=ErrorClass.choices, blank=True)
+    attempt_count = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    error_details = models.JSONField(default=list, blank=True)
+    resolution = models.CharField(max_length=24, choices=Resolution.choices, default=Resolution.OPEN)
+    resolution_note = models.CharField(max_length=500, blank=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "resolution", "-created_at"], name="deadletter_open_idx")]
+        constraints = [
+            # One open dead letter per item: a replay that fails again reopens, not duplicates.
+            models.UniqueConstraint(
+                fields=["item"], condition=Q(resolution="open"), name="deadletter_one_open_per_item"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.operation_type} {self.status_code or self.error_class} ({self.resolution})"
+
+
+class SyncRecord(models.Model):
+    """Per-record sync state (the seed's sync_records), scoped by tenant."""
+
+    class ResourceType(models.TextChoices):
+        CONTACT = "contact", "Contact"
+        GIFT = "gift", "Gift"
+        RECURRING_GIFT = "recurring_gift", "Recurring gift"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SUBMITTED = "submitted", "Submitted"
+        CONFIRMED = "confirmed", "Confirmed"
+        FAILED = "failed", "Failed"
+        NEEDS_REVIEW = "needs_review", "Needs review"
+
+    class SyncState(models.TextChoices):
+        IN_SYNC = "in_sync", "In sync"
+        PARTNER_PENDING = "partner_pending", "Partner change pending"
+        VIRTUOUS_PENDING = "virtuous_pending", "Virtuous change pending"
+        CONFLICT = "conflict", "Conflict"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="sync_records")
+    resource_type = models.CharField(max_length=16, choices=ResourceType.choices)
+    partner_source = models.CharField(max_length=100)
+    partner_id = models.CharField(max_length=200)
+    virtuous_id = models.CharField(max_length=32, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    sync_state = models.CharField(max_length=16, choices=SyncState.choices, default=SyncState.PARTNER_PENDING)
+    last_synced_at = models.DateTimeField(null=True, blank=True)
+    partner_modified_at = models.DateTimeField(null=True, blank=True)
+    virtuous_modified_at = models.DateTimeField(null=True, blank=True)
+    fingerprint = models.CharField(max_length=64, blank=True, help_text="Hash of the content we last wrote")
+    cooldown_until = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "resource_type", "partner_source", "partner_id"], name="syncrecord_unique"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["tenant", "resource_type", "virtuous_id"], name="syncrecord_virtuous_idx"),
+            models.Index(fields=["tenant", "status"], name="syncrecord_status_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return (
+            f"{self.resource_type} {self.partner_source}/{self.partner_id} ({self.status}, {self.sync_state})"
+        )
+
+
+class SyncCheckpoint(models.Model):
+    """High-water mark of one independent sync: tenant × scope × resource type × direction."""
+
+    class Direction(models.TextChoices):
+        INBOUND = "inbound", "Inbound (Virtuous → us)"
+        OUTBOUND = "outbound", "Outbound (source → Virtuous)"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="checkpoints")
+    scope = models.CharField(
+        max_length=64, blank=True, help_text="Connection public id, or blank for Virtuous"
+    )
+    resource_type = models.CharField(max_length=32)
+    direction = models.CharField(max_length=8, choices=Direction.choices)
+    last_processed_timestamp = models.DateTimeField(null=True, blank=True)
+    last_processed_id = models.CharField(max_length=200, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "scope", "resource_type", "direction"], name="checkpoint_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.direction} {self.resource_type} @ {self.last_processed_timestamp}"
+
+
+class Alert(models.Model):
+    """An alert raised for one tenant. Repeats inside the quiet window are counted, not sent."""
+
+    class Kind(models.TextChoices):
+        DEAD_LETTER = "dead_letter", "Dead letters created"
+        TENANT_PAUSED = "tenant_paused", "Tenant paused"
+        QUEUE_STALE = "queue_stale", "Queue older than threshold"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="alerts")
+    kind = models.CharField(max_length=24, choices=Kind.choices)
+    subject = models.CharField(max_length=200)
+    body = models.TextField()
+    suppressed_count = models.PositiveIntegerField(default=0, help_text="Repeats folded into this alert")
+    throttle_slot = models.BigIntegerField(
+        help_text="Quiet-window number; one alert per tenant, kind and window"
+    )
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    delivery_error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "kind", "-created_at"], name="alert_recent_idx")]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "kind", "throttle_slot"], name="alert_one_per_window"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.subject}"

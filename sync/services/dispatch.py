@@ -1,0 +1,160 @@
+"""Dispatch: run drains for every tenant with due work, overlapping their HTTP calls.
+
+Waiting on Virtuous (0.3–2 s a call), not CPU, limits how many tenants a worker serves, so one
+dispatch runs many tenant drains at once in a bounded thread pool. A tenant is drained by one
+thread at a time across every worker process (a lease on its TenantQueue row, taken with a
+conditional UPDATE), and tenants are served least-recently-drained first, each for a time slice,
+so a huge backlog, a paused tenant or a failing Virtuous organisation never delays another tenant.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import close_old_connections, connection, transaction
+from django.db.models import Min, Q
+from django.utils import timezone
+
+from sync.models import OutboundItem, TenantQueue
+from sync.services import alerts
+from sync.services.submit import DrainResult, outbound_drain, outbound_reclaim_expired, tenant_queue_next_wake
+from tenants.models import Tenant
+
+logger = logging.getLogger("giftline.sync.dispatch")
+
+
+def tenant_queue_claim(*, owner: str, limit: int, lease_seconds: float) -> list[int]:
+    """Lease up to ``limit`` active tenants whose queue is due and not leased by someone else."""
+    if limit <= 0:
+        return []
+    now = timezone.now()
+    free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
+    with transaction.atomic():
+        ids = list(
+            TenantQueue.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(free, wake_at__lte=now, tenant__status=Tenant.Status.ACTIVE)
+            .order_by("last_drain_at", "wake_at")
+            .values_list("tenant_id", flat=True)[:limit]
+        )
+        if not ids:
+            return []
+        TenantQueue.objects.filter(free, tenant_id__in=ids).update(
+            lease_owner=owner, lease_until=now + timedelta(seconds=lease_seconds)
+        )
+    return list(
+        TenantQueue.objects.filter(tenant_id__in=ids, lease_owner=owner).values_list("tenant_id", flat=True)
+    )
+
+
+def tenant_queue_release(*, tenant: Tenant, owner: str) -> None:
+    tenant_queue_next_wake(tenant=tenant)
+    TenantQueue.objects.filter(tenant=tenant, lease_owner=owner).update(lease_owner="", lease_until=None)
+
+
+def _drain_in_thread(tenant_id: int, owner: str, slice_seconds: float) -> DrainResult:
+    close_old_connections()
+    try:
+        tenant = Tenant.objects.get(pk=tenant_id)
+        try:
+            return outbound_drain(tenant=tenant, deadline=time.monotonic() + slice_seconds, worker=owner)
+        finally:
+            tenant_queue_release(tenant=tenant, owner=owner)
+    except Exception:
+        logger.exception("dispatch.drain_failed tenant_id=%s", tenant_id)
+        TenantQueue.objects.filter(tenant_id=tenant_id, lease_owner=owner).update(
+            lease_owner="", lease_until=None
+        )
+        raise
+    finally:
+        connection.close()
+
+
+def outbound_dispatch(
+    *, seconds: float | None = None, threads: int | None = None, poll_interval: float = 0.25
+) -> dict[str, int]:
+    """Drain due tenants for ``seconds``, up to ``threads`` tenants at a time. Returns totals."""
+    seconds = settings.OUTBOUND_DISPATCH_SECONDS if seconds is None else seconds
+    threads = threads or settings.OUTBOUND_DRAIN_THREADS
+    slice_seconds = settings.OUTBOUND_DRAIN_SLICE_SECONDS
+    owner = f"dispatch-{uuid.uuid4().hex[:12]}"
+    deadline = time.monotonic() + seconds
+    totals = {"drains": 0, "submitted": 0, "retried": 0, "dead": 0, "calls": 0, "errors": 0}
+    running: dict[int, Future[DrainResult]] = {}
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="drain") as pool:
+        while True:
+            for tenant_id, future in list(running.items()):
+                if future.done():
+                    del running[tenant_id]
+                    _collect(future, totals)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            slice_for_this = min(slice_seconds, remaining)
+            lease = slice_for_this + settings.OUTBOUND_LEASE_SECONDS
+            for tenant_id in tenant_queue_claim(
+                owner=owner, limit=threads - len(running), lease_seconds=lease
+            ):
+                running[tenant_id] = pool.submit(_drain_in_thread, tenant_id, owner, slice_for_this)
+            time.sleep(poll_interval)
+        for future in running.values():
+            _collect(future, totals)
+    return totals
+
+
+def _collect(future: Future[DrainResult], totals: dict[str, int]) -> None:
+    try:
+        result = future.result()
+    except Exception:
+        totals["errors"] += 1
+        return
+    totals["drains"] += 1
+    for key in ("submitted", "retried", "dead", "calls"):
+        totals[key] += getattr(result, key)
+
+
+def outbound_maintenance() -> dict[str, int]:
+    """Every minute: reclaim items of dead workers, repair wake times, alert on stale queues."""
+    reclaimed = outbound_reclaim_expired()
+    now = timezone.now()
+    # Make sure every tenant with pending work has a queue row and a wake time.
+    due = (
+        OutboundItem.objects.filter(state=OutboundItem.State.PENDING)
+        .order_by()
+        .values("tenant_id")
+        .annotate(m=Min("next_attempt_at"))
+    )
+    woken = 0
+    for row in due:
+        woken += (
+            TenantQueue.objects.filter(tenant_id=row["tenant_id"])
+            .filter(Q(wake_at__isnull=True) | Q(wake_at__gt=row["m"]))
+            .update(wake_at=row["m"])
+        )
+        TenantQueue.objects.bulk_create(
+            [TenantQueue(tenant_id=row["tenant_id"], wake_at=row["m"])], ignore_conflicts=True
+        )
+    stale_before = now - timedelta(seconds=settings.OUTBOUND_STALE_SECONDS)
+    stale = (
+        OutboundItem.objects.filter(state=OutboundItem.State.PENDING, priority=0, created_at__lt=stale_before)
+        .order_by()
+        .values("tenant_id")
+        .annotate(oldest=Min("created_at"))
+    )
+    stale_count = 0
+    for row in stale:
+        tenant = Tenant.objects.get(pk=row["tenant_id"])
+        age_minutes = int((now - row["oldest"]).total_seconds() // 60)
+        alerts.alert_raise(
+            tenant=tenant,
+            kind="queue_stale",
+            subject=f"{tenant.name}: donations waiting for {age_minutes} minutes",
+            body=f"The oldest live item has waited {age_minutes} minutes. Check the tenant's status, "
+            "budget and dead letters in the admin.",
+        )
+        stale_count += 1
+    return {"reclaimed": reclaimed, "woken": woken, "stale_tenants": stale_count}

@@ -1,0 +1,217 @@
+"""The only way into the outbound queue: ``outbound_enqueue``.
+
+Webhook receivers, pollers, the bulk loader and replays all call it. Idempotency is a unique
+constraint on (tenant, idempotency key), never a check-then-insert, so the same donation
+captured twice (webhook and poll, or a source's retry) becomes one item.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from sync.models import (
+    PRIORITY_BULK,
+    PRIORITY_LIVE,
+    Operation,
+    Origin,
+    OutboundItem,
+    SyncRecord,
+    TenantQueue,
+)
+from tenants.models import Tenant
+
+RESOURCE_FOR_OPERATION = {
+    Operation.CONTACT_TRANSACTION: SyncRecord.ResourceType.CONTACT,
+    Operation.GIFT_TRANSACTION: SyncRecord.ResourceType.GIFT,
+    Operation.RECURRING_GIFT_CREATE: SyncRecord.ResourceType.RECURRING_GIFT,
+}
+
+
+@dataclass(frozen=True)
+class OutboundRequest:
+    """What a mapper produces: one Virtuous write, with the ids that make it idempotent."""
+
+    operation: str
+    external_source: str
+    external_id: str
+    payload: dict[str, Any]
+    idempotency_key: str = ""
+    partner_modified_at: datetime | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return self.idempotency_key or default_idempotency_key(
+            self.operation, self.external_source, self.external_id
+        )
+
+
+def default_idempotency_key(operation: str, external_source: str, external_id: str) -> str:
+    return f"{operation}:{external_source}:{external_id}"
+
+
+def payload_fingerprint(payload: dict[str, Any]) -> str:
+    """A stable hash of a payload, used to recognise echoes of what we wrote."""
+    canonical = json.dumps(payload, sort_keys=True, cls=DjangoJSONEncoder, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def outbound_enqueue(
+    *,
+    tenant: Tenant,
+    request: OutboundRequest,
+    origin: str,
+    not_before: datetime | None = None,
+) -> tuple[OutboundItem, bool]:
+    """Queue one write. Returns (item, created); an existing key is a no-op.
+
+    A replay (origin ``replay``) of a dead-lettered or discarded item puts that same item back
+    in the queue with the given payload: the row, and so its external ids, stay the same.
+    """
+    _validate(request)
+    now = timezone.now()
+    due = not_before or now
+    item = OutboundItem(
+        tenant=tenant,
+        operation=request.operation,
+        idempotency_key=request.key,
+        external_source=request.external_source,
+        external_id=request.external_id,
+        payload=request.payload,
+        origin=origin,
+        priority=PRIORITY_BULK if origin == Origin.BULK else PRIORITY_LIVE,
+        next_attempt_at=due,
+    )
+    try:
+        with transaction.atomic():
+            item.save(force_insert=True)
+            _sync_record_touch(tenant=tenant, requests=[request])
+    except IntegrityError:
+        existing = OutboundItem.objects.get(tenant=tenant, idempotency_key=request.key)
+        if origin == Origin.REPLAY and _revive(existing, request.payload, due):
+            existing.refresh_from_db()
+            _wake(tenant=tenant, at=due)
+            return existing, True
+        return existing, False
+    _wake(tenant=tenant, at=due)
+    return item, True
+
+
+def outbound_enqueue_many(*, tenant: Tenant, requests: list[OutboundRequest], origin: str) -> int:
+    """Queue many writes at once (the bulk loader). Returns how many were new.
+
+    Existing keys are skipped by the database (ON CONFLICT DO NOTHING), so a re-run or a
+    concurrent enqueue of the same rows never creates a second item.
+    """
+    if not requests:
+        return 0
+    for request in requests:
+        _validate(request)
+    keys = [r.key for r in requests]
+    existing = set(
+        OutboundItem.objects.filter(tenant=tenant, idempotency_key__in=keys).values_list(
+            "idempotency_key", flat=True
+        )
+    )
+    now = timezone.now()
+    priority = PRIORITY_BULK if origin == Origin.BULK else PRIORITY_LIVE
+    fresh: dict[str, OutboundRequest] = {}
+    for r in requests:
+        if r.key not in existing:
+            fresh.setdefault(r.key, r)
+    rows = [
+        OutboundItem(
+            tenant=tenant,
+            operation=r.operation,
+            idempotency_key=key,
+            external_source=r.external_source,
+            external_id=r.external_id,
+            payload=r.payload,
+            origin=origin,
+            priority=priority,
+            next_attempt_at=now,
+        )
+        for key, r in fresh.items()
+    ]
+    with transaction.atomic():
+        OutboundItem.objects.bulk_create(rows, ignore_conflicts=True, batch_size=500)
+        _sync_record_touch(tenant=tenant, requests=list(fresh.values()))
+    if rows:
+        _wake(tenant=tenant, at=now)
+    return len(rows)
+
+
+def _validate(request: OutboundRequest) -> None:
+    if request.operation not in Operation.values:
+        raise ValueError(f"Unknown operation {request.operation!r}")
+    if not request.external_source or not request.external_id:
+        raise ValueError("An outbound write needs its external source and id (they make it idempotent).")
+    if not isinstance(request.payload, dict):
+        raise ValueError("The payload must be a JSON object.")
+
+
+def _revive(item: OutboundItem, payload: dict[str, Any], due: datetime) -> bool:
+    revived = OutboundItem.objects.filter(
+        pk=item.pk,
+        state__in=[OutboundItem.State.DEAD, OutboundItem.State.DISCARDED, OutboundItem.State.NEEDS_REVIEW],
+    ).update(
+        state=OutboundItem.State.PENDING,
+        payload=payload,
+        origin=Origin.REPLAY,
+        priority=PRIORITY_LIVE,
+        attempts=0,
+        next_attempt_at=due,
+        lease_owner="",
+        lease_expires_at=None,
+        last_error="",
+        last_error_class="",
+        last_status_code=None,
+        updated_at=timezone.now(),
+    )
+    return bool(revived)
+
+
+def _sync_record_touch(*, tenant: Tenant, requests: list[OutboundRequest]) -> None:
+    """Record that a partner-side change is on its way (status pending, partner_pending)."""
+    records = [
+        SyncRecord(
+            tenant=tenant,
+            resource_type=RESOURCE_FOR_OPERATION[r.operation],
+            partner_source=r.external_source,
+            partner_id=r.external_id,
+            status=SyncRecord.Status.PENDING,
+            sync_state=SyncRecord.SyncState.PARTNER_PENDING,
+            partner_modified_at=r.partner_modified_at,
+            fingerprint=payload_fingerprint(r.payload),
+        )
+        for r in requests
+        if r.operation in RESOURCE_FOR_OPERATION
+    ]
+    if records:
+        SyncRecord.objects.bulk_create(
+            records,
+            update_conflicts=True,
+            unique_fields=["tenant", "resource_type", "partner_source", "partner_id"],
+            update_fields=["status", "sync_state", "partner_modified_at", "fingerprint", "updated_at"],
+            batch_size=500,
+        )
+
+
+def _wake(*, tenant: Tenant, at: datetime) -> None:
+    """Make sure a dispatcher looks at this tenant by ``at``. Cheap when it already will."""
+    updated = (
+        TenantQueue.objects.filter(tenant=tenant)
+        .filter(Q(wake_at__isnull=True) | Q(wake_at__gt=at))
+        .update(wake_at=at)
+    )
+    if not updated:
+        TenantQueue.objects.bulk_create([TenantQueue(tenant=tenant, wake_at=at)], ignore_conflicts=True)

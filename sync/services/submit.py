@@ -1,0 +1,574 @@
+"""The submitter: the only code that writes to Virtuous.
+
+One drain works one tenant: it reclaims expired leases, claims due items under a lease (SKIP
+LOCKED on PostgreSQL; a conditional UPDATE everywhere), spends the tenant's token bucket through
+the client, batches gifts and contacts when the tenant allows it, splits a batch that fails as a
+whole so one bad item cannot poison the rest, and records every call as an Attempt. Retry state
+is ours: transient errors back off with full jitter up to the tenant's max attempts, a 429 pauses
+the tenant's calls without spending attempts, a 401 pauses the tenant, permanent errors and
+exhausted retries become dead letters.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Min, Subquery
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from integrations.virtuous.client import CallRecord, VirtuousClient
+from integrations.virtuous.errors import BudgetExhausted, ErrorClass, VirtuousError
+from sync.models import (
+    PRIORITY_BULK,
+    Attempt,
+    AttemptItem,
+    DeadLetter,
+    Operation,
+    OutboundItem,
+    SyncRecord,
+    TenantQueue,
+)
+from sync.services import alerts
+from sync.services.enqueue import RESOURCE_FOR_OPERATION
+from sync.services.retry import next_attempt_time
+from tenants import services as tenant_services
+from tenants.models import Tenant
+
+logger = logging.getLogger("giftline.sync.submit")
+
+BATCHABLE = {Operation.GIFT_TRANSACTION, Operation.CONTACT_TRANSACTION}
+# Context-dependent statuses on a write (404 indexing lag, 409 concurrent change) get a few tries only.
+CONTEXT_DEPENDENT_MAX_ATTEMPTS = 5
+
+ClientFactory = Callable[..., VirtuousClient]
+
+
+@dataclass
+class DrainResult:
+    submitted: int = 0
+    retried: int = 0
+    dead: int = 0
+    deferred: int = 0
+    released: int = 0
+    calls: int = 0
+    stopped: str = ""
+
+
+class _Stop(Exception):
+    """Ends the drain early (budget, 429, 401, deadline) after releasing what it holds."""
+
+    def __init__(self, reason: str, retry_in: float = 0.0):
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_in = retry_in
+
+
+@dataclass
+class _AttemptRecorder:
+    """Turns the client's per-call records into Attempt rows linked to the items in flight."""
+
+    tenant: Tenant
+    operation: str = ""
+    items: list[OutboundItem] = field(default_factory=list)
+    last: CallRecord | None = None
+
+    def __call__(self, record: CallRecord) -> None:
+        self.last = record
+        attempt = Attempt.objects.create(
+            tenant=self.tenant,
+            operation=self.operation,
+            method=record.method,
+            path=record.path[:300],
+            status_code=record.status_code,
+            error_class=record.error_class or "",
+            duration_ms=record.duration_ms,
+            request_id=record.request_id or "",
+            item_count=len(self.items),
+        )
+        if self.items:
+            AttemptItem.objects.bulk_create([AttemptItem(attempt=attempt, item=i) for i in self.items])
+
+
+def outbound_drain(
+    *,
+    tenant: Tenant,
+    deadline: float | None = None,
+    worker: str | None = None,
+    client_factory: ClientFactory | None = None,
+    max_budget_wait: float | None = None,
+) -> DrainResult:
+    """Submit this tenant's due items until the queue is empty, the budget runs out or ``deadline``
+    (a ``time.monotonic()`` value) passes."""
+    worker = worker or f"drain-{uuid.uuid4().hex[:12]}"
+    deadline = deadline if deadline is not None else time.monotonic() + settings.OUTBOUND_DRAIN_SLICE_SECONDS
+    max_budget_wait = (
+        settings.OUTBOUND_MAX_BUDGET_WAIT_SECONDS if max_budget_wait is None else max_budget_wait
+    )
+    factory = client_factory or VirtuousClient.for_tenant
+    result = DrainResult()
+    outbound_reclaim_expired(tenant=tenant)
+    tenant.refresh_from_db(fields=["status"])
+    if tenant.status != Tenant.Status.ACTIVE:
+        result.stopped = "paused"
+        return result
+
+    recorder = _AttemptRecorder(tenant=tenant)
+    clients: dict[bool, VirtuousClient] = {}
+
+    def client_for(bulk: bool) -> VirtuousClient:
+        if bulk not in clients:
+            clients[bulk] = factory(tenant, keep_reserve=bulk, on_call=recorder)
+        return clients[bulk]
+
+    try:
+        while time.monotonic() < deadline:
+            claimed = outbound_claim(tenant=tenant, worker=worker, limit=_claim_size(tenant))
+            if not claimed:
+                result.stopped = "empty"
+                break
+            queue = _group(tenant, claimed)
+            try:
+                while queue:
+                    group = queue.pop(0)
+                    _send_group(
+                        tenant=tenant,
+                        group=group,
+                        queue=queue,
+                        client_for=client_for,
+                        recorder=recorder,
+                        result=result,
+                        deadline=deadline,
+                        max_budget_wait=max_budget_wait,
+                        worker=worker,
+                    )
+            except _Stop as stop:
+                held = [i for g in [group, *queue] for i in g]
+                result.released += _release(held, worker=worker, retry_in=stop.retry_in)
+                result.stopped = stop.reason
+                break
+        else:
+            result.stopped = "deadline"
+    except VirtuousError as exc:
+        # Raised by the client factory: no token (needs attention) — nothing was claimed yet
+        # or everything claimed was released above.
+        result.stopped = _needs_attention(tenant, exc)
+    TenantQueue.objects.filter(tenant=tenant).update(
+        last_drain_at=timezone.now(),
+        **({"last_success_at": timezone.now()} if result.submitted else {}),
+    )
+    return result
+
+
+def _claim_size(tenant: Tenant) -> int:
+    return max(1, tenant.batch_size) if tenant.batching_enabled else settings.OUTBOUND_UNBATCHED_CLAIM
+
+
+def outbound_claim(*, tenant: Tenant, worker: str, limit: int) -> list[OutboundItem]:
+    """Claim up to ``limit`` due items of one tenant, live before bulk, under a lease.
+
+    On PostgreSQL the candidate rows are locked with SKIP LOCKED so concurrent drains never wait
+    on or take each other's rows; the UPDATE is conditional on the state everywhere, so even
+    without row locks (SQLite) an item is claimed by exactly one worker.
+    """
+    now = timezone.now()
+    lease_until = now + timedelta(seconds=settings.OUTBOUND_LEASE_SECONDS)
+    with transaction.atomic():
+        ids = list(
+            OutboundItem.objects.select_for_update(skip_locked=True)
+            .filter(tenant=tenant, state=OutboundItem.State.PENDING, next_attempt_at__lte=now)
+            .order_by("priority", "next_attempt_at", "id")
+            .values_list("id", flat=True)[:limit]
+        )
+        if not ids:
+            return []
+        OutboundItem.objects.filter(id__in=ids, state=OutboundItem.State.PENDING).update(
+            state=OutboundItem.State.IN_FLIGHT,
+            lease_owner=worker,
+            lease_expires_at=lease_until,
+            updated_at=now,
+        )
+    claimed = list(
+        OutboundItem.objects.filter(
+            id__in=ids, lease_owner=worker, state=OutboundItem.State.IN_FLIGHT
+        ).order_by("priority", "next_attempt_at", "id")
+    )
+    exhausted = [i for i in claimed if i.attempts >= tenant.retry_max_attempts]
+    for item in exhausted:
+        # Reclaimed after crashes until its attempts ran out: never retried forever.
+        _dead_letter(
+            tenant, [item], error=None, message="Attempts exhausted (worker lost the item repeatedly)"
+        )
+    return [i for i in claimed if i not in exhausted]
+
+
+def outbound_reclaim_expired(*, tenant: Tenant | None = None) -> int:
+    """Put items whose worker died (lease expired) back in the queue, counting the lost attempt.
+
+    Their external ids are fixed, so a resubmission cannot create a duplicate in Virtuous.
+    """
+    now = timezone.now()
+    qs = OutboundItem.objects.filter(state=OutboundItem.State.IN_FLIGHT, lease_expires_at__lt=now)
+    if tenant is not None:
+        qs = qs.filter(tenant=tenant)
+    count = qs.update(
+        state=OutboundItem.State.PENDING,
+        lease_owner="",
+        lease_expires_at=None,
+        next_attempt_at=now,
+        attempts=F("attempts") + 1,
+        last_error="Lease expired: the worker holding this item stopped; resubmitting with the same ids",
+        updated_at=now,
+    )
+    if count:
+        logger.warning("outbound.reclaimed count=%d tenant=%s", count, tenant.slug if tenant else "*")
+    return count
+
+
+def _group(tenant: Tenant, items: list[OutboundItem]) -> list[list[OutboundItem]]:
+    """Consecutive batchable items of one operation, source and priority class form one call."""
+    groups: list[list[OutboundItem]] = []
+    for item in items:
+        if (
+            tenant.batching_enabled
+            and groups
+            and item.operation in BATCHABLE
+            and groups[-1][0].operation == item.operation
+            and groups[-1][0].external_source == item.external_source
+            and (groups[-1][0].priority >= PRIORITY_BULK) == (item.priority >= PRIORITY_BULK)
+            and len(groups[-1]) < tenant.batch_size
+        ):
+            groups[-1].append(item)
+        else:
+            groups.append([item])
+    return groups
+
+
+def _send_group(
+    *,
+    tenant: Tenant,
+    group: list[OutboundItem],
+    queue: list[list[OutboundItem]],
+    client_for: Callable[[bool], VirtuousClient],
+    recorder: _AttemptRecorder,
+    result: DrainResult,
+    deadline: float,
+    max_budget_wait: float,
+    worker: str,
+) -> None:
+    bulk = group[0].priority >= PRIORITY_BULK
+    client = client_for(bulk)
+    recorder.operation, recorder.items = group[0].operation, group
+    while True:
+        try:
+            virtuous_ids = _call(client, group)
+            break
+        except BudgetExhausted as exc:
+            if exc.retry_in <= max_budget_wait and time.monotonic() + exc.retry_in < deadline:
+                time.sleep(exc.retry_in)
+                continue
+            raise _Stop("budget", exc.retry_in) from exc
+        except _Deferred as exc:
+            result.deferred += _defer(tenant, group[0], exc.reason)
+            return
+        except VirtuousError as exc:
+            result.calls += 1
+            _handle_error(tenant=tenant, group=group, queue=queue, exc=exc, result=result)
+            return
+    result.calls += 1
+    result.submitted += _mark_submitted(tenant, group, worker=worker, virtuous_ids=virtuous_ids)
+
+
+class _Deferred(Exception):
+    """A write that depends on a record Virtuous has not created yet (refund before its gift)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _call(client: VirtuousClient, group: list[OutboundItem]) -> dict[int, str]:
+    """Send one group; returns Virtuous ids learned on the way, by item pk."""
+    first = group[0]
+    payloads = [dict(i.payload) for i in group]
+    if first.operation == Operation.GIFT_TRANSACTION:
+        if len(group) > 1:
+            client.gift_transactions(
+                transaction_source=first.external_source,
+                transactions=[_without(p, "transactionSource") for p in payloads],
+            )
+        else:
+            client.gift_transaction(payloads[0])
+    elif first.operation == Operation.CONTACT_TRANSACTION:
+        if len(group) > 1:
+            client.contact_batch(
+                reference_source=first.external_source,
+                contacts=[_without(p, "referenceSource") for p in payloads],
+            )
+        else:
+            client.contact_transaction(payloads[0])
+    elif first.operation == Operation.REVERSING_TRANSACTION:
+        payload = _resolve_reversed_gift(client, first, payloads[0])
+        response = client.gift_reversing_transaction(payload)
+        return {first.pk: str((response or {}).get("id", ""))}
+    elif first.operation == Operation.RECURRING_GIFT_CREATE:
+        payload = _resolve_contact_id(client, first, payloads[0])
+        response = client.recurring_gift_create(payload)
+        return {first.pk: str((response or {}).get("id", ""))}
+    elif first.operation == Operation.RECURRING_GIFT_CANCEL:
+        recurring_id = payloads[0].get("recurringGiftId")
+        if not recurring_id:
+            raise VirtuousError(
+                ErrorClass.PERMANENT,
+                "recurringGiftId is missing: the schedule was never confirmed in Virtuous",
+            )
+        client.recurring_gift_cancel(
+            int(recurring_id),
+            cancel_reason=payloads[0].get("cancelReason", ""),
+            category_id=payloads[0].get("categoryId"),
+        )
+    else:  # pragma: no cover - guarded by the Operation choices
+        raise ValueError(first.operation)
+    return {}
+
+
+def _without(payload: dict[str, Any], key: str) -> dict[str, Any]:
+    return {k: v for k, v in payload.items() if k != key}
+
+
+def _resolve_reversed_gift(
+    client: VirtuousClient, item: OutboundItem, payload: dict[str, Any]
+) -> dict[str, Any]:
+    """A refund names the gift by our transaction ids; Virtuous wants its gift id."""
+    if payload.get("reversedGiftId"):
+        return payload
+    ref = payload.get("reversedTransaction") or {}
+    try:
+        gift = client.gift_get_by_transaction(ref["transactionSource"], ref["transactionId"])
+    except VirtuousError as exc:
+        if exc.error_class == ErrorClass.NOT_FOUND:
+            raise _Deferred(
+                "The gift to reverse is not in Virtuous yet (the nightly batch has not run)"
+            ) from exc
+        raise
+    resolved = {**_without(payload, "reversedTransaction"), "reversedGiftId": gift["id"]}
+    OutboundItem.objects.filter(pk=item.pk).update(payload=resolved)  # resolved once, kept
+    return resolved
+
+
+def _resolve_contact_id(
+    client: VirtuousClient, item: OutboundItem, payload: dict[str, Any]
+) -> dict[str, Any]:
+    """RecurringGift create takes a contactId (no embedded matching): find the donor first."""
+    if payload.get("contactId"):
+        return payload
+    ref = payload.get("contact") or {}
+    contact = client.contact_find(
+        reference_source=ref.get("referenceSource"), reference_id=ref.get("referenceId")
+    ) or (client.contact_find(email=ref["email"]) if ref.get("email") else None)
+    if not contact:
+        raise _Deferred("The donor is not in Virtuous yet (the nightly batch has not run)")
+    resolved = {**_without(payload, "contact"), "contactId": contact["id"]}
+    OutboundItem.objects.filter(pk=item.pk).update(payload=resolved)
+    return resolved
+
+
+def _handle_error(
+    *,
+    tenant: Tenant,
+    group: list[OutboundItem],
+    queue: list[list[OutboundItem]],
+    exc: VirtuousError,
+    result: DrainResult,
+) -> None:
+    cls = exc.error_class
+    if cls == ErrorClass.RATE_LIMITED:
+        raise _Stop("rate_limited", exc.retry_after or 60.0) from exc
+    if cls == ErrorClass.NEEDS_ATTENTION:
+        _needs_attention(tenant, exc)
+        raise _Stop("paused", 0.0) from exc
+    if cls == ErrorClass.PERMANENT and len(group) > 1:
+        # The batch failed as a whole: halve it until the bad item stands alone.
+        middle = len(group) // 2
+        queue[0:0] = [group[:middle], group[middle:]]
+        return
+    if cls == ErrorClass.PERMANENT:
+        result.dead += _dead_letter(tenant, group, error=exc, message=exc.message)
+        return
+    cap = tenant.retry_max_attempts
+    if cls in (ErrorClass.NOT_FOUND, ErrorClass.CONFLICT):
+        cap = min(cap, CONTEXT_DEPENDENT_MAX_ATTEMPTS)
+    exhausted = [i for i in group if i.attempts + 1 >= cap]
+    retry = [i for i in group if i not in exhausted]
+    if exhausted:
+        result.dead += _dead_letter(tenant, exhausted, error=exc, message=f"Retries exhausted: {exc.message}")
+    for item in retry:
+        OutboundItem.objects.filter(pk=item.pk, state=OutboundItem.State.IN_FLIGHT).update(
+            state=OutboundItem.State.PENDING,
+            attempts=F("attempts") + 1,
+            next_attempt_at=next_attempt_time(tenant=tenant, attempts=item.attempts + 1),
+            lease_owner="",
+            lease_expires_at=None,
+            last_status_code=exc.status_code,
+            last_error_class=cls,
+            last_error=exc.message[:2000],
+            updated_at=timezone.now(),
+        )
+    result.retried += len(retry)
+
+
+def _mark_submitted(
+    tenant: Tenant, group: list[OutboundItem], *, worker: str, virtuous_ids: dict[int, str]
+) -> int:
+    now = timezone.now()
+    with transaction.atomic():
+        count = OutboundItem.objects.filter(
+            pk__in=[i.pk for i in group], state=OutboundItem.State.IN_FLIGHT, lease_owner=worker
+        ).update(
+            state=OutboundItem.State.SUBMITTED,
+            submitted_at=now,
+            attempts=F("attempts") + 1,
+            lease_owner="",
+            lease_expires_at=None,
+            last_status_code=200,
+            last_error_class="",
+            last_error="",
+            updated_at=now,
+        )
+        for pk, virtuous_id in virtuous_ids.items():
+            if virtuous_id:
+                OutboundItem.objects.filter(pk=pk).update(virtuous_id=virtuous_id)
+        _sync_records_set(tenant, group, status=SyncRecord.Status.SUBMITTED, last_synced_at=now)
+    return count
+
+
+def _defer(tenant: Tenant, item: OutboundItem, reason: str) -> int:
+    """Wait for the record this write depends on; give up (dead letter) after the defer window."""
+    now = timezone.now()
+    if item.created_at < now - timedelta(hours=settings.OUTBOUND_DEFER_MAX_HOURS):
+        return _dead_letter(tenant, [item], error=None, message=f"Gave up waiting: {reason}")
+    OutboundItem.objects.filter(pk=item.pk, state=OutboundItem.State.IN_FLIGHT).update(
+        state=OutboundItem.State.PENDING,
+        next_attempt_at=now + timedelta(seconds=settings.OUTBOUND_DEFER_SECONDS),
+        lease_owner="",
+        lease_expires_at=None,
+        last_error=reason,
+        last_error_class=ErrorClass.NOT_FOUND,
+        last_status_code=404,
+        updated_at=now,
+    )
+    return 0
+
+
+def _release(items: list[OutboundItem], *, worker: str, retry_in: float) -> int:
+    """Hand claimed, unsent items back without spending an attempt (budget, 429, pause)."""
+    if not items:
+        return 0
+    now = timezone.now()
+    return OutboundItem.objects.filter(
+        pk__in=[i.pk for i in items], state=OutboundItem.State.IN_FLIGHT, lease_owner=worker
+    ).update(
+        state=OutboundItem.State.PENDING,
+        next_attempt_at=now + timedelta(seconds=retry_in),
+        lease_owner="",
+        lease_expires_at=None,
+        updated_at=now,
+    )
+
+
+def _dead_letter(
+    tenant: Tenant, items: list[OutboundItem], *, error: VirtuousError | None, message: str
+) -> int:
+    now = timezone.now()
+    with transaction.atomic():
+        for item in items:
+            moved = OutboundItem.objects.filter(pk=item.pk, state=OutboundItem.State.IN_FLIGHT).update(
+                state=OutboundItem.State.DEAD,
+                attempts=F("attempts") + (1 if error else 0),
+                lease_owner="",
+                lease_expires_at=None,
+                last_status_code=error.status_code if error else None,
+                last_error_class=error.error_class if error else "",
+                last_error=message[:2000],
+                updated_at=now,
+            )
+            if not moved:
+                continue
+            item.refresh_from_db(fields=["attempts", "payload"])
+            DeadLetter.objects.create(
+                tenant=tenant,
+                item=item,
+                operation_type=item.operation,
+                original_payload=item.payload,
+                status_code=error.status_code if error else None,
+                error_class=error.error_class if error else "",
+                attempt_count=item.attempts,
+                last_error=message[:2000],
+                error_details=error.details if error else [],
+            )
+        _sync_records_set(tenant, items, status=SyncRecord.Status.FAILED)
+        alerts.alert_raise(
+            tenant=tenant,
+            kind="dead_letter",
+            subject=f"{tenant.name}: {len(items)} item(s) moved to dead letters",
+            body=f"Last error: {message[:500]}\nReview them in the admin under Dead letters.",
+        )
+    return len(items)
+
+
+def _needs_attention(tenant: Tenant, exc: VirtuousError) -> str:
+    reason = f"Virtuous needs attention: {exc.message or exc.error_class}"[:500]
+    if tenant_services.tenant_pause(tenant=tenant, reason=reason):
+        alerts.alert_raise(
+            tenant=tenant,
+            kind="tenant_paused",
+            subject=f"{tenant.name}: syncing paused",
+            body=f"{reason}\nFix the credential, then resume the tenant in the admin.",
+        )
+    return "paused"
+
+
+def _sync_records_set(tenant: Tenant, items: list[OutboundItem], **fields: Any) -> None:
+    by_type: dict[str, dict[str, list[str]]] = {}
+    for item in items:
+        resource = RESOURCE_FOR_OPERATION.get(item.operation)
+        if resource:
+            by_type.setdefault(resource, {}).setdefault(item.external_source, []).append(item.external_id)
+    for resource, sources in by_type.items():
+        for source, ids in sources.items():
+            SyncRecord.objects.filter(
+                tenant=tenant, resource_type=resource, partner_source=source, partner_id__in=ids
+            ).update(**fields, updated_at=timezone.now())
+
+
+def tenant_queue_next_wake(*, tenant: Tenant) -> None:
+    """Recompute when this tenant next needs a drain, in one UPDATE.
+
+    An enqueue that commits meanwhile moves ``wake_at`` earlier again with its own conditional
+    update; the one interleaving a single statement cannot cover on PostgreSQL is repaired by
+    ``outbound_maintenance`` within a minute.
+    """
+
+    def earliest(state: str, column: str) -> Subquery:
+        return Subquery(
+            OutboundItem.objects.filter(tenant=tenant, state=state)
+            .order_by()
+            .values("tenant")
+            .annotate(m=Min(column))
+            .values("m")[:1]
+        )
+
+    TenantQueue.objects.filter(tenant=tenant).update(
+        wake_at=Coalesce(
+            earliest(OutboundItem.State.PENDING, "next_attempt_at"),
+            earliest(OutboundItem.State.IN_FLIGHT, "lease_expires_at"),
+        )
+    )

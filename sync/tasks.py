@@ -1,0 +1,39 @@
+"""django-q2 entry points: thin wrappers that look rows up and call a service.
+
+Tasks may run twice; every service they call is idempotent, and retry state is in our tables.
+"""
+
+from __future__ import annotations
+
+from sync.models import Alert
+from sync.services import alerts, confirm, dispatch
+from tenants.models import Tenant
+
+
+def outbound_dispatch() -> dict[str, int]:
+    return dispatch.outbound_dispatch()
+
+
+def outbound_maintenance() -> dict[str, int]:
+    return dispatch.outbound_maintenance()
+
+
+def outbound_reconcile_all() -> int:
+    from django_q.tasks import async_task
+
+    tenants = Tenant.objects.filter(status=Tenant.Status.ACTIVE).values_list("pk", flat=True)
+    for tenant_id in tenants:
+        async_task("sync.tasks.outbound_reconcile", tenant_id, task_name=f"reconcile-{tenant_id}")
+    return len(tenants)
+
+
+def outbound_reconcile(tenant_id: int) -> dict[str, int]:
+    tenant = Tenant.objects.get(pk=tenant_id)
+    return confirm.outbound_reconcile_submitted(tenant=tenant)
+
+
+def alert_deliver(alert_id: int) -> bool:
+    alert = Alert.objects.select_related("tenant").get(pk=alert_id)
+    if alert.delivered_at is not None:
+        return True  # a task that runs twice sends once
+    return alerts.alert_deliver(alert=alert)

@@ -1,0 +1,190 @@
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from integrations.virtuous.client import VirtuousClient
+from sync.models import Origin, OutboundItem, TenantQueue
+from sync.services.dispatch import (
+    outbound_dispatch,
+    outbound_maintenance,
+    tenant_queue_claim,
+    tenant_queue_release,
+)
+from sync.services.enqueue import outbound_enqueue_many
+from sync.services.submit import outbound_claim
+from tenants.services import tenant_pause
+from tests.sync.conftest import enqueue_gifts, gift_request
+
+postgres_only = pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="needs PostgreSQL row locks (SKIP LOCKED) and real concurrency"
+)
+
+
+def test_claim_leases_due_active_tenants_once(tenant, other_tenant):
+    enqueue_gifts(tenant, 1)
+    enqueue_gifts(other_tenant, 1)
+    tenant_pause(tenant=other_tenant, reason="401")
+    assert tenant_queue_claim(owner="d1", limit=10, lease_seconds=60) == [tenant.pk]
+    assert tenant_queue_claim(owner="d2", limit=10, lease_seconds=60) == []
+
+
+def test_least_recently_drained_tenant_goes_first(tenant, other_tenant):
+    enqueue_gifts(tenant, 1)
+    enqueue_gifts(other_tenant, 1)
+    TenantQueue.objects.filter(tenant=tenant).update(last_drain_at=timezone.now())
+    TenantQueue.objects.filter(tenant=other_tenant).update(
+        last_drain_at=timezone.now() - timedelta(minutes=5)
+    )
+    assert tenant_queue_claim(owner="d1", limit=1, lease_seconds=60) == [other_tenant.pk]
+
+
+def test_release_recomputes_wake_time(tenant):
+    enqueue_gifts(tenant, 1)
+    tenant_queue_claim(owner="d1", limit=1, lease_seconds=60)
+    OutboundItem.objects.update(state=OutboundItem.State.SUBMITTED)
+    tenant_queue_release(tenant=tenant, owner="d1")
+    queue = TenantQueue.objects.get(tenant=tenant)
+    assert (queue.wake_at, queue.lease_owner) == (None, "")
+
+
+def test_release_keeps_wake_for_future_retries(tenant):
+    (item,) = enqueue_gifts(tenant, 1)
+    later = timezone.now() + timedelta(minutes=3)
+    OutboundItem.objects.filter(pk=item.pk).update(next_attempt_at=later)
+    tenant_queue_release(tenant=tenant, owner="nobody")
+    assert TenantQueue.objects.get(tenant=tenant).wake_at == later
+
+
+def test_maintenance_reclaims_and_rewakes_and_alerts_on_stale_queues(
+    tenant, django_capture_on_commit_callbacks
+):
+    from django.core import mail
+
+    tenant.alert_emails = "ops@alpha.example"
+    tenant.save()
+    items = enqueue_gifts(tenant, 2)
+    outbound_claim(tenant=tenant, worker="dead-worker", limit=1)
+    OutboundItem.objects.filter(state="in_flight").update(
+        lease_expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    OutboundItem.objects.filter(pk=items[1].pk).update(created_at=timezone.now() - timedelta(hours=2))
+    TenantQueue.objects.filter(tenant=tenant).update(wake_at=None)
+    with django_capture_on_commit_callbacks(execute=True):
+        counts = outbound_maintenance()
+    assert counts == {"reclaimed": 1, "woken": 1, "stale_tenants": 1}
+    assert TenantQueue.objects.get(tenant=tenant).wake_at is not None
+    assert "waiting for 120 minutes" in mail.outbox[0].subject
+
+
+class _SlowFake:
+    """Answers every batch after ``latency`` seconds, like Virtuous does (0.3–2 s in real life)."""
+
+    def __init__(self, latency: float):
+        self.latency = latency
+        self.lock = threading.Lock()
+        self.sent: list[str] = []
+
+    def for_tenant(self, tenant, *, keep_reserve=False, on_call=None):
+        return self
+
+    def gift_transactions(self, *, transaction_source, transactions, **kw):
+        time.sleep(self.latency)
+        with self.lock:
+            self.sent.extend(t["transactionId"] for t in transactions)
+
+    def gift_transaction(self, payload):
+        self.gift_transactions(transaction_source="", transactions=[payload])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_huge_backlog_does_not_delay_another_tenant(tenant, other_tenant, monkeypatch):
+    fake = _SlowFake(latency=0.02)
+    monkeypatch.setattr(VirtuousClient, "for_tenant", fake.for_tenant)
+    outbound_enqueue_many(
+        tenant=tenant, requests=[gift_request(n) for n in range(50_000)], origin=Origin.WEBHOOK
+    )
+    outbound_enqueue_many(
+        tenant=other_tenant, requests=[gift_request(f"b{n}") for n in range(10)], origin=Origin.WEBHOOK
+    )
+    started = timezone.now()
+    outbound_dispatch(seconds=2, threads=4)
+    b_items = OutboundItem.objects.filter(tenant=other_tenant)
+    assert set(b_items.values_list("state", flat=True)) == {"submitted"}
+    assert max(b_items.values_list("submitted_at", flat=True)) - started < timedelta(seconds=1.5)
+    assert OutboundItem.objects.filter(
+        tenant=tenant, state="pending"
+    ).exists()  # A is still working through its backlog
+
+
+@pytest.mark.django_db(transaction=True)
+def test_dispatch_overlaps_calls_for_different_tenants(monkeypatch):
+    from tenants.services import tenant_create
+
+    fake = _SlowFake(latency=0.3)
+    monkeypatch.setattr(VirtuousClient, "for_tenant", fake.for_tenant)
+    tenants = [tenant_create(slug=f"t{n}", name=f"T{n}") for n in range(8)]
+    for t in tenants:
+        outbound_enqueue_many(
+            tenant=t, requests=[gift_request(f"{t.slug}-{n}") for n in range(3)], origin=Origin.WEBHOOK
+        )
+    started = time.monotonic()
+    totals = outbound_dispatch(seconds=1.2, threads=8)
+    assert totals["submitted"] == 24 and totals["calls"] == 8
+    # eight 0.3 s calls in well under the 2.4 s they would take one after another
+    assert time.monotonic() - started < 2.0
+
+
+@postgres_only
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_claims_take_each_item_exactly_once(tenant):
+    outbound_enqueue_many(
+        tenant=tenant, requests=[gift_request(n) for n in range(400)], origin=Origin.WEBHOOK
+    )
+    claimed: list[list[int]] = []
+    barrier = threading.Barrier(4)
+
+    def worker(name: str) -> None:
+        barrier.wait()
+        mine = []
+        while batch := outbound_claim(tenant=tenant, worker=name, limit=25):
+            mine.extend(i.pk for i in batch)
+        claimed.append(mine)
+        connection.close()
+
+    threads = [threading.Thread(target=worker, args=(f"w{n}",)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    all_ids = [pk for mine in claimed for pk in mine]
+    assert len(all_ids) == 400 and len(set(all_ids)) == 400
+    assert sum(1 for mine in claimed if mine) >= 2  # the work really was shared
+
+
+@postgres_only
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_enqueue_of_one_key_makes_one_item(tenant):
+    from sync.services.enqueue import outbound_enqueue
+
+    barrier = threading.Barrier(8)
+    created: list[bool] = []
+
+    def worker() -> None:
+        barrier.wait()
+        _, was_created = outbound_enqueue(tenant=tenant, request=gift_request("same"), origin=Origin.WEBHOOK)
+        created.append(was_created)
+        connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert OutboundItem.objects.filter(tenant=tenant).count() == 1
+    assert sorted(created) == [False] * 7 + [True]

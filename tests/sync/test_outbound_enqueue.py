@@ -1,0 +1,109 @@
+from decimal import Decimal
+
+import pytest
+
+from sync.models import Origin, OutboundItem, SyncRecord, TenantQueue
+from sync.services.enqueue import (
+    OutboundRequest,
+    outbound_enqueue,
+    outbound_enqueue_many,
+    payload_fingerprint,
+)
+from tests.sync.conftest import gift_request
+
+
+def test_enqueue_stores_the_exact_payload_with_decimal_amounts_as_strings(tenant):
+    item, created = outbound_enqueue(
+        tenant=tenant, request=gift_request(1, amount="12.34"), origin=Origin.WEBHOOK
+    )
+    item.refresh_from_db()
+    assert created is True
+    assert item.state == OutboundItem.State.PENDING
+    assert item.payload["amount"] == "12.34"
+    assert item.idempotency_key == "gift_transaction:Stripe:pi_1"
+    assert (item.external_source, item.external_id) == ("Stripe", "pi_1")
+
+
+def test_same_key_twice_is_a_no_op(tenant):
+    first, created1 = outbound_enqueue(tenant=tenant, request=gift_request(1), origin=Origin.WEBHOOK)
+    second, created2 = outbound_enqueue(
+        tenant=tenant, request=gift_request(1, amount="99.00"), origin=Origin.POLL
+    )
+    assert (created1, created2) == (True, False)
+    assert first.pk == second.pk
+    assert OutboundItem.objects.count() == 1
+    assert OutboundItem.objects.get().payload["amount"] == "25.00"  # the first capture wins, unchanged
+
+
+def test_same_key_for_two_tenants_is_two_items(tenant, other_tenant):
+    outbound_enqueue(tenant=tenant, request=gift_request(1), origin=Origin.WEBHOOK)
+    outbound_enqueue(tenant=other_tenant, request=gift_request(1), origin=Origin.WEBHOOK)
+    assert OutboundItem.objects.filter(tenant=tenant).count() == 1
+    assert OutboundItem.objects.filter(tenant=other_tenant).count() == 1
+
+
+def test_bulk_origin_gets_bulk_priority_and_live_does_not(tenant):
+    live, _ = outbound_enqueue(tenant=tenant, request=gift_request(1), origin=Origin.WEBHOOK)
+    bulk, _ = outbound_enqueue(tenant=tenant, request=gift_request(2), origin=Origin.BULK)
+    assert live.priority < bulk.priority
+
+
+def test_enqueue_records_sync_state_and_fingerprint(tenant):
+    request = gift_request(1)
+    outbound_enqueue(tenant=tenant, request=request, origin=Origin.WEBHOOK)
+    record = SyncRecord.objects.get(tenant=tenant)
+    assert (record.resource_type, record.partner_source, record.partner_id) == ("gift", "Stripe", "pi_1")
+    assert record.status == SyncRecord.Status.PENDING
+    assert record.sync_state == SyncRecord.SyncState.PARTNER_PENDING
+    assert record.fingerprint == payload_fingerprint(request.payload)
+
+
+def test_enqueue_wakes_the_tenant_queue(tenant):
+    assert not TenantQueue.objects.filter(tenant=tenant).exists()
+    item, _ = outbound_enqueue(tenant=tenant, request=gift_request(1), origin=Origin.WEBHOOK)
+    assert TenantQueue.objects.get(tenant=tenant).wake_at == item.next_attempt_at
+
+
+@pytest.mark.parametrize(
+    "request_kwargs,message",
+    [
+        ({"operation": "delete_everything"}, "Unknown operation"),
+        ({"external_id": ""}, "external source and id"),
+        ({"payload": ["not", "a", "dict"]}, "JSON object"),
+    ],
+)
+def test_invalid_requests_are_refused_and_nothing_is_stored(tenant, request_kwargs, message):
+    base = {
+        "operation": "gift_transaction",
+        "external_source": "Stripe",
+        "external_id": "pi_1",
+        "payload": {},
+    }
+    with pytest.raises(ValueError, match=message):
+        outbound_enqueue(
+            tenant=tenant, request=OutboundRequest(**{**base, **request_kwargs}), origin=Origin.WEBHOOK
+        )
+    assert not OutboundItem.objects.exists()
+
+
+def test_enqueue_many_skips_existing_and_duplicate_keys(tenant):
+    outbound_enqueue(tenant=tenant, request=gift_request(1), origin=Origin.WEBHOOK)
+    created = outbound_enqueue_many(
+        tenant=tenant,
+        requests=[gift_request(1), gift_request(2), gift_request(2), gift_request(3)],
+        origin=Origin.BULK,
+    )
+    assert created == 2
+    assert sorted(OutboundItem.objects.values_list("external_id", flat=True)) == ["pi_1", "pi_2", "pi_3"]
+    assert OutboundItem.objects.get(external_id="pi_1").origin == Origin.WEBHOOK
+    # a re-run enqueues nothing
+    assert (
+        outbound_enqueue_many(tenant=tenant, requests=[gift_request(2), gift_request(3)], origin=Origin.BULK)
+        == 0
+    )
+
+
+def test_fingerprint_is_stable_across_key_order_and_decimal_form():
+    assert payload_fingerprint({"a": Decimal("1.50"), "b": 1}) == payload_fingerprint(
+        {"b": 1, "a": Decimal("1.50")}
+    )
