@@ -106,3 +106,14 @@ def test_delivery_honours_a_custom_header_and_strict_encoding(tenant):
     assert not verify_delivery(
         tenant=tenant, body=BODY, headers={"X-Virtuous-Signature": sign(BODY, SECRET, "base64")}
     )
+
+
+def test_admin_edits_the_signature_settings_in_the_virtuous_fieldset(superuser, tenant):
+    from django.test import Client
+    from django.urls import reverse
+
+    browser = Client()
+    browser.force_login(superuser)
+    html = browser.get(reverse("admin:tenants_tenant_change", args=[tenant.pk])).content.decode()
+    assert 'name="virtuous_signature_header" value="X-Virtuous-Signature"' in html
+    assert '<option value="auto" selected>Hex or Base64</option>' in html
