@@ -8,6 +8,8 @@ in ``tenants.checks``, so a bad deployment fails at startup, not at the first re
 
 from __future__ import annotations
 
+from django.core.exceptions import ImproperlyConfigured
+
 from config.env import BASE_DIR, env, secret, strict_bool
 
 DEBUG = strict_bool("DEBUG", default=False)
@@ -144,6 +146,14 @@ VIRTUOUS_BASE_URL = env.str("VIRTUOUS_BASE_URL", default="https://api.virtuousso
 # for the customer's other integrations that share the same organisation budget.
 VIRTUOUS_DEFAULT_HOURLY_BUDGET = env.int("VIRTUOUS_DEFAULT_HOURLY_BUDGET", default=5000)
 VIRTUOUS_DEFAULT_BUDGET_HEADROOM_PERCENT = env.int("VIRTUOUS_DEFAULT_BUDGET_HEADROOM_PERCENT", default=10)
+# Per-tenant Virtuous token buckets, shared by every worker: "database" (a row per tenant),
+# "redis", or "auto" (Redis when REDIS_URL is set). Burst = how many seconds of the hourly budget
+# may be spent at once.
+RATE_LIMIT_BACKEND = env.str("RATE_LIMIT_BACKEND", default="auto").strip().lower()
+if RATE_LIMIT_BACKEND not in ("auto", "database", "redis"):
+    raise ImproperlyConfigured(f"RATE_LIMIT_BACKEND={RATE_LIMIT_BACKEND!r}; use auto, database or redis.")
+RATE_LIMIT_REDIS_PREFIX = env.str("RATE_LIMIT_REDIS_PREFIX", default="giftline:ratelimit:")
+VIRTUOUS_BUCKET_BURST_SECONDS = env.int("VIRTUOUS_BUCKET_BURST_SECONDS", default=60)
 HTTP_USER_AGENT = env.str("HTTP_USER_AGENT", default="Giftline/0.1 (+https://github.com/giftline)")
 
 # --- Outbound queue and submitter (see docs/decisions.md) ---------------------------------

@@ -57,6 +57,8 @@ class TenantAdmin(admin.ModelAdmin):
                     "virtuous_time_zone",
                     "source_name",
                     "virtuous_webhook_id",
+                    "virtuous_signature_header",
+                    "virtuous_signature_encoding",
                 )
             },
         ),

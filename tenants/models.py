@@ -35,6 +35,11 @@ class Tenant(models.Model):
         MOST_RECENT = "most_recent", "Most recent change wins"
         FIELD_OWNERSHIP = "field_ownership", "Per-field ownership"
 
+    class SignatureEncoding(models.TextChoices):
+        AUTO = "auto", "Hex or Base64"
+        HEX = "hex", "Hex"
+        BASE64 = "base64", "Base64"
+
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     slug = models.SlugField(max_length=63, unique=True)
     name = models.CharField(max_length=200)
@@ -57,6 +62,15 @@ class Tenant(models.Model):
         "from our own writes are recognised.",
     )
     virtuous_webhook_id = models.CharField(max_length=32, blank=True)
+    # Virtuous has not published its webhook signature scheme, so how to read it is a setting.
+    virtuous_signature_header = models.CharField(
+        max_length=64,
+        default="X-Virtuous-Signature",
+        help_text="Header carrying the HMAC-SHA256 of the raw body on Virtuous webhook deliveries.",
+    )
+    virtuous_signature_encoding = models.CharField(
+        max_length=8, choices=SignatureEncoding.choices, default=SignatureEncoding.AUTO
+    )
 
     hourly_request_budget = models.PositiveIntegerField(
         default=_default_budget, help_text="Virtuous allows 5,000 requests/hour per organisation."

@@ -1,0 +1,144 @@
+"""Token-bucket behaviour, identical on the database and Redis backends."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from integrations.models import RateBucket
+from integrations.virtuous.ratelimit import DatabaseBackend, RedisBackend, TenantBudget, default_backend
+
+
+def _budget(backend, clock, *, key="t-1", per_hour=3600, burst=10, reserve=0.0) -> TenantBudget:
+    return TenantBudget(
+        key, per_hour, reserve_fraction=reserve, burst_seconds=burst, backend=backend, clock=clock
+    )
+
+
+def test_a_new_bucket_is_full_then_refills_at_the_hourly_rate(backend, clock):
+    # given: 3600/h = 1 token/s, capacity 10
+    budget = _budget(backend, clock)
+    # when / then
+    assert [budget.try_acquire() for _ in range(10)] == [0.0] * 10
+    assert budget.try_acquire() == pytest.approx(1.0)
+    clock.advance(2.5)
+    assert budget.try_acquire() == 0.0
+    assert budget.try_acquire() == 0.0
+    assert budget.try_acquire() == pytest.approx(0.5)
+
+
+def test_refill_never_exceeds_capacity(backend, clock):
+    budget = _budget(backend, clock)
+    budget.try_acquire(cost=4)
+    clock.advance(3600)
+    assert budget.snapshot()["tokens"] == 10.0
+    assert budget.try_acquire(cost=10) == 0.0
+    assert budget.try_acquire() == pytest.approx(1.0)
+
+
+def test_keep_reserve_never_takes_the_last_share(backend, clock):
+    # given: capacity 10, 30% reserved for live work
+    budget = _budget(backend, clock, reserve=0.3)
+    # when
+    granted = sum(budget.try_acquire(keep_reserve=True) == 0.0 for _ in range(12))
+    # then
+    assert granted == 7
+    assert budget.try_acquire(keep_reserve=True) == pytest.approx(1.0)
+    assert [budget.try_acquire() for _ in range(3)] == [0.0, 0.0, 0.0]
+
+
+def test_keep_reserve_still_lets_one_request_through_a_one_token_bucket(backend, clock):
+    budget = _budget(backend, clock, per_hour=60, burst=1, reserve=0.5)
+    assert budget.capacity == 1.0
+    assert budget.try_acquire(keep_reserve=True) == 0.0
+
+
+def test_observe_caps_tokens_at_what_virtuous_says_remains(backend, clock):
+    budget = _budget(backend, clock)
+    budget.observe(4, clock.now + 600)
+    assert budget.snapshot()["tokens"] == 4.0
+    assert budget.paused_for() == 0.0
+    budget.observe(50, clock.now + 600)  # never raises tokens above what we had
+    assert budget.snapshot()["tokens"] == 4.0
+    budget.observe(None, None)
+    assert budget.snapshot()["tokens"] == 4.0
+
+
+def test_observe_zero_remaining_pauses_until_reset(backend, clock):
+    budget = _budget(backend, clock)
+    budget.observe(0, clock.now + 300)
+    assert budget.paused_for() == 300.0
+    assert budget.try_acquire() == 300.0
+    clock.advance(300)
+    assert budget.try_acquire() == 0.0
+
+
+def test_pause_until_keeps_the_later_pause(backend, clock):
+    budget = _budget(backend, clock)
+    budget.pause_until(clock.now + 120)
+    budget.pause_until(clock.now + 30)
+    assert budget.paused_for() == 120.0
+    assert budget.try_acquire() == 120.0
+    assert budget.snapshot() == {
+        "key": "t-1",
+        "tokens": 10.0,
+        "capacity": 10.0,
+        "per_hour": 3600,
+        "paused_until": datetime.fromtimestamp(clock.now + 120, UTC),
+    }
+
+
+def test_tenants_have_separate_buckets(backend, clock):
+    alpha = _budget(backend, clock, key="alpha", burst=2)
+    bravo = _budget(backend, clock, key="bravo", burst=2)
+    alpha.try_acquire(cost=2)
+    alpha.pause_until(clock.now + 600)
+    assert bravo.try_acquire(cost=2) == 0.0
+    assert bravo.paused_for() == 0.0
+
+
+def test_a_budget_change_applies_to_the_existing_bucket(backend, clock):
+    _budget(backend, clock, burst=10).try_acquire(cost=2)
+    smaller = _budget(backend, clock, burst=5)
+    assert smaller.snapshot()["tokens"] == 5.0
+    assert smaller.try_acquire(cost=5) == 0.0
+
+
+def test_zero_budget_never_grants(backend, clock):
+    budget = _budget(backend, clock, per_hour=0)
+    assert budget.try_acquire() == 0.0  # the single minimum token
+    assert budget.try_acquire() == 3600.0
+
+
+def test_database_backend_keeps_one_row_per_key(db, clock):
+    _budget(DatabaseBackend(), clock, key="row-a").try_acquire()
+    _budget(DatabaseBackend(), clock, key="row-a").try_acquire()
+    _budget(DatabaseBackend(), clock, key="row-b").try_acquire()
+    assert sorted(RateBucket.objects.values_list("key", "tokens")) == [("row-a", 8.0), ("row-b", 9.0)]
+
+
+def test_default_backend_follows_the_setting(settings):
+    settings.RATE_LIMIT_BACKEND = "database"
+    assert isinstance(default_backend(), DatabaseBackend)
+    settings.RATE_LIMIT_BACKEND = "auto"
+    settings.REDIS_URL = ""
+    assert isinstance(default_backend(), DatabaseBackend)
+    settings.REDIS_URL = "redis://127.0.0.1:6379/5"
+    assert isinstance(default_backend(), RedisBackend)
+    settings.RATE_LIMIT_BACKEND = "redis"
+    settings.REDIS_URL = ""
+    with pytest.raises(ImproperlyConfigured, match="REDIS_URL"):
+        default_backend()
+
+
+@pytest.mark.parametrize(("per_hour", "reserve"), [(-1, 0.0), (100, 1.0), (100, -0.1)])
+def test_bad_budget_arguments_are_refused(per_hour, reserve):
+    with pytest.raises(ValueError):
+        TenantBudget("k", per_hour, reserve_fraction=reserve, backend=DatabaseBackend())
+
+
+def test_capacity_defaults_to_the_burst_setting(settings):
+    settings.VIRTUOUS_BUCKET_BURST_SECONDS = 60
+    assert TenantBudget("k", 4500, backend=DatabaseBackend()).capacity == 75.0
