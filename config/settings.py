@@ -156,6 +156,11 @@ RATE_LIMIT_REDIS_PREFIX = env.str("RATE_LIMIT_REDIS_PREFIX", default="giftline:r
 VIRTUOUS_BUCKET_BURST_SECONDS = env.int("VIRTUOUS_BUCKET_BURST_SECONDS", default=60)
 HTTP_USER_AGENT = env.str("HTTP_USER_AGENT", default="Giftline/0.1 (+https://github.com/giftline)")
 
+# Webhook bodies above this are refused (413) and recorded; Stripe events are well under it.
+WEBHOOK_MAX_BODY_BYTES = env.int("WEBHOOK_MAX_BODY_BYTES", default=1024 * 1024)
+# Public base URL used to show each connection's webhook URL (admin, connection_create).
+PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000")
+
 # --- Outbound queue and submitter (see docs/decisions.md) ---------------------------------
 # Dispatch tasks run every minute (one schedule each) and drain due tenants for about a minute,
 # OUTBOUND_DRAIN_THREADS tenants at a time per dispatch; add dispatchers and qcluster workers to
@@ -172,6 +177,10 @@ OUTBOUND_DEFER_MAX_HOURS = env.int("OUTBOUND_DEFER_MAX_HOURS", default=96)
 OUTBOUND_CONFIRM_LOOKUP_HOURS = env.int("OUTBOUND_CONFIRM_LOOKUP_HOURS", default=24)
 OUTBOUND_NEEDS_REVIEW_HOURS = env.int("OUTBOUND_NEEDS_REVIEW_HOURS", default=72)
 OUTBOUND_STALE_SECONDS = env.int("OUTBOUND_STALE_SECONDS", default=3600)
+INBOUND_DISPATCH_SECONDS = env.float("INBOUND_DISPATCH_SECONDS", default=55.0)
+INBOUND_MAX_ATTEMPTS = env.int("INBOUND_MAX_ATTEMPTS", default=5)
+POLL_FAILURES_BEFORE_PAUSE = env.int("POLL_FAILURES_BEFORE_PAUSE", default=3)
+POLL_PAUSE_HOURS = env.int("POLL_PAUSE_HOURS", default=24)
 ALERT_QUIET_SECONDS = env.int("ALERT_QUIET_SECONDS", default=3600)
 GIFTLINE_ALERT_FALLBACK_EMAILS = env.list("GIFTLINE_ALERT_FALLBACK_EMAILS", default=[])
 

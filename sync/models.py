@@ -14,16 +14,11 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from integrations.types import Operation
 from integrations.virtuous.errors import ErrorClass
 from tenants.models import Tenant
 
-
-class Operation(models.TextChoices):
-    CONTACT_TRANSACTION = "contact_transaction", "Contact transaction"
-    GIFT_TRANSACTION = "gift_transaction", "Gift transaction"
-    RECURRING_GIFT_CREATE = "recurring_gift_create", "Recurring gift create"
-    RECURRING_GIFT_CANCEL = "recurring_gift_cancel", "Recurring gift cancel"
-    REVERSING_TRANSACTION = "reversing_transaction", "Reversing transaction"
+__all__ = ["Operation"]  # re-exported: the operations the queue knows are defined with the mappers
 
 
 class Origin(models.TextChoices):

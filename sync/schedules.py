@@ -47,7 +47,7 @@ def schedules_apply() -> tuple[int, int]:
                 "repeats": -1,
             },
         )
-    prefixes = ("outbound-",)
+    prefixes = ("outbound-", "inbound-", "connections-")
     stale = Schedule.objects.filter(name__regex=r"^(" + "|".join(prefixes) + ")").exclude(name__in=names)
     removed, _ = stale.delete()
     return len(declared), removed

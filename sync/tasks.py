@@ -5,8 +5,9 @@ Tasks may run twice; every service they call is idempotent, and retry state is i
 
 from __future__ import annotations
 
+from integrations.models import Connection
 from sync.models import Alert
-from sync.services import alerts, confirm, dispatch
+from sync.services import alerts, confirm, dispatch, inbound, polling
 from tenants.models import Tenant
 
 
@@ -37,3 +38,24 @@ def alert_deliver(alert_id: int) -> bool:
     if alert.delivered_at is not None:
         return True  # a task that runs twice sends once
     return alerts.alert_deliver(alert=alert)
+
+
+def inbound_dispatch() -> dict[str, int]:
+    return inbound.inbound_drain()
+
+
+def connections_poll_due() -> int:
+    from django_q.tasks import async_task
+
+    due = polling.connections_poll_due()
+    for connection_id in due:
+        async_task("sync.tasks.connection_poll", connection_id, task_name=f"poll-{connection_id}")
+    return len(due)
+
+
+def connection_poll(connection_id: int) -> dict[str, int]:
+    connection = Connection.objects.select_related("tenant").get(pk=connection_id)
+    try:
+        return polling.connection_poll(connection=connection)
+    except polling.PollSkipped:
+        return {"skipped": 1}

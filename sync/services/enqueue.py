@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +17,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from integrations.types import OutboundRequest
 from sync.models import (
     PRIORITY_BULK,
     PRIORITY_LIVE,
@@ -34,29 +34,6 @@ RESOURCE_FOR_OPERATION = {
     Operation.GIFT_TRANSACTION: SyncRecord.ResourceType.GIFT,
     Operation.RECURRING_GIFT_CREATE: SyncRecord.ResourceType.RECURRING_GIFT,
 }
-
-
-@dataclass(frozen=True)
-class OutboundRequest:
-    """What a mapper produces: one Virtuous write, with the ids that make it idempotent."""
-
-    operation: str
-    external_source: str
-    external_id: str
-    payload: dict[str, Any]
-    idempotency_key: str = ""
-    partner_modified_at: datetime | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def key(self) -> str:
-        return self.idempotency_key or default_idempotency_key(
-            self.operation, self.external_source, self.external_id
-        )
-
-
-def default_idempotency_key(operation: str, external_source: str, external_id: str) -> str:
-    return f"{operation}:{external_source}:{external_id}"
 
 
 def payload_fingerprint(payload: dict[str, Any]) -> str:

@@ -12,10 +12,11 @@ from typing import Any
 
 import pytest
 
+from integrations.types import OutboundRequest
 from integrations.virtuous.client import CallRecord
 from integrations.virtuous.errors import BudgetExhausted, ErrorClass, VirtuousError
 from sync.models import Operation, Origin
-from sync.services.enqueue import OutboundRequest, outbound_enqueue
+from sync.services.enqueue import outbound_enqueue
 
 
 class FakeVirtuous:

@@ -2,9 +2,9 @@ from decimal import Decimal
 
 import pytest
 
+from integrations.types import OutboundRequest
 from sync.models import Origin, OutboundItem, SyncRecord, TenantQueue
 from sync.services.enqueue import (
-    OutboundRequest,
     outbound_enqueue,
     outbound_enqueue_many,
     payload_fingerprint,

@@ -1,0 +1,23 @@
+from integrations.donorbox import mapping, poller, webhooks
+from integrations.registry import ProviderSpec
+
+PROVIDER = ProviderSpec(
+    key="donorbox",
+    label="Donorbox",
+    credential_platform="donorbox",
+    default_source_name="Donorbox",
+    content_types=("application/json",),
+    verify=webhooks.verify,
+    parse=webhooks.parse,
+    load=webhooks.load,
+    handlers=mapping.HANDLERS,
+    capture_modes=("webhook", "polling", "hybrid"),
+    poll=poller.poll,
+    setup_steps=(
+        "In Donorbox: Integrations → API & Zapier Integration → Custom Webhooks → add endpoint. Paste the webhook "
+        "URL, choose payload version v2, select donation and plan events, save, then copy the endpoint's "
+        "Signature Secret and store it with: manage.py credential_set TENANT donorbox webhook_secret --scope "
+        "CONNECTION_ID. For polling, put the account e-mail in the connection settings and store the API key as "
+        "donorbox api_token with the same scope."
+    ),
+)

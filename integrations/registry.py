@@ -1,0 +1,122 @@
+"""One registry of providers. Each provider is a folder under integrations/ with the same files
+(webhooks.py, mapping.py, client.py, poller.py) and a ``provider.py`` exposing ``PROVIDER``;
+adding one means copying a sibling folder and adding a line here. Modules load lazily.
+"""
+
+from __future__ import annotations
+
+import zoneinfo
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cache
+from importlib import import_module
+from typing import Any
+
+from integrations.types import MappingError, Outcome, ParsedEvent, PolledRecord, WebhookRequest
+
+PROVIDERS: dict[str, str] = {
+    "donorbox": "integrations.donorbox.provider",
+}
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    ok: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class MappingContext:
+    """Everything a mapper may know about the tenant and connection; mapping stays pure."""
+
+    tenant_slug: str
+    time_zone: str
+    source_name: str
+    default_project_code: str = ""
+    project_code_map: Mapping[str, str] = field(default_factory=dict)
+    field_map: Mapping[str, str] = field(default_factory=dict)
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_connection(cls, connection: Any) -> MappingContext:
+        return cls(
+            tenant_slug=connection.tenant.slug,
+            time_zone=connection.tenant.virtuous_time_zone,
+            source_name=connection.source_name,
+            default_project_code=connection.default_project_code,
+            project_code_map=dict(connection.project_code_map or {}),
+            field_map=dict(connection.field_map or {}),
+            settings=dict(connection.settings or {}),
+        )
+
+    @property
+    def tz(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.time_zone)
+
+    def local_date(self, moment: datetime) -> str:
+        """The gift date Virtuous expects: the calendar day in the organisation's time zone."""
+        return moment.astimezone(self.tz).date().isoformat()
+
+    def project_code(self, *keys: str | None) -> str:
+        """Map the first known source key to a project code; unmapped is an error, never a guess."""
+        for key in keys:
+            if key is not None and str(key) in self.project_code_map:
+                return self.project_code_map[str(key)]
+        if self.default_project_code:
+            return self.default_project_code
+        shown = ", ".join(str(k) for k in keys if k) or "(none)"
+        raise MappingError(
+            f"No Virtuous project code is mapped for {shown} and the connection has no default."
+        )
+
+
+Handler = Callable[[MappingContext, dict[str, Any]], Outcome]
+
+
+@dataclass(frozen=True)
+class PollContext:
+    """What a poller gets from the sync room: its checkpoints per resource, a way to save them
+    (every 100 records, so an interrupted run resumes), a way to emit changes, and its secrets.
+
+    Checkpoints are the *source-side* modified time plus an id tie-breaker, never wall-clock.
+    """
+
+    load_checkpoint: Callable[[str], tuple[datetime | None, str]]
+    save_checkpoint: Callable[[str, datetime, str], None]
+    emit: Callable[[PolledRecord], bool]
+    secret: Callable[[str], str | None]
+    mapping: MappingContext
+
+
+@dataclass(frozen=True)
+class ProviderSpec:
+    key: str
+    label: str
+    credential_platform: str
+    default_source_name: str
+    content_types: tuple[str, ...]
+    verify: Callable[[WebhookRequest, Any, list[str]], VerifyResult]
+    parse: Callable[[WebhookRequest], ParsedEvent]
+    load: Callable[[bytes, str], Any]
+    handlers: Mapping[str, Handler]
+    capture_modes: tuple[str, ...] = ("webhook",)
+    poll: Callable[[Any, PollContext], int] | None = None
+    handshake: Callable[[WebhookRequest, Any, list[str]], tuple[int, str]] | None = None
+    setup_steps: str = ""
+
+
+@cache
+def provider_get(key: str) -> ProviderSpec:
+    try:
+        path = PROVIDERS[key]
+    except KeyError as exc:
+        raise LookupError(f"Unknown provider {key!r}; known: {', '.join(sorted(PROVIDERS))}") from exc
+    spec = import_module(path).PROVIDER
+    if spec.key != key:
+        raise LookupError(f"{path} declares provider {spec.key!r}, registered as {key!r}")
+    return spec
+
+
+def provider_keys() -> list[str]:
+    return sorted(PROVIDERS)

@@ -1,0 +1,84 @@
+"""Plain types shared by providers and the sync room (integrations may not import sync).
+
+A provider's mapping turns a source event into ``OutboundRequest``s; the sync room enqueues them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.db import models
+
+
+class Operation(models.TextChoices):
+    CONTACT_TRANSACTION = "contact_transaction", "Contact transaction"
+    GIFT_TRANSACTION = "gift_transaction", "Gift transaction"
+    RECURRING_GIFT_CREATE = "recurring_gift_create", "Recurring gift create"
+    RECURRING_GIFT_CANCEL = "recurring_gift_cancel", "Recurring gift cancel"
+    REVERSING_TRANSACTION = "reversing_transaction", "Reversing transaction"
+
+
+@dataclass(frozen=True)
+class OutboundRequest:
+    """One Virtuous write, with the ids that make it idempotent."""
+
+    operation: str
+    external_source: str
+    external_id: str
+    payload: dict[str, Any]
+    idempotency_key: str = ""
+    partner_modified_at: datetime | None = None
+
+    @property
+    def key(self) -> str:
+        return self.idempotency_key or f"{self.operation}:{self.external_source}:{self.external_id}"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What processing one source event produced: writes to queue, or a reason a person must look."""
+
+    requests: list[OutboundRequest] = field(default_factory=list)
+    review_reason: str = ""
+    note: str = ""
+
+
+class MalformedPayload(ValueError):
+    """The body cannot be understood; the event is kept for inspection, nothing is enqueued."""
+
+
+class MappingError(ValueError):
+    """The event is well-formed but cannot be mapped (e.g. an unmapped project code)."""
+
+
+@dataclass(frozen=True)
+class WebhookRequest:
+    """What a receive view hands a provider: the raw bytes and the headers, nothing parsed yet."""
+
+    body: bytes
+    headers: dict[str, str]
+    content_type: str
+    query: dict[str, str]
+    path_secret: str = ""
+
+
+@dataclass(frozen=True)
+class ParsedEvent:
+    """The minimum a receive view needs to store and dedupe an event."""
+
+    event_type: str
+    dedupe_key: str
+    occurred_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class PolledRecord:
+    """One change read by a poller, stored as an InboundEvent like a webhook delivery."""
+
+    event_type: str
+    dedupe_key: str
+    payload: dict[str, Any]
+    modified_at: datetime
+    record_id: str
