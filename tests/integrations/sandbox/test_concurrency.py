@@ -50,7 +50,9 @@ def _in_threads(work) -> list:
 
 def test_counters_never_lose_an_increment():
     org, _ = services.sandbox_org_create(name="Concurrent")
-    _in_threads(lambda n: [limits.counters_add(organization_id=org.pk, requests_total=1) for _ in range(EACH)])
+    _in_threads(
+        lambda n: [limits.counters_add(organization_id=org.pk, requests_total=1) for _ in range(EACH)]
+    )
     assert counters(org)["requests_total"] == THREADS * EACH
 
 
