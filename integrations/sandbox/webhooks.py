@@ -1,6 +1,6 @@
 """Outbound webhooks of the sandbox: build the body, sign the raw bytes, POST, count.
 
-The signing is written here on purpose (not imported from ``integrations.virtuous``), so the
+The signing is written here on purpose (not shared with our Virtuous client code), so the
 sandbox checks our verifier independently: HMAC-SHA256 over the exact body bytes with the
 subscription's secret, as a hex or Base64 digest in a configurable header.
 """

@@ -218,3 +218,23 @@ def test_sandbox_enabled_is_a_strict_boolean(monkeypatch):
 def test_counters_reject_unknown_names(org):
     with pytest.raises(ValueError, match="Unknown sandbox counters"):
         limits.counters_add(organization_id=org.pk, nonsense=1)
+
+
+def test_sandbox_imports_nothing_from_sync_or_the_virtuous_client():
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parents[3] / "integrations" / "sandbox"
+    offenders = [
+        str(path.relative_to(root))
+        for path in root.rglob("*.py")
+        if any(
+            needle in path.read_text()
+            for needle in (
+                "from sync",
+                "import sync",
+                "integrations.virtuous",
+                "integrations import virtuous",
+            )
+        )
+    ]
+    assert offenders == []
