@@ -28,6 +28,7 @@ FAULT_FIELDSET = (
 @admin.register(SandboxOrganization)
 class SandboxOrganizationAdmin(admin.ModelAdmin):
     list_display = ("name", "pk", "rate_limit", "window_seconds", "error_rate", "storm_until", "requests")
+    list_select_related = ("counters",)
     readonly_fields = ("token_last4", "counters_table", "created_at")
     actions = ("run_batch", "reset_counters", "regenerate_token")
 
@@ -66,7 +67,7 @@ class SandboxOrganizationAdmin(admin.ModelAdmin):
 
     @admin.display(description="Requests")
     def requests(self, obj: SandboxOrganization) -> int:
-        return SandboxCounters.objects.get(pk=obj.pk).requests_total
+        return obj.counters.requests_total
 
     @admin.display(description="Counters")
     def counters_table(self, obj: SandboxOrganization):

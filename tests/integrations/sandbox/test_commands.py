@@ -92,6 +92,10 @@ def test_admin_shows_counters_and_runs_the_batch(client, superuser, api, org):
     page = client.get(f"/admin/sandbox/sandboxorganization/{org.pk}/change/")
     assert page.status_code == 200
     assert b"transactions_received: <b>2</b>" in page.content
+    changelist = client.get("/admin/sandbox/sandboxorganization/")
+    assert b"Alpha Food Bank (Sandbox)" in changelist.content
+    held = client.get("/admin/sandbox/sandboxtransaction/")
+    assert held.status_code == 200 and b"ch_1" in held.content
     response = client.post(
         "/admin/sandbox/sandboxorganization/",
         {"action": "run_batch", "_selected_action": [org.pk]},
