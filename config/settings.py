@@ -41,6 +41,13 @@ INSTALLED_APPS = [
     "sync",
 ]
 
+# The Virtuous sandbox: a fake Virtuous API served under /sandbox/virtuous/ for the demo, the
+# end-to-end tests and the benchmarks. It accepts any request with a sandbox token, so it is off
+# unless switched on explicitly.
+SANDBOX_ENABLED = strict_bool("SANDBOX_ENABLED", default=False)
+if SANDBOX_ENABLED:
+    INSTALLED_APPS.append("integrations.sandbox")
+
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

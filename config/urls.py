@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
@@ -11,3 +12,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("integrations.urls")),
 ]
+
+if settings.SANDBOX_ENABLED:
+    urlpatterns.append(path("sandbox/virtuous/", include("integrations.sandbox.urls")))

@@ -2,12 +2,14 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from tenants import services
+from tenants import selectors, services
 from tenants.management.base import CLI
-from tenants.models import Tenant
+from tenants.models import Credential, Tenant
 
 DEMO_USERNAME = "admin"
 DEMO_PASSWORD = "giftline-demo"  # demo only: the command refuses to run without DEBUG
+SANDBOX_ORG_NAME = "Demo Nonprofit (Sandbox)"
+SANDBOX_BASE_URL = "http://127.0.0.1:8000/sandbox/virtuous"
 
 
 class Command(BaseCommand):
@@ -26,6 +28,7 @@ class Command(BaseCommand):
         tenant = Tenant.objects.filter(slug="demo").first()
         if tenant is None:
             tenant = services.tenant_create(slug="demo", name="Demo Nonprofit", actor=CLI)
+        virtuous = self._connect_sandbox(tenant) if settings.SANDBOX_ENABLED else "production (no sandbox)"
         self.stdout.write(
             "\n".join(
                 [
@@ -34,7 +37,49 @@ class Command(BaseCommand):
                     "  admin:    http://127.0.0.1:8000/admin/",
                     f"  login:    {DEMO_USERNAME} / {DEMO_PASSWORD}",
                     f"  tenant:   {tenant.name} ({tenant.slug}, {tenant.public_id})",
+                    f"  virtuous: {virtuous}",
                     "",
                 ]
             )
         )
+
+    def _connect_sandbox(self, tenant: Tenant) -> str:
+        """Point the demo tenant at the built-in Virtuous sandbox (idempotent).
+
+        The sandbox keeps only a hash of its token, so a new token is issued whenever the
+        tenant's Virtuous token credential is missing or does not open this organisation.
+        """
+        # Imported here: the sandbox app (and its models) exist only when SANDBOX_ENABLED is on.
+        from integrations.sandbox.models import SandboxOrganization
+        from integrations.sandbox.services import (
+            sandbox_org_authenticate,
+            sandbox_org_create,
+            sandbox_org_token_regenerate,
+        )
+
+        organization = SandboxOrganization.objects.filter(name=SANDBOX_ORG_NAME).first()
+        token = None
+        if organization is None:
+            organization, token = sandbox_org_create(name=SANDBOX_ORG_NAME)
+        current = selectors.credential_secret(
+            tenant=tenant, platform=Credential.Platform.VIRTUOUS, purpose=Credential.Purpose.API_TOKEN
+        )
+        if token is None and (not current or sandbox_org_authenticate(token=current) != organization):
+            token = sandbox_org_token_regenerate(organization=organization)
+        if token is not None:
+            services.credential_set(
+                tenant=tenant,
+                platform=Credential.Platform.VIRTUOUS,
+                purpose=Credential.Purpose.API_TOKEN,
+                secret=token,
+                actor=CLI,
+            )
+        changes = {
+            "virtuous_base_url": SANDBOX_BASE_URL,
+            "virtuous_org_name": organization.name,
+            "virtuous_time_zone": organization.time_zone,
+        }
+        changes = {k: v for k, v in changes.items() if getattr(tenant, k) != v}
+        if changes:
+            services.tenant_update(tenant=tenant, actor=CLI, changes=changes)
+        return f"{organization.name} at {SANDBOX_BASE_URL}/ (sandbox organisation {organization.pk})"
