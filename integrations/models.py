@@ -71,7 +71,8 @@ class Connection(models.Model):
 
     @property
     def credential_scope(self) -> str:
-        return str(self.public_id)
+        # A tenant has one Virtuous subscription, so its webhook secret is tenant-wide.
+        return "" if self.provider == "virtuous" else str(self.public_id)
 
     @property
     def polls(self) -> bool:

@@ -16,6 +16,7 @@ from typing import Any
 from integrations.types import MappingError, Outcome, ParsedEvent, PolledRecord, WebhookRequest
 
 PROVIDERS: dict[str, str] = {
+    "virtuous": "integrations.virtuous.inbound",
     "donorbox": "integrations.donorbox.provider",
 }
 
@@ -104,6 +105,8 @@ class ProviderSpec:
     poll: Callable[[Any, PollContext], int] | None = None
     handshake: Callable[[WebhookRequest, Any, list[str]], tuple[int, str]] | None = None
     setup_steps: str = ""
+    # "source": handlers map events to Virtuous writes; "crm": Virtuous itself, applied by the sync room.
+    kind: str = "source"
 
 
 @cache

@@ -23,6 +23,7 @@ from integrations.types import MalformedPayload, MappingError
 from sync.models import Origin
 from sync.services.enqueue import outbound_enqueue
 from sync.services.retry import backoff_delay
+from sync.services.virtuous_inbound import virtuous_change_apply
 
 logger = logging.getLogger("giftline.sync.inbound")
 
@@ -60,6 +61,8 @@ def inbound_event_process(*, event: InboundEvent) -> str:
     handler = spec.handlers.get(event.event_type)
     if handler is None:
         return _finish(event, InboundEvent.Status.IGNORED, f"Unsupported event type {event.event_type!r}")
+    if spec.kind == "crm":
+        return _apply_crm_event(event, spec, handler)
     try:
         payload = spec.load(bytes(event.body), event.content_type)
         outcome = handler(MappingContext.from_connection(event.connection), payload)
@@ -78,6 +81,20 @@ def inbound_event_process(*, event: InboundEvent) -> str:
         status = InboundEvent.Status.NEEDS_REVIEW if outcome.review_reason else InboundEvent.Status.PROCESSED
         reason = outcome.review_reason or outcome.note
         return _finish(event, status, reason, result={"enqueued": created, "keys": keys})
+
+
+def _apply_crm_event(event: InboundEvent, spec, handler) -> str:
+    """Virtuous's own events: recognised as ours (confirmations) or changes made elsewhere."""
+    try:
+        payload = spec.load(bytes(event.body), event.content_type)
+    except MalformedPayload as exc:
+        return _finish(event, InboundEvent.Status.MALFORMED, str(exc))
+    change = handler(MappingContext.from_connection(event.connection), payload)
+    with transaction.atomic():
+        result = virtuous_change_apply(tenant=event.connection.tenant, change=change)
+        return _finish(
+            event, InboundEvent.Status.PROCESSED, f"{change.event} from {result['origin']}", result=result
+        )
 
 
 def _finish(event: InboundEvent, status: str, reason: str, result: dict | None = None) -> str:

@@ -234,21 +234,20 @@ def outbound_reclaim_expired(*, tenant: Tenant | None = None) -> int:
 
 
 def _group(tenant: Tenant, items: list[OutboundItem]) -> list[list[OutboundItem]]:
-    """Consecutive batchable items of one operation, source and priority class form one call."""
+    """Batchable items of one operation, source and priority class form one call (up to the
+    tenant's batch size); groups keep the order in which their first item was claimed."""
     groups: list[list[OutboundItem]] = []
+    open_groups: dict[tuple, list[OutboundItem]] = {}
     for item in items:
-        if (
-            tenant.batching_enabled
-            and groups
-            and item.operation in BATCHABLE
-            and groups[-1][0].operation == item.operation
-            and groups[-1][0].external_source == item.external_source
-            and (groups[-1][0].priority >= PRIORITY_BULK) == (item.priority >= PRIORITY_BULK)
-            and len(groups[-1]) < tenant.batch_size
-        ):
-            groups[-1].append(item)
-        else:
+        if not (tenant.batching_enabled and item.operation in BATCHABLE):
             groups.append([item])
+            continue
+        key = (item.operation, item.external_source, item.priority >= PRIORITY_BULK)
+        group = open_groups.get(key)
+        if group is None or len(group) >= tenant.batch_size:
+            group = open_groups[key] = []
+            groups.append(group)
+        group.append(item)
     return groups
 
 
@@ -324,16 +323,11 @@ def _call(client: VirtuousClient, group: list[OutboundItem]) -> dict[int, str]:
         response = client.recurring_gift_create(payload)
         return {first.pk: str((response or {}).get("id", ""))}
     elif first.operation == Operation.RECURRING_GIFT_CANCEL:
-        recurring_id = payloads[0].get("recurringGiftId")
-        if not recurring_id:
-            raise VirtuousError(
-                ErrorClass.PERMANENT,
-                "recurringGiftId is missing: the schedule was never confirmed in Virtuous",
-            )
+        payload = _resolve_recurring_gift_id(first, payloads[0])
         client.recurring_gift_cancel(
-            int(recurring_id),
-            cancel_reason=payloads[0].get("cancelReason", ""),
-            category_id=payloads[0].get("categoryId"),
+            int(payload["recurringGiftId"]),
+            cancel_reason=payload.get("cancelReason", ""),
+            category_id=payload.get("categoryId"),
         )
     else:  # pragma: no cover - guarded by the Operation choices
         raise ValueError(first.operation)
@@ -377,6 +371,27 @@ def _resolve_contact_id(
     if not contact:
         raise _Deferred("The donor is not in Virtuous yet (the nightly batch has not run)")
     resolved = {**_without(payload, "contact"), "contactId": contact["id"]}
+    OutboundItem.objects.filter(pk=item.pk).update(payload=resolved)
+    return resolved
+
+
+def _resolve_recurring_gift_id(item: OutboundItem, payload: dict[str, Any]) -> dict[str, Any]:
+    """A cancellation names the schedule by our ids; its Virtuous id is known once we created it
+    (RecurringGift create answers synchronously with the id)."""
+    if payload.get("recurringGiftId"):
+        return payload
+    ref = payload.get("recurringGiftTransaction") or {}
+    created = OutboundItem.objects.filter(
+        tenant_id=item.tenant_id,
+        operation=Operation.RECURRING_GIFT_CREATE,
+        external_source=ref.get("transactionSource"),
+        external_id=ref.get("transactionId"),
+    ).first()
+    if created is None:
+        raise VirtuousError(ErrorClass.PERMANENT, "Cancel for a recurring gift this platform never created")
+    if not created.virtuous_id:
+        raise _Deferred("The recurring gift is not created in Virtuous yet")
+    resolved = {**_without(payload, "recurringGiftTransaction"), "recurringGiftId": int(created.virtuous_id)}
     OutboundItem.objects.filter(pk=item.pk).update(payload=resolved)
     return resolved
 

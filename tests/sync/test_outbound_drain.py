@@ -323,3 +323,54 @@ def test_a_drain_for_one_tenant_never_touches_another(tenant, other_tenant, fake
         "pending"
     }
     assert not Attempt.objects.filter(tenant=other_tenant).exists()
+
+
+def test_recurring_cancel_waits_for_the_create_then_uses_its_virtuous_id(tenant, fake_virtuous):
+    create = OutboundRequest(
+        operation=Operation.RECURRING_GIFT_CREATE,
+        external_source="Stripe",
+        external_id="sub_5",
+        payload={"transactionSource": "Stripe", "transactionId": "sub_5", "contactId": 77, "amount": "10.00"},
+    )
+    cancel = OutboundRequest(
+        operation=Operation.RECURRING_GIFT_CANCEL,
+        external_source="Stripe",
+        external_id="sub_5-cancel",
+        payload={
+            "recurringGiftTransaction": {"transactionSource": "Stripe", "transactionId": "sub_5"},
+            "cancelReason": "Canceled in Stripe",
+        },
+    )
+    cancel_item, _ = outbound_enqueue(tenant=tenant, request=cancel, origin=Origin.WEBHOOK)
+    create_item, _ = outbound_enqueue(tenant=tenant, request=create, origin=Origin.WEBHOOK)
+    OutboundItem.objects.filter(pk=create_item.pk).update(
+        next_attempt_at=timezone.now() + timedelta(minutes=5)
+    )
+    _drain(tenant, fake_virtuous)
+    cancel_item.refresh_from_db()
+    assert cancel_item.state == "pending" and "not created in Virtuous yet" in cancel_item.last_error
+    OutboundItem.objects.filter(pk__in=[create_item.pk, cancel_item.pk]).update(
+        next_attempt_at=timezone.now()
+    )
+    _drain(tenant, fake_virtuous)  # create answers with id 7001; the cancel is deferred once more
+    OutboundItem.objects.filter(pk=cancel_item.pk).update(next_attempt_at=timezone.now())
+    _drain(tenant, fake_virtuous)
+    cancel_item.refresh_from_db()
+    assert cancel_item.state == "submitted" and cancel_item.payload["recurringGiftId"] == 7001
+    assert fake_virtuous.calls[-1] == (
+        "/api/RecurringGift/Cancel/7001",
+        {"cancelReason": "Canceled in Stripe"},
+    )
+
+
+def test_cancel_of_a_schedule_we_never_created_is_a_dead_letter(tenant, fake_virtuous):
+    cancel = OutboundRequest(
+        operation=Operation.RECURRING_GIFT_CANCEL,
+        external_source="Stripe",
+        external_id="sub_x-cancel",
+        payload={"recurringGiftTransaction": {"transactionSource": "Stripe", "transactionId": "sub_x"}},
+    )
+    item, _ = outbound_enqueue(tenant=tenant, request=cancel, origin=Origin.WEBHOOK)
+    _drain(tenant, fake_virtuous)
+    item.refresh_from_db()
+    assert item.state == "dead" and DeadLetter.objects.filter(item=item).exists()

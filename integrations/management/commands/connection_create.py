@@ -1,0 +1,52 @@
+from django.conf import settings
+from django.core.management.base import CommandError
+
+from integrations.models import Connection
+from integrations.registry import provider_get, provider_keys
+from integrations.services import connection_create
+from integrations.virtuous.services import connection_webhook_url
+from tenants.management.base import CLI, TenantCommand, tenant_from_arg
+
+
+class Command(TenantCommand):
+    help = "Create a connection from a tenant to a source platform and print its webhook URL and setup steps."
+
+    def add_arguments(self, parser):
+        super().add_arguments(parser)
+        parser.add_argument("provider", choices=provider_keys())
+        parser.add_argument(
+            "--capture-mode", default=Connection.CaptureMode.WEBHOOK, choices=Connection.CaptureMode.values
+        )
+        parser.add_argument("--name", default="")
+        parser.add_argument(
+            "--source-name", default="", help="transactionSource/referenceSource (default: provider's)"
+        )
+        parser.add_argument(
+            "--default-project", default="", help="Virtuous project code for unmapped donations"
+        )
+
+    def handle(self, *args, **options):
+        tenant = tenant_from_arg(options["tenant"])
+        try:
+            connection = connection_create(
+                tenant=tenant,
+                provider=options["provider"],
+                capture_mode=options["capture_mode"],
+                name=options["name"],
+                source_name=options["source_name"],
+                default_project_code=options["default_project"],
+                actor=CLI,
+            )
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
+        spec = provider_get(connection.provider)
+        self.stdout.write(f"Created {spec.label} connection {connection.public_id} for {tenant.slug}")
+        self.stdout.write(
+            f"Webhook URL: {connection_webhook_url(connection=connection, base_url=settings.PUBLIC_BASE_URL)}"
+        )
+        self.stdout.write(
+            f"Secrets: manage.py credential_set {tenant.slug} {spec.credential_platform} webhook_secret "
+            f"--scope {connection.credential_scope}  (reads stdin)"
+        )
+        if spec.setup_steps:
+            self.stdout.write(f"Setup: {spec.setup_steps}")

@@ -1,0 +1,75 @@
+"""Onboarding services on the Virtuous side: the webhook subscription."""
+
+from __future__ import annotations
+
+import secrets
+
+from django.db import transaction
+from django.urls import reverse
+
+from integrations.models import Connection
+from integrations.services import connection_create
+from integrations.virtuous.client import VirtuousClient
+from integrations.virtuous.inbound import HANDLED
+from tenants import services as tenant_services
+from tenants.models import Credential, Tenant
+
+
+def connection_webhook_url(*, connection: Connection, base_url: str) -> str:
+    return base_url.rstrip("/") + reverse("integrations:receive", args=[connection.webhook_token])
+
+
+def virtuous_connection_get_or_create(
+    *, tenant: Tenant, actor: tenant_services.Actor = tenant_services.SYSTEM
+) -> Connection:
+    existing = Connection.objects.filter(tenant=tenant, provider="virtuous").first()
+    return existing or connection_create(
+        tenant=tenant,
+        provider="virtuous",
+        source_name=tenant.source_name,
+        name="Virtuous webhooks",
+        actor=actor,
+    )
+
+
+def virtuous_subscription_create(
+    *,
+    tenant: Tenant,
+    base_url: str,
+    actor: tenant_services.Actor = tenant_services.SYSTEM,
+    client: VirtuousClient | None = None,
+) -> Connection:
+    """Subscribe the tenant's Virtuous organisation to our webhook URL with a fresh secret.
+
+    The secret is stored (pending, so deliveries verify at once) before the subscription exists,
+    and becomes active once Virtuous has it; the subscription id is kept, since Virtuous has no
+    endpoint that lists subscriptions.
+    """
+    connection = virtuous_connection_get_or_create(tenant=tenant, actor=actor)
+    secret = secrets.token_urlsafe(48)
+    credential = tenant_services.credential_set(
+        tenant=tenant,
+        platform=Credential.Platform.VIRTUOUS,
+        purpose=Credential.Purpose.WEBHOOK_SECRET,
+        secret=secret,
+        activate=False,
+        actor=actor,
+    )
+    client = client or VirtuousClient.for_tenant(tenant)
+    body = {
+        "payloadUrl": connection_webhook_url(connection=connection, base_url=base_url),
+        "secret": secret,
+        "active": True,
+        **{event: True for event in HANDLED},
+    }
+    try:
+        response = client.webhook_create(body)
+    except Exception:
+        tenant_services.credential_retire(credential=credential, actor=actor)
+        raise
+    with transaction.atomic():
+        tenant_services.credential_activate(credential=credential, actor=actor)
+        tenant_services.tenant_update(
+            tenant=tenant, actor=actor, changes={"virtuous_webhook_id": str(response.get("id", ""))}
+        )
+    return connection
