@@ -75,9 +75,17 @@ def _drain_in_thread(tenant_id: int, owner: str, slice_seconds: float) -> DrainR
 
 
 def outbound_dispatch(
-    *, seconds: float | None = None, threads: int | None = None, poll_interval: float = 0.25
+    *,
+    seconds: float | None = None,
+    threads: int | None = None,
+    poll_interval: float = 0.25,
+    stop_when_idle: bool = False,
 ) -> dict[str, int]:
-    """Drain due tenants for ``seconds``, up to ``threads`` tenants at a time. Returns totals."""
+    """Drain due tenants for ``seconds``, up to ``threads`` tenants at a time. Returns totals.
+
+    ``stop_when_idle`` returns early once no item anywhere is pending or in flight (operators
+    pushing a backlog by hand, and tests).
+    """
     seconds = settings.OUTBOUND_DISPATCH_SECONDS if seconds is None else seconds
     threads = threads or settings.OUTBOUND_DRAIN_THREADS
     slice_seconds = settings.OUTBOUND_DRAIN_SLICE_SECONDS
@@ -100,10 +108,18 @@ def outbound_dispatch(
                 owner=owner, limit=threads - len(running), lease_seconds=lease
             ):
                 running[tenant_id] = pool.submit(_drain_in_thread, tenant_id, owner, slice_for_this)
+            if stop_when_idle and not running and not _work_remains():
+                break
             time.sleep(poll_interval)
         for future in running.values():
             _collect(future, totals)
     return totals
+
+
+def _work_remains() -> bool:
+    return OutboundItem.objects.filter(
+        state__in=[OutboundItem.State.PENDING, OutboundItem.State.IN_FLIGHT]
+    ).exists()
 
 
 def _collect(future: Future[DrainResult], totals: dict[str, int]) -> None:

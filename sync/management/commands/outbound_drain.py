@@ -1,3 +1,5 @@
+import time
+
 from django.core.management.base import BaseCommand, CommandError
 
 from sync.services.dispatch import outbound_dispatch
@@ -15,13 +17,14 @@ class Command(BaseCommand):
         parser.add_argument("tenant", nargs="?", help="Tenant slug or public id (default: every due tenant)")
         parser.add_argument("--seconds", type=float, default=30.0)
         parser.add_argument("--threads", type=int, default=None)
+        parser.add_argument(
+            "--until-empty", action="store_true", help="Return early once nothing is pending or in flight"
+        )
 
     def handle(self, *args, **options):
         if options["seconds"] <= 0:
             raise CommandError("--seconds must be positive.")
         if options["tenant"]:
-            import time
-
             tenant = tenant_from_arg(options["tenant"])
             result = outbound_drain(tenant=tenant, deadline=time.monotonic() + options["seconds"])
             self.stdout.write(
@@ -29,5 +32,7 @@ class Command(BaseCommand):
                 f"deferred={result.deferred} calls={result.calls} stopped={result.stopped}"
             )
             return
-        totals = outbound_dispatch(seconds=options["seconds"], threads=options["threads"])
+        totals = outbound_dispatch(
+            seconds=options["seconds"], threads=options["threads"], stop_when_idle=options["until_empty"]
+        )
         self.stdout.write(" ".join(f"{k}={v}" for k, v in totals.items()))
