@@ -17,6 +17,8 @@ from integrations.types import MappingError, Outcome, ParsedEvent, PolledRecord,
 
 PROVIDERS: dict[str, str] = {
     "donorbox": "integrations.donorbox.provider",
+    "gofundme_pro": "integrations.gofundme_pro.provider",
+    "auction": "integrations.auction.provider",
 }
 
 
