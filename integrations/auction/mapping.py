@@ -41,7 +41,9 @@ DEFAULT_NON_CASH_TYPE = "In-Kind"
 MAX_TEXT = 255
 _ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
+_PLAIN_NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
 CENT = Decimal("0.01")
+MAX_AMOUNT = Decimal("100000000")  # far above any real line; beyond it Decimal quantize overflows too
 
 
 class WalkUp(Exception):
@@ -60,6 +62,9 @@ def _id(value: Any, what: str) -> str:
 
 
 def _money(value: Any, what: str, *, positive: bool) -> Decimal:
+    if isinstance(value, str) and value.strip() and not _PLAIN_NUMBER.match(value.strip()):
+        # the shared reader drops "," as a thousands separator; "12,50" must not become 1250
+        raise MappingError(f"{what} is not a plain decimal number: {value!r}")
     try:
         amount = to_decimal(value)
     except ValueError as exc:
@@ -68,6 +73,8 @@ def _money(value: Any, what: str, *, positive: bool) -> Decimal:
         amount = Decimal("0")
     if amount < 0 or (positive and amount == 0):
         raise MappingError(f"{what} must be {'positive' if positive else 'zero or more'}, got {value!r}")
+    if amount > MAX_AMOUNT:
+        raise MappingError(f"{what} is implausibly large: {value!r}")
     if amount != amount.quantize(CENT):
         raise MappingError(f"{what} has more than two decimals: {value!r}")
     return amount

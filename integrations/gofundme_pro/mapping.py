@@ -33,6 +33,7 @@ FEE_FIELD = "Platform Fee"
 FUNDRAISER_TAG = "Fundraiser"
 ANONYMOUS_TAG = "Anonymous Donor"
 MAX_TEXT = 255
+MAX_AMOUNT = Decimal("100000000")  # far above any real gift; beyond it Decimal quantize overflows too
 
 GIFT_STATUSES = {"success", "cb_initiated"}
 REVERSED_STATUSES = {"refunded", "voided", "cb_lost"}
@@ -42,6 +43,7 @@ FREQUENCIES = {"monthly": "Monthly", "quarterly": "Quarterly", "yearly": "Annual
 PLAN_ACTIVE = {"active"}
 PLAN_ENDED = {"cancelled", "canceled", "completed", "failed"}
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
+_PLAIN_NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
 
 
 def _id(value: Any, what: str) -> str:
@@ -55,26 +57,31 @@ def _text(value: Any) -> str:
     return value.strip()[:MAX_TEXT] if isinstance(value, str) else ""
 
 
-def _amount(value: Any, what: str) -> Decimal:
+def _money(value: Any, what: str) -> Decimal | None:
+    """A non-negative amount in cents, or None when absent; anything else is a MappingError."""
+    if isinstance(value, str) and value.strip() and not _PLAIN_NUMBER.match(value.strip()):
+        # the shared reader drops "," as a thousands separator; "12,50" must not become 1250
+        raise MappingError(f"{what} is not a plain decimal number: {value!r}")
     try:
         amount = to_decimal(value)
     except ValueError as exc:
         raise MappingError(f"{what} is not an amount: {value!r}") from exc
-    if amount is None or amount <= 0:
-        raise MappingError(f"{what} must be a positive amount, got {value!r}")
+    if amount is None:
+        return None
+    if amount < 0:
+        raise MappingError(f"{what} must not be negative, got {value!r}")
+    if amount > MAX_AMOUNT:
+        raise MappingError(f"{what} is implausibly large: {value!r}")
     if amount != amount.quantize(Decimal("0.01")):
         raise MappingError(f"{what} has more than two decimals: {value!r}")
     return amount
 
 
-def _fee(value: Any) -> Decimal | None:
-    try:
-        fee = to_decimal(value)
-    except ValueError as exc:
-        raise MappingError(f"fees_amount is not an amount: {value!r}") from exc
-    if fee is not None and (fee < 0 or fee != fee.quantize(Decimal("0.01"))):
-        raise MappingError(f"fees_amount must be a non-negative amount in cents, got {value!r}")
-    return fee or None
+def _amount(value: Any, what: str) -> Decimal:
+    amount = _money(value, what)
+    if not amount:
+        raise MappingError(f"{what} must be a positive amount, got {value!r}")
+    return amount
 
 
 def _currency(value: Any) -> str:
@@ -183,7 +190,7 @@ def transaction(ctx: MappingContext, payload: dict[str, Any]) -> Outcome:
     """A transaction (created or updated): donor, fundraisers, gift, and a reversal if refunded."""
     txn = payload["data"]
     gift_id = _id(txn.get("id"), "transaction id")
-    status = _text(txn.get("status")).lower() or "success"
+    status = _text(txn.get("status")).lower()
     if status == "test":
         return Outcome(note="test transaction: nothing to record")
     anonymous = _bool(txn.get("is_anonymous"))
@@ -199,7 +206,7 @@ def transaction(ctx: MappingContext, payload: dict[str, Any]) -> Outcome:
     if status not in GIFT_STATUSES | REVERSED_STATUSES:
         raise MappingError(f"Unknown transaction status {status!r}")
     amount = _amount(txn.get("donation_gross_amount"), "donation_gross_amount")
-    fee = _fee(txn.get("fees_amount"))
+    fee = _money(txn.get("fees_amount"), "fees_amount") or None
     purchased_at = _moment(txn.get("purchased_at") or txn.get("created_at"), "purchased_at")
     project = ctx.project_code(_id(txn.get("campaign_id"), "campaign_id"))
     fundraiser_requests, custom_fields = _fundraisers(ctx, txn)
@@ -270,7 +277,7 @@ def recurring_plan(ctx: MappingContext, payload: dict[str, Any]) -> Outcome:
     """A recurring donation plan: create the schedule while active, cancel it once it ends."""
     plan = payload["data"]
     schedule_id = f"plan-{_id(plan.get('id'), 'plan id')}"
-    status = _text(plan.get("status")).lower() or "active"
+    status = _text(plan.get("status")).lower()
     if status in PLAN_ENDED:
         return Outcome(
             requests=[
