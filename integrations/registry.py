@@ -18,6 +18,8 @@ from integrations.types import MappingError, Outcome, ParsedEvent, PolledRecord,
 PROVIDERS: dict[str, str] = {
     "virtuous": "integrations.virtuous.inbound",
     "donorbox": "integrations.donorbox.provider",
+    "gofundme_pro": "integrations.gofundme_pro.provider",
+    "auction": "integrations.auction.provider",
 }
 
 
