@@ -16,6 +16,7 @@ from typing import Any
 from integrations.types import MappingError, Outcome, ParsedEvent, PolledRecord, WebhookRequest
 
 PROVIDERS: dict[str, str] = {
+    "constant_contact": "integrations.constant_contact.provider",
     "donorbox": "integrations.donorbox.provider",
     "mailchimp": "integrations.mailchimp.provider",
 }
