@@ -161,6 +161,11 @@ if RATE_LIMIT_BACKEND not in ("auto", "database", "redis"):
     raise ImproperlyConfigured(f"RATE_LIMIT_BACKEND={RATE_LIMIT_BACKEND!r}; use auto, database or redis.")
 RATE_LIMIT_REDIS_PREFIX = env.str("RATE_LIMIT_REDIS_PREFIX", default="giftline:ratelimit:")
 VIRTUOUS_BUCKET_BURST_SECONDS = env.int("VIRTUOUS_BUCKET_BURST_SECONDS", default=60)
+# Constant Contact limits each application key (all tenants together) to 4 requests/s and
+# 10,000/day; one shared limiter spends these. The defaults sit below the limits because a token
+# bucket can let its burst through on top of its rate (see integrations/constant_contact/throttle.py).
+CONSTANT_CONTACT_REQUESTS_PER_SECOND = env.int("CONSTANT_CONTACT_REQUESTS_PER_SECOND", default=3)
+CONSTANT_CONTACT_REQUESTS_PER_DAY = env.int("CONSTANT_CONTACT_REQUESTS_PER_DAY", default=9600)
 HTTP_USER_AGENT = env.str("HTTP_USER_AGENT", default="Giftline/0.1 (+https://github.com/giftline)")
 
 # Webhook bodies above this are refused (413) and recorded; Stripe events are well under it.

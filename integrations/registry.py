@@ -17,9 +17,11 @@ from integrations.types import MappingError, Outcome, ParsedEvent, PolledRecord,
 
 PROVIDERS: dict[str, str] = {
     "virtuous": "integrations.virtuous.inbound",
+    "auction": "integrations.auction.provider",
+    "constant_contact": "integrations.constant_contact.provider",
     "donorbox": "integrations.donorbox.provider",
     "gofundme_pro": "integrations.gofundme_pro.provider",
-    "auction": "integrations.auction.provider",
+    "mailchimp": "integrations.mailchimp.provider",
 }
 
 

@@ -1,0 +1,95 @@
+"""Constant Contact partner webhooks: billing and account topics only, JSON pointers.
+
+The four partner topics (spec section 3.3) carry ``{"url", "api_key", "event_type"}`` and no
+signature. How to authenticate them is not documented, so it is the connection setting
+``webhook_auth``:
+
+- ``path_secret`` (default): the callback URL we register ends with a secret
+  (``/hooks/<token>/<secret>/``), compared in constant time with the connection's webhook secrets
+  (active and pending), exactly as for Mailchimp. We choose the URL, so this always works.
+- ``api_key``: the payload's ``api_key`` must equal one of the connection's webhook secrets (store
+  the application's API key there). Unverified vendor behaviour; use only if path secrets cannot be.
+
+There is no event id either: the dedupe key hashes the topic and the pointer URL, bucketed by
+the UTC hour of receipt, so Constant Contact's retries (every minute for up to an hour) collapse
+while a later real event on the same account is still recorded. Contacts are never pushed; they
+are polled and stored as JSON in the same ``{"type", "data"}`` envelope with type ``contact``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Any
+
+from django.utils import timezone
+
+from integrations.mailchimp.webhooks import path_secret_matches
+from integrations.registry import VerifyResult
+from integrations.types import MalformedPayload, ParsedEvent, WebhookRequest
+from integrations.virtuous.parsing import json_loads
+
+AUTH_MODES = ("path_secret", "api_key")
+
+
+def _object(body: bytes) -> dict[str, Any]:
+    try:
+        data = json_loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MalformedPayload(f"Body is not JSON: {exc}") from exc
+    if isinstance(data, list) and len(data) == 1:
+        data = data[0]
+    if not isinstance(data, dict):
+        raise MalformedPayload("Expected a JSON object (or an array holding one)")
+    return data
+
+
+def verify(request: WebhookRequest, connection: Any, secrets: list[str]) -> VerifyResult:
+    """Authenticate a partner notification the way the connection's ``webhook_auth`` says."""
+    mode = (connection.settings or {}).get("webhook_auth", "path_secret")
+    if mode == "path_secret":
+        return path_secret_matches(request, secrets)
+    if mode != "api_key":
+        return VerifyResult(False, f"webhook_auth must be one of {', '.join(AUTH_MODES)}")
+    if not secrets:
+        return VerifyResult(False, "no webhook secret is set for this connection")
+    try:
+        given = str(_object(request.body).get("api_key") or "")
+    except MalformedPayload:
+        return VerifyResult(False, "the body is not a JSON object, so it carries no api_key")
+    if given and any(hmac.compare_digest(given.encode(), s.encode()) for s in secrets):
+        return VerifyResult(True)
+    return VerifyResult(False, "api_key missing or not one of the configured keys")
+
+
+def handshake(request: WebhookRequest, connection: Any, secrets: list[str]) -> tuple[int, str]:
+    """A GET on the callback URL: 200 for the right path secret, else 403/404."""
+    if path_secret_matches(request, secrets).ok:
+        return 200, "ok"
+    return (404, "unknown webhook URL") if not request.path_secret else (403, "forbidden")
+
+
+def load(body: bytes, content_type: str = "application/json") -> dict[str, Any]:
+    """A partner notification or a polled contact as ``{"type", "data"}``."""
+    data = _object(body)
+    if "event_type" in data:
+        kind = data.get("event_type")
+        if not isinstance(kind, str) or not kind:
+            raise MalformedPayload("event_type is not a name")
+        url = data.get("url")
+        if not isinstance(url, str):
+            raise MalformedPayload(f"{kind} without a pointer url")
+        return {"type": kind, "data": {"url": url}}
+    if data.get("type") == "contact" and isinstance(data.get("data"), dict):
+        return {"type": "contact", "data": data["data"]}
+    raise MalformedPayload("Neither a partner notification nor a polled contact")
+
+
+def parse(request: WebhookRequest) -> ParsedEvent:
+    """A partner notification's topic and derived dedupe key (contacts never arrive this way)."""
+    payload = load(request.body)
+    if "url" not in payload["data"]:
+        raise MalformedPayload("Contacts are polled, never accepted from a webhook")
+    hour = timezone.now().strftime("%Y%m%d%H")
+    digest = hashlib.sha256(f"{payload['type']}\x1f{payload['data']['url']}".encode()).hexdigest()
+    return ParsedEvent(event_type=payload["type"], dedupe_key=f"cc:{digest}:{hour}")

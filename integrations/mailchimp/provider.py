@@ -1,0 +1,26 @@
+from integrations.mailchimp import mapping, poller, webhooks
+from integrations.registry import ProviderSpec
+
+PROVIDER = ProviderSpec(
+    key="mailchimp",
+    label="Mailchimp",
+    credential_platform="mailchimp",
+    default_source_name="Mailchimp",
+    content_types=webhooks.CONTENT_TYPES,
+    verify=webhooks.verify,
+    parse=webhooks.parse,
+    load=webhooks.load,
+    handlers=mapping.HANDLERS,
+    capture_modes=("webhook", "polling", "hybrid"),
+    poll=poller.poll,
+    handshake=webhooks.handshake,
+    setup_steps=(
+        "Generate a long random secret and store it with: manage.py credential_set TENANT mailchimp "
+        "webhook_secret --scope CONNECTION_ID. In Mailchimp: Audience → Settings → Webhooks → Create, paste "
+        "the webhook URL followed by the secret (/hooks/TOKEN/SECRET/), tick subscribes, unsubscribes, profile "
+        "updates, cleaned addresses and e-mail changes, and UNTICK 'via the API' so our own writes do not echo "
+        "back. Put {audience id: audience name} in the connection settings under 'audiences' (the name becomes "
+        "the tag 'Mailchimp: <name>'). For polling, store the API key (ending in -usNN) as mailchimp "
+        "api_token with the same scope."
+    ),
+)
