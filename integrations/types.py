@@ -5,10 +5,13 @@ A provider's mapping turns a source event into ``OutboundRequest``s; the sync ro
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 
 
@@ -33,7 +36,21 @@ class OutboundRequest:
 
     @property
     def key(self) -> str:
-        return self.idempotency_key or f"{self.operation}:{self.external_source}:{self.external_id}"
+        """The queue's idempotency key. A gift happens once, so its key is its id; a contact changes
+        over time, so its key also carries the content's fingerprint: the same state captured twice
+        (webhook and poll, a retry) is one item, a real change is a new one."""
+        if self.idempotency_key:
+            return self.idempotency_key
+        base = f"{self.operation}:{self.external_source}:{self.external_id}"
+        if self.operation == Operation.CONTACT_TRANSACTION:
+            return f"{base}:{payload_fingerprint(self.payload)[:20]}"
+        return base
+
+
+def payload_fingerprint(payload: dict[str, Any]) -> str:
+    """A stable hash of a payload (key order and Decimal form do not matter)."""
+    canonical = json.dumps(payload, sort_keys=True, cls=DjangoJSONEncoder, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 @dataclass(frozen=True)

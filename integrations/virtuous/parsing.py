@@ -23,6 +23,13 @@ def _blank(value: Any) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
 
+# Thousands separators only in their proper places: "1,234.50" is an amount, "12,50" is ambiguous
+# (a decimal comma?) and refused rather than read as 1250.
+_THOUSANDS = re.compile(r"^-?\d{1,3}(,\d{3})+(\.\d+)?$")
+# No donation is a trillion; bigger values are bad data, and refusing them keeps quantize() safe.
+MAX_AMOUNT = Decimal(10) ** 12
+
+
 def to_decimal(value: Any) -> Decimal | None:
     """A Decimal from a Decimal, int or numeric string ("1,234.50" and "$5" accepted)."""
     if _blank(value):
@@ -37,14 +44,21 @@ def to_decimal(value: Any) -> Decimal | None:
         # A float here came from someone else's JSON parser; its repr is the shortest exact text.
         result = Decimal(repr(value))
     elif isinstance(value, str):
+        text = value.strip().lstrip("$")
+        if "," in text:
+            if not _THOUSANDS.match(text):
+                raise ValueError(f"Ambiguous amount (comma not a thousands separator): {value!r}")
+            text = text.replace(",", "")
         try:
-            result = Decimal(value.strip().replace(",", "").lstrip("$"))
+            result = Decimal(text)
         except InvalidOperation as exc:
             raise ValueError(f"Not an amount: {value!r}") from exc
     else:
         raise ValueError(f"Not an amount: {value!r}")
     if not result.is_finite():
         raise ValueError(f"Not a finite amount: {value!r}")
+    if abs(result) >= MAX_AMOUNT:
+        raise ValueError(f"Amount out of range: {value!r}")
     return result
 
 

@@ -7,17 +7,14 @@ captured twice (webhook and poll, or a source's retry) becomes one item.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from datetime import datetime
 from typing import Any
 
-from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from integrations.types import OutboundRequest
+from integrations.types import OutboundRequest, payload_fingerprint
 from sync.models import (
     PRIORITY_BULK,
     PRIORITY_LIVE,
@@ -34,12 +31,6 @@ RESOURCE_FOR_OPERATION = {
     Operation.GIFT_TRANSACTION: SyncRecord.ResourceType.GIFT,
     Operation.RECURRING_GIFT_CREATE: SyncRecord.ResourceType.RECURRING_GIFT,
 }
-
-
-def payload_fingerprint(payload: dict[str, Any]) -> str:
-    """A stable hash of a payload, used to recognise echoes of what we wrote."""
-    canonical = json.dumps(payload, sort_keys=True, cls=DjangoJSONEncoder, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def outbound_enqueue(

@@ -107,3 +107,18 @@ def test_fingerprint_is_stable_across_key_order_and_decimal_form():
     assert payload_fingerprint({"a": Decimal("1.50"), "b": 1}) == payload_fingerprint(
         {"b": 1, "a": Decimal("1.50")}
     )
+
+
+def test_a_changed_contact_is_a_new_item_and_the_same_contact_is_not(tenant):
+    from integrations.types import Operation
+
+    def contact(email: str) -> OutboundRequest:
+        return OutboundRequest(
+            Operation.CONTACT_TRANSACTION, "Donorbox", "donor-1", {"referenceId": "donor-1", "email": email}
+        )
+
+    _, first = outbound_enqueue(tenant=tenant, request=contact("a@example.org"), origin=Origin.WEBHOOK)
+    _, again = outbound_enqueue(tenant=tenant, request=contact("a@example.org"), origin=Origin.POLL)
+    _, changed = outbound_enqueue(tenant=tenant, request=contact("b@example.org"), origin=Origin.WEBHOOK)
+    assert (first, again, changed) == (True, False, True)
+    assert SyncRecord.objects.filter(tenant=tenant, resource_type="contact").count() == 1

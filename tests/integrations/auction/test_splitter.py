@@ -32,7 +32,8 @@ def payload(name: str, **changes) -> dict:
 
 
 def by_key(outcome) -> dict:
-    return {r.key: r for r in outcome.requests}
+    """Requests by operation:source:id (contact keys also carry a content fingerprint)."""
+    return {f"{r.operation}:{r.external_source}:{r.external_id}": r for r in outcome.requests}
 
 
 def test_completed_order_splits_into_one_gift_per_line():

@@ -143,3 +143,22 @@ def test_json_dumps_leaves_strings_that_look_like_markers_alone():
 def test_json_dumps_refuses_floats_and_non_finite(payload):
     with pytest.raises((TypeError, ValueError)):
         json_dumps(payload)
+
+
+@pytest.mark.parametrize("text", ["12,50", "1,23", "1,2345.00", ",100"])
+def test_commas_that_are_not_thousands_separators_are_refused(text):
+    with pytest.raises(ValueError, match="Ambiguous amount"):
+        to_decimal(text)
+
+
+@pytest.mark.parametrize(
+    "text,expected", [("1,234.50", "1234.50"), ("12,345,678", "12345678"), ("-1,000", "-1000")]
+)
+def test_thousands_separators_in_place_are_accepted(text, expected):
+    assert to_decimal(text) == Decimal(expected)
+
+
+@pytest.mark.parametrize("value", ["1e400", Decimal("1E+15"), 10**13])
+def test_absurdly_large_amounts_are_refused(value):
+    with pytest.raises(ValueError, match="out of range"):
+        to_decimal(value)
