@@ -17,6 +17,7 @@ from integrations.types import MappingError, Outcome, ParsedEvent, PolledRecord,
 
 PROVIDERS: dict[str, str] = {
     "donorbox": "integrations.donorbox.provider",
+    "stripe": "integrations.stripe.provider",
 }
 
 
