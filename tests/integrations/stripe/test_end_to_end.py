@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from integrations.http import http_session
+from integrations.http import HttpSession, http_session
 from integrations.models import InboundEvent
 from integrations.sandbox.models import SandboxCounters, SandboxGift
 from integrations.sandbox.services import sandbox_batch_run, sandbox_org_create
@@ -22,6 +22,22 @@ from tests.integrations.conftest import fixture_json
 SECRET = "whsec_alpha_end_to_end_0001"
 PI = "pi_3QpI7nK2aXc0A1b21TqB9wZx"
 SUB_PI = "pi_3QpJ0bK2aXc0A1b20Sub1Pay"
+
+
+@pytest.fixture
+def no_keep_alive(monkeypatch):
+    """Every call drops its connection afterwards, so the live server's request threads (and the
+    database connections they hold) end with each request instead of outliving the test database."""
+    original = HttpSession.request
+
+    def request(self, method, url, *args, **kwargs):
+        kwargs["headers"] = {**(kwargs.get("headers") or {}), "Connection": "close"}
+        try:
+            return original(self, method, url, *args, **kwargs)
+        finally:
+            self.close()
+
+    monkeypatch.setattr(HttpSession, "request", request)
 
 
 def _subscription_payment_intent() -> dict:
@@ -41,7 +57,7 @@ def _subscription_payment_intent() -> dict:
 
 @pytest.mark.slow
 def test_signed_stripe_events_become_sandbox_gifts_and_refunds_reverse_them(
-    live_server, transactional_db, tenant, other_tenant, make_connection
+    transactional_db, live_server, no_keep_alive, tenant, other_tenant, make_connection
 ):
     org, token = sandbox_org_create(name="Alpha Food Bank")
     tenant.virtuous_base_url = f"{live_server.url}/sandbox/virtuous"
