@@ -22,6 +22,7 @@ PROVIDERS: dict[str, str] = {
     "donorbox": "integrations.donorbox.provider",
     "gofundme_pro": "integrations.gofundme_pro.provider",
     "mailchimp": "integrations.mailchimp.provider",
+    "stripe": "integrations.stripe.provider",
 }
 
 

@@ -1,0 +1,24 @@
+from integrations.registry import ProviderSpec
+from integrations.stripe import mapping, poller, webhooks
+
+PROVIDER = ProviderSpec(
+    key="stripe",
+    label="Stripe",
+    credential_platform="stripe",
+    default_source_name="Stripe",
+    content_types=("application/json",),
+    verify=webhooks.verify,
+    parse=webhooks.parse,
+    load=webhooks.load,
+    handlers=mapping.HANDLERS,
+    capture_modes=("webhook", "polling", "hybrid"),
+    poll=poller.poll,
+    setup_steps=(
+        "In the Stripe Dashboard: Developers → Webhooks → Add endpoint. Paste the webhook URL, pin the API "
+        "version, and select the events " + ", ".join(mapping.HANDLERS) + ". Reveal the endpoint's signing "
+        "secret (whsec_...) and store it with: manage.py credential_set TENANT stripe webhook_secret --scope "
+        "CONNECTION_ID. When rolling the secret, store the new one with --pending until Stripe stops signing "
+        "with the old one. For the polling backstop, create a restricted key with read access to Events and "
+        "Charges and store it as stripe api_token with the same scope."
+    ),
+)
