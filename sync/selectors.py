@@ -48,7 +48,9 @@ class TenantHealthRow:
         return bool(self.reasons)
 
 
-def tenant_health_overview(*, tenants: QuerySet[Tenant], now: datetime | None = None) -> list[TenantHealthRow]:
+def tenant_health_overview(
+    *, tenants: QuerySet[Tenant], now: datetime | None = None
+) -> list[TenantHealthRow]:
     """All given tenants, those that need attention first (most reasons, then most dead letters)."""
     now = now or timezone.now()
     rows = {t.pk: TenantHealthRow(tenant=t) for t in tenants}
@@ -65,11 +67,11 @@ def tenant_health_overview(*, tenants: QuerySet[Tenant], now: datetime | None = 
         .annotate(n=Count("id"))
     ):
         rows[r["tenant"]].open_dead_letters = r["n"]
-    for r in (
-        _signature_failures(now).filter(tenant__in=ids).values("tenant").annotate(n=Count("id"))
-    ):
+    for r in _signature_failures(now).filter(tenant__in=ids).values("tenant").annotate(n=Count("id")):
         rows[r["tenant"]].signature_failures_24h = r["n"]
-    for tenant_id, last in TenantQueue.objects.filter(tenant__in=ids).values_list("tenant", "last_success_at"):
+    for tenant_id, last in TenantQueue.objects.filter(tenant__in=ids).values_list(
+        "tenant", "last_success_at"
+    ):
         rows[tenant_id].last_success_at = last
     for row in rows.values():
         row.reasons = _reasons(row, now)
@@ -104,7 +106,10 @@ def tenant_health(*, tenant: Tenant, now: datetime | None = None) -> dict[str, A
     day_ago = now - timedelta(hours=24)
     items = OutboundItem.objects.filter(tenant=tenant)
     depth = dict(
-        items.filter(state__in=QUEUE_STATES).values_list("state").annotate(n=Count("id")).values_list("state", "n")
+        items.filter(state__in=QUEUE_STATES)
+        .values_list("state")
+        .annotate(n=Count("id"))
+        .values_list("state", "n")
     )
     queue = TenantQueue.objects.filter(tenant=tenant).first()
     hour_start = now.replace(minute=0, second=0, microsecond=0)
@@ -119,7 +124,11 @@ def tenant_health(*, tenant: Tenant, now: datetime | None = None) -> dict[str, A
         .values_list("connection", "n")
     )
     return {
-        "depth": [(label, depth.get(value, 0), value) for value, label in OutboundItem.State.choices if value in QUEUE_STATES],
+        "depth": [
+            (label, depth.get(value, 0), value)
+            for value, label in OutboundItem.State.choices
+            if value in QUEUE_STATES
+        ],
         "chart": _chart(tenant, now),
         "budget": {
             "per_hour": tenant.hourly_request_budget,
@@ -130,7 +139,9 @@ def tenant_health(*, tenant: Tenant, now: datetime | None = None) -> dict[str, A
             "capacity": budget["capacity"],
             "paused_until": budget["paused_until"],
         },
-        "open_dead_letters": DeadLetter.objects.filter(tenant=tenant, resolution=DeadLetter.Resolution.OPEN).count(),
+        "open_dead_letters": DeadLetter.objects.filter(
+            tenant=tenant, resolution=DeadLetter.Resolution.OPEN
+        ).count(),
         "last_success_at": queue.last_success_at if queue else None,
         "last_drain_at": queue.last_drain_at if queue else None,
         "queue_error": queue.last_error if queue else "",
@@ -180,15 +191,19 @@ def _checkpoints(tenant: Tenant, connection: Connection | None, now: datetime) -
             "checkpoint": cp,
             "age": (now - cp.last_processed_timestamp) if cp.last_processed_timestamp else None,
         }
-        for cp in SyncCheckpoint.objects.filter(tenant=tenant, scope=scope).order_by("resource_type", "direction")
+        for cp in SyncCheckpoint.objects.filter(tenant=tenant, scope=scope).order_by(
+            "resource_type", "direction"
+        )
     ]
 
 
 def _latency(items: QuerySet[OutboundItem], since: datetime) -> dict[str, float | int | None]:
     """Submission-to-confirmation seconds over the latest confirmed items (a bounded sample)."""
-    pairs = items.filter(
-        state=OutboundItem.State.CONFIRMED, submitted_at__gte=since, confirmed_at__isnull=False
-    ).order_by("-submitted_at").values_list("submitted_at", "confirmed_at")[:LATENCY_SAMPLE]
+    pairs = (
+        items.filter(state=OutboundItem.State.CONFIRMED, submitted_at__gte=since, confirmed_at__isnull=False)
+        .order_by("-submitted_at")
+        .values_list("submitted_at", "confirmed_at")[:LATENCY_SAMPLE]
+    )
     seconds = sorted((c - s).total_seconds() for s, c in pairs)
     if not seconds:
         return {"count": 0, "median": None, "p95": None}
@@ -197,5 +212,3 @@ def _latency(items: QuerySet[OutboundItem], since: datetime) -> dict[str, float 
         "median": statistics.median(seconds),
         "p95": seconds[min(len(seconds) - 1, int(len(seconds) * 0.95))],
     }
-
-

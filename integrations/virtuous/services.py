@@ -41,7 +41,10 @@ def virtuous_key_check(*, api_key: str, base_url: str = "") -> VirtuousOrganisat
     org = client.organization_current()
     name = str(org.get("organizationName") or org.get("name") or "").strip()
     if not name:
-        raise VirtuousError(ErrorClass.NEEDS_ATTENTION, "Virtuous answered without an organisation name; the key is not usable.")
+        raise VirtuousError(
+            ErrorClass.NEEDS_ATTENTION,
+            "Virtuous answered without an organisation name; the key is not usable.",
+        )
     return VirtuousOrganisation(name=name, time_zone=str(org.get("organizationTimeZone") or "UTC"))
 
 

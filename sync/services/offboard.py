@@ -107,7 +107,9 @@ def _remove_data(tenant: Tenant, data: str) -> dict[str, int]:
             "dead_letters": DeadLetter.objects.filter(tenant=tenant).update(
                 original_payload={}, error_details=[], last_error=ANONYMISED
             ),
-            "inbound_events": InboundEvent.objects.filter(tenant=tenant).update(body=b"", headers={}, result={}),
+            "inbound_events": InboundEvent.objects.filter(tenant=tenant).update(
+                body=b"", headers={}, result={}
+            ),
             "alerts": Alert.objects.filter(tenant=tenant).update(body=ANONYMISED),
         }
     counts = {}
