@@ -68,7 +68,8 @@ initial_import_start: Callable[[Tenant, tenant_services.Actor], str] | None = No
 
 def _pretty(value) -> str:
     return format_html(
-        "<pre class='payload'>{}</pre>", json.dumps(value, indent=2, sort_keys=True, default=str)
+        "<pre class='payload'>{}</pre>",
+        json.dumps(value, indent=2, sort_keys=True, default=str, ensure_ascii=False),
     )
 
 
