@@ -110,6 +110,9 @@ class ProviderSpec:
     poll: Callable[[Any, PollContext], int] | None = None
     handshake: Callable[[WebhookRequest, Any, list[str]], tuple[int, str]] | None = None
     setup_steps: str = ""
+    # What the onboarding form asks for: keys of Connection.settings, and the secrets (purposes).
+    settings_fields: tuple[str, ...] = ()
+    secret_purposes: tuple[str, ...] = ("webhook_secret",)
     # "source": handlers map events to Virtuous writes; "crm": Virtuous itself, applied by the sync room.
     kind: str = "source"
 

@@ -176,3 +176,42 @@ def connection_create(
         details={"provider": provider, "capture_mode": capture_mode},
     )
     return connection
+
+
+def connection_onboard(
+    *,
+    tenant,
+    provider: str,
+    capture_mode: str,
+    name: str = "",
+    settings: dict | None = None,
+    secrets: dict[str, str] | None = None,
+    actor=None,
+) -> Connection:
+    """Create a connection and store the secrets the customer pasted, scoped to it, in one go."""
+    from tenants.services import SYSTEM, credential_set
+
+    spec = provider_get(provider)
+    unknown = set(secrets or {}) - set(spec.secret_purposes)
+    if unknown:
+        raise ValueError(f"{spec.label} takes no secret(s) {', '.join(sorted(unknown))}")
+    with transaction.atomic():
+        connection = connection_create(
+            tenant=tenant,
+            provider=provider,
+            capture_mode=capture_mode,
+            name=name,
+            settings={k: v for k, v in (settings or {}).items() if k in spec.settings_fields and v},
+            actor=actor,
+        )
+        for purpose, value in (secrets or {}).items():
+            if value.strip():
+                credential_set(
+                    tenant=tenant,
+                    platform=spec.credential_platform,
+                    purpose=purpose,
+                    scope=connection.credential_scope,
+                    secret=value,
+                    actor=actor or SYSTEM,
+                )
+    return connection

@@ -174,6 +174,7 @@ class DeadLetter(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
+        permissions = [("view_donor_pii", "Can see donor personal data in payloads")]
         indexes = [models.Index(fields=["tenant", "resolution", "-created_at"], name="deadletter_open_idx")]
         constraints = [
             # One open dead letter per item: a replay that fails again reopens, not duplicates.
@@ -295,3 +296,12 @@ class Alert(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind}: {self.subject}"
+
+
+class TenantHealth(Tenant):
+    """The admin's per-tenant operations console (dashboard, onboarding, offboarding): no table of its own."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "tenant health"
+        verbose_name_plural = "tenant health"

@@ -13,6 +13,8 @@ PROVIDER = ProviderSpec(
     handlers=mapping.HANDLERS,
     capture_modes=("webhook", "polling", "hybrid"),
     poll=poller.poll,
+    settings_fields=("account_email",),
+    secret_purposes=("webhook_secret", "api_token"),
     setup_steps=(
         "In Donorbox: Integrations → API & Zapier Integration → Custom Webhooks → add endpoint. Paste the webhook "
         "URL, choose payload version v2, select donation and plan events, save, then copy the endpoint's "

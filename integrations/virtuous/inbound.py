@@ -128,5 +128,6 @@ PROVIDER = ProviderSpec(
     load=load,
     handlers={event: _change for event in HANDLED},
     kind="crm",
+    secret_purposes=(),
     setup_steps="Created automatically by onboarding (POST /api/Webhook with a fresh secret).",
 )

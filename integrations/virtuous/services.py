@@ -3,16 +3,71 @@
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import transaction
 from django.urls import reverse
 
 from integrations.models import Connection
 from integrations.services import connection_create
 from integrations.virtuous.client import VirtuousClient
+from integrations.virtuous.errors import ErrorClass, VirtuousError
 from integrations.virtuous.inbound import HANDLED
 from tenants import services as tenant_services
 from tenants.models import Credential, Tenant
+
+
+@dataclass(frozen=True)
+class VirtuousOrganisation:
+    """What Organization/Current says about the organisation an API key belongs to."""
+
+    name: str
+    time_zone: str
+
+
+def virtuous_key_check(*, api_key: str, base_url: str = "") -> VirtuousOrganisation:
+    """Check a key live with one low-impact call; raises VirtuousError when Virtuous refuses it."""
+    api_key = api_key.strip()
+    if not api_key:
+        raise VirtuousError(ErrorClass.NEEDS_ATTENTION, "The API key is empty.")
+    client = VirtuousClient(
+        base_url=base_url or settings.VIRTUOUS_BASE_URL,
+        token=api_key,
+        budget=None,
+        tenant_label="onboarding",
+        guard_urls=bool(base_url),
+    )
+    org = client.organization_current()
+    name = str(org.get("organizationName") or org.get("name") or "").strip()
+    if not name:
+        raise VirtuousError(
+            ErrorClass.NEEDS_ATTENTION,
+            "Virtuous answered without an organisation name; the key is not usable.",
+        )
+    return VirtuousOrganisation(name=name, time_zone=str(org.get("organizationTimeZone") or "UTC"))
+
+
+def virtuous_tenant_onboard(
+    *,
+    slug: str,
+    name: str,
+    api_key: str,
+    base_url: str = "",
+    actor: tenant_services.Actor = tenant_services.SYSTEM,
+) -> Tenant:
+    """Create a tenant from a Virtuous API key that answers; the key is refused before anything is stored."""
+    org = virtuous_key_check(api_key=api_key, base_url=base_url)
+    with transaction.atomic():
+        tenant = tenant_services.tenant_create(
+            slug=slug, name=name, virtuous_base_url=base_url, virtuous_token=api_key, actor=actor
+        )
+        tenant_services.tenant_update(
+            tenant=tenant,
+            actor=actor,
+            changes={"virtuous_org_name": org.name, "virtuous_time_zone": org.time_zone},
+        )
+    return tenant
 
 
 def connection_webhook_url(*, connection: Connection, base_url: str) -> str:

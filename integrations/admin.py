@@ -1,0 +1,88 @@
+"""Connections in the operations console, scoped to the user's tenants; secrets never shown."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import admin
+from django.utils.html import format_html
+
+from integrations.models import Connection
+from integrations.registry import provider_get
+from integrations.virtuous.services import connection_webhook_url
+from tenants.admin import TenantFilter, TenantScopedAdminMixin, actor_for
+from tenants.services import audit_record
+
+
+@admin.register(Connection)
+class ConnectionAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
+    list_display = (
+        "tenant",
+        "provider",
+        "name",
+        "capture_mode",
+        "is_active",
+        "last_success_at",
+        "last_error",
+    )
+    list_filter = (TenantFilter, "provider", "capture_mode", "is_active")
+    list_select_related = ("tenant",)
+    raw_id_fields = ("tenant",)
+    search_fields = ("name", "=public_id")
+    readonly_fields = (
+        "public_id",
+        "tenant",
+        "provider",
+        "webhook_url",
+        "setup_steps",
+        "consecutive_failures",
+        "paused_until",
+        "last_poll_at",
+        "last_success_at",
+        "last_error",
+        "created_at",
+    )
+    fields = (
+        *readonly_fields[:5],
+        "name",
+        "is_active",
+        "capture_mode",
+        "polling_role",
+        "poll_interval_minutes",
+        "backstop_interval_minutes",
+        "source_name",
+        "default_project_code",
+        "project_code_map",
+        "field_map",
+        "settings",
+        *readonly_fields[5:],
+    )
+
+    def has_add_permission(self, request):
+        return False  # connections are added by the onboarding flow, which also takes their secrets
+
+    @admin.display(description="Webhook URL")
+    def webhook_url(self, obj: Connection):
+        url = connection_webhook_url(connection=obj, base_url=settings.PUBLIC_BASE_URL)
+        return format_html(
+            '<code id="webhook-url" style="user-select:all">{}</code> '
+            '<button type="button" onclick="navigator.clipboard.writeText(document.getElementById(\'webhook-url\')'
+            ".textContent);this.textContent='Copied'\">Copy</button>",
+            url,
+        )
+
+    @admin.display(description="Steps on the provider's side")
+    def setup_steps(self, obj: Connection):
+        return format_html(
+            '<div style="white-space:pre-wrap">{}</div>', provider_get(obj.provider).setup_steps
+        )
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if form.changed_data:
+            audit_record(
+                actor=actor_for(request),
+                action="connection.updated",
+                tenant=obj.tenant,
+                target=obj,
+                details={"fields": sorted(form.changed_data)},
+            )
