@@ -285,3 +285,99 @@ def test_live_donations_are_submitted_before_queued_bulk_work(tenant, tmp_path, 
     outbound_drain(tenant=tenant, client_factory=fake_virtuous.factory, max_budget_wait=0)
     # then the live donation went first
     assert [body["transactionId"] for _, body in fake_virtuous.calls] == ["pi_live"]
+
+
+def test_a_connection_window_is_read_through_its_mapper_and_unmapped_projects_fail(
+    tenant, tmp_path, monkeypatch
+):
+    # given a provider whose poller yields two donations in the window and one outside it
+    from dataclasses import replace
+
+    from integrations.donorbox import mapping
+    from integrations.donorbox.provider import PROVIDER
+    from integrations.types import PolledRecord
+
+    def poll(connection, ctx):
+        for n, day, campaign in ((1, "2025-01-05", 10), (2, "2025-01-06", 99), (3, "2025-03-01", 10)):
+            donation = {
+                "id": n,
+                "amount": "12.00",
+                "donation_date": f"{day}T15:00:00Z",
+                "currency": "usd",
+                "campaign": {"id": campaign},
+                "donor": {"id": 7, "email": "x@example.org", "first_name": "X", "last_name": "Y"},
+            }
+            ctx.emit(
+                PolledRecord(
+                    "donation.updated",
+                    f"d{n}",
+                    {"donation": donation, "created_at": donation["donation_date"]},
+                    dt.datetime.fromisoformat(day + "T15:00:00+00:00"),
+                    str(n),
+                )
+            )
+
+    spec = replace(PROVIDER, poll=poll, handlers={"donation.updated": mapping.donation})
+    monkeypatch.setattr("integrations.registry.provider_get", lambda key: spec)
+    from integrations.models import Connection
+
+    connection = Connection.objects.create(
+        tenant=tenant,
+        provider="donorbox",
+        source_name="Donorbox",
+        project_code_map={"10": "GEN"},
+        default_project_code="FALLBACK",
+    )
+    spool = tmp_path / "spool.csv"
+    written = bulk.historical_spool_from_connection(
+        connection=connection, since=dt.date(2025, 1, 1), until=dt.date(2025, 1, 31), path=spool
+    )
+    # then the window's two donations are in the file, the unmapped one as a source error
+    assert written == 2
+    rows = dict(bulk.import_rows(spool))
+    assert (
+        rows[1]["donation_id"] == "1"
+        and rows[1]["project_code"] == "GEN"
+        and rows[1]["donor_id"] == "donor-7"
+    )
+    settings = bulk.ImportSettings("Donorbox", "Historical-Import-2026-11", {"10": "GEN"})
+    assert bulk.row_validate(rows[1], settings, today=TODAY).amount == Decimal("12.00")
+    with pytest.raises(bulk.RowError) as error:
+        bulk.row_validate(rows[2], settings, today=TODAY)
+    assert error.value.category == "source_mapping"
+
+
+def test_progress_bar_draws_rate_and_eta_on_a_terminal_only():
+    from sync.progress import ProgressBar
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    tty, pipe = Tty(), io.StringIO()
+    bar = ProgressBar("validate", 100, stream=tty)
+    bar.update(0, force=True)
+    bar.update(50, force=True)
+    bar.close(100)
+    ProgressBar("validate", 100, stream=pipe).close(100)
+    assert "100%" in tty.getvalue() and "/s" in tty.getvalue() and "ETA" in tty.getvalue()
+    assert pipe.getvalue() == ""
+
+
+def test_admin_lists_only_the_users_tenants_runs_and_offers_the_signoff(
+    tenant, other_tenant, staff_user, client
+):
+    from django.contrib.auth.models import Permission
+
+    staff_user.user_permissions.add(
+        *Permission.objects.filter(codename__in=["view_importrun", "view_reconciliationlog"])
+    )
+    tenant.assigned_staff.add(staff_user)
+    for t in (tenant, other_tenant):
+        ImportRun.objects.create(
+            tenant=t, kind="historical_gifts", source_label=f"{t.slug}.csv", fingerprint="x"
+        )
+    client.force_login(staff_user)
+    page = client.get("/admin/sync/importrun/").content.decode()
+    assert "alpha.csv" in page and "bravo.csv" not in page
+    assert client.get("/admin/sync/reconciliationlog/").status_code == 200
