@@ -371,7 +371,7 @@ class ReconciliationLog(models.Model):
     partner_source = models.CharField(max_length=100, blank=True)
     partner_id = models.CharField(max_length=200, blank=True)
     virtuous_id = models.CharField(max_length=32, blank=True)
-    resolution = models.CharField(max_length=64)
+    resolution = models.CharField(max_length=120)
     details = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 

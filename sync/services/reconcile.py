@@ -552,7 +552,7 @@ def _match_contact(
         _log(
             tenant,
             Category.MATCHED_BY_EMAIL,
-            "in_sync baseline (our reference is added by the next contact transaction)",
+            "in_sync baseline (reference added by the next contact transaction)",
             run=run,
             resource_type="contact",
             partner_source=key[0],
