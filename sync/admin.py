@@ -7,6 +7,7 @@ confirmation page first (the action runs again with ``post=yes`` once confirmed)
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Callable
 from datetime import timedelta
@@ -17,7 +18,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count
-from django.http import Http404, HttpResponseRedirect
+from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -38,12 +39,15 @@ from sync.models import (
     Alert,
     Attempt,
     DeadLetter,
+    ImportRun,
     OutboundItem,
+    ReconciliationLog,
     SyncCheckpoint,
     SyncRecord,
     TenantHealth,
 )
 from sync.pii import mask_pii, user_sees_pii
+from sync.services import bulk
 from sync.services.checkpoints import checkpoint_reset
 from sync.services.confirm import outbound_reconcile_submitted
 from sync.services.deadletters import DeadLetterError, dead_letter_discard, dead_letter_replay
@@ -917,3 +921,44 @@ def _secret_states(tenant: Tenant, connection: Connection) -> list[tuple[str, bo
         ).values_list("purpose", flat=True)
     )
     return [(Credential.Purpose(p).label, p in have) for p in spec.secret_purposes]
+
+
+# --- Bulk runs and the reconciliation log (historical import, initial reconciliation) ---
+
+
+@admin.register(ImportRun)
+class ImportRunAdmin(TenantScopedAdminMixin, ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ("tenant", "kind", "source_label", "batch_label", "phase", "started_at", "finished_at")
+    list_filter = ("kind", "phase")
+    search_fields = ("source_label", "batch_label", "public_id")
+    actions = ("signoff_csv",)
+
+    @admin.action(description="Sign-off report (CSV): imported vs Virtuous per project")
+    def signoff_csv(self, request, queryset):
+        stream = io.StringIO()
+        for run in queryset.filter(kind=ImportRun.Kind.HISTORICAL_GIFTS).select_related("tenant"):
+            try:
+                signoff = bulk.import_signoff(tenant=run.tenant, batch_label=run.batch_label, max_wait=0)
+            except (bulk.ImportStopped, VirtuousError) as exc:
+                self.message_user(request, f"{run}: {exc}", messages.ERROR)
+                return None
+            bulk.import_run_signoff_store(run=run, signoff=signoff)
+            bulk.signoff_csv_write(signoff, stream)
+        response = HttpResponse(stream.getvalue(), content_type="text/csv")
+        response["Content-Disposition"] = 'attachment; filename="import-signoff.csv"'
+        return response
+
+
+@admin.register(ReconciliationLog)
+class ReconciliationLogAdmin(TenantScopedAdminMixin, ReadOnlyMixin, admin.ModelAdmin):
+    list_display = (
+        "created_at",
+        "tenant",
+        "category",
+        "resource_type",
+        "partner_id",
+        "virtuous_id",
+        "resolution",
+    )
+    list_filter = ("category", "resource_type")
+    search_fields = ("partner_id", "virtuous_id", "resolution")

@@ -305,3 +305,91 @@ class TenantHealth(Tenant):
         proxy = True
         verbose_name = "tenant health"
         verbose_name_plural = "tenant health"
+class ImportRun(models.Model):
+    """One bulk run (historical gift import or initial reconciliation), resumable from its counters.
+
+    A run is identified by what it reads (``fingerprint``: the file's content with the project map,
+    source name and batch label): running the same input again resumes the unfinished run, and a
+    finished input enqueues nothing new because the queue is idempotent by key.
+    """
+
+    class Kind(models.TextChoices):
+        HISTORICAL_GIFTS = "historical_gifts", "Historical gift import"
+        INITIAL_RECONCILIATION = "initial_reconciliation", "Initial reconciliation (two-way)"
+
+    class Phase(models.TextChoices):
+        VALIDATING = "validating", "Validating"
+        VALIDATED = "validated", "Validated (report ready, nothing enqueued)"
+        BLOCKED = "blocked", "Blocked by validation errors"
+        ENQUEUING = "enqueuing", "Enqueuing"
+        MATCHING = "matching", "Cross-matching"
+        PAUSED = "paused", "Paused (rate budget; resume later)"
+        COMPLETED = "completed", "Completed"
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="import_runs")
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    phase = models.CharField(max_length=16, choices=Phase.choices, default=Phase.VALIDATING)
+    source_label = models.CharField(max_length=300, help_text="File name, or connection and date window")
+    fingerprint = models.CharField(max_length=64, help_text="Hash of the input, map, source and batch")
+    transaction_source = models.CharField(max_length=100, blank=True)
+    batch_label = models.CharField(max_length=100, blank=True)
+    validated_through_row = models.PositiveIntegerField(default=0)
+    last_row_committed = models.PositiveBigIntegerField(
+        default=0, help_text="Enqueue phase: last data row (or Virtuous contact id) committed"
+    )
+    counters = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
+    project_totals = models.JSONField(
+        default=dict, blank=True, encoder=DjangoJSONEncoder, help_text="Valid rows per project: count, sum"
+    )
+    errors_sample = models.JSONField(default=list, blank=True, help_text="The first validation errors")
+    signoff = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
+    signoff_at = models.DateTimeField(null=True, blank=True)
+    note = models.CharField(max_length=500, blank=True)
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "kind", "fingerprint"], name="importrun_input_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.source_label} ({self.phase})"
+
+
+class ReconciliationLog(models.Model):
+    """Append-only record of every reconciliation finding and what was done about it."""
+
+    class Category(models.TextChoices):
+        STUCK = "stuck", "Stuck transaction"
+        NEEDS_UPDATE = "needs_update", "Needs-update suspect"
+        MISSED_WEBHOOK = "missed_webhook", "Missed webhook"
+        DRIFT = "drift", "Drift"
+        MATCHED_BY_REFERENCE = "matched_by_reference", "Matched by reference"
+        MATCHED_BY_EMAIL = "matched_by_email", "Matched by e-mail"
+        VIRTUOUS_ONLY = "virtuous_only", "Virtuous-only record"
+        PARTNER_ONLY = "partner_only", "Partner-only record"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="reconciliation_logs")
+    run = models.ForeignKey(
+        ImportRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="log_entries"
+    )
+    category = models.CharField(max_length=24, choices=Category.choices)
+    resource_type = models.CharField(max_length=16, blank=True)
+    partner_source = models.CharField(max_length=100, blank=True)
+    partner_id = models.CharField(max_length=200, blank=True)
+    virtuous_id = models.CharField(max_length=32, blank=True)
+    resolution = models.CharField(max_length=120)
+    details = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "category", "-created_at"], name="reconlog_category_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.category} {self.partner_source}/{self.partner_id} → {self.resolution}"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise ValueError("The reconciliation log is append-only.")
+        super().save(*args, **kwargs)

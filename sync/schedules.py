@@ -29,6 +29,18 @@ def declared_schedules() -> list[dict]:
             "schedule_type": Schedule.HOURLY,
             "minutes": None,
         },
+        {
+            "name": "outbound-reconcile-daily",
+            "func": "sync.tasks.reconcile_all",
+            "schedule_type": Schedule.DAILY,
+            "minutes": None,
+        },
+        {
+            "name": "outbound-drift-weekly",
+            "func": "sync.tasks.drift_all",
+            "schedule_type": Schedule.WEEKLY,
+            "minutes": None,
+        },
     ]
     return schedules
 

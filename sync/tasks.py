@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from integrations.models import Connection
 from sync.models import Alert
-from sync.services import alerts, confirm, dispatch, inbound, polling
+from sync.services import alerts, confirm, dispatch, inbound, polling, reconcile
 from tenants.models import Tenant
 
 
@@ -31,6 +31,35 @@ def outbound_reconcile_all() -> int:
 def outbound_reconcile(tenant_id: int) -> dict[str, int]:
     tenant = Tenant.objects.get(pk=tenant_id)
     return confirm.outbound_reconcile_submitted(tenant=tenant)
+
+
+def reconcile_all() -> int:
+    """Daily: stuck, needs-update and missed webhooks for every active tenant (one task each)."""
+    return _per_active_tenant("sync.tasks.reconcile_tenant", "reconcile-daily")
+
+
+def drift_all() -> int:
+    """Weekly: the drift sample for every active tenant (one call per sampled record)."""
+    return _per_active_tenant("sync.tasks.drift_tenant", "drift")
+
+
+def _per_active_tenant(func: str, label: str) -> int:
+    from django_q.tasks import async_task
+
+    tenants = Tenant.objects.filter(status=Tenant.Status.ACTIVE).values_list("pk", flat=True)
+    for tenant_id in tenants:
+        async_task(func, tenant_id, task_name=f"{label}-{tenant_id}")
+    return len(tenants)
+
+
+def reconcile_tenant(tenant_id: int) -> dict:
+    tenant = Tenant.objects.get(pk=tenant_id)
+    return reconcile.reconcile_run(tenant=tenant, passes=("stuck", "missed_webhooks"))
+
+
+def drift_tenant(tenant_id: int) -> dict:
+    tenant = Tenant.objects.get(pk=tenant_id)
+    return reconcile.reconcile_run(tenant=tenant, passes=("drift",))
 
 
 def alert_deliver(alert_id: int) -> bool:

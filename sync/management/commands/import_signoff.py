@@ -1,0 +1,48 @@
+import sys
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+from sync.models import ImportRun
+from sync.services import bulk
+from tenants.management.base import tenant_from_arg
+
+
+class Command(BaseCommand):
+    help = (
+        "Sign-off report of a historical import: counts and sums per project of what was imported under a batch "
+        "label against what Virtuous holds in that batch (Gift/Query). Writes CSV to --csv or stdout."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("tenant", help="Tenant slug or public id")
+        parser.add_argument("--batch", required=True, help="Batch label, e.g. Historical-Import-2026-11")
+        parser.add_argument("--csv", type=Path, help="Write the CSV here instead of stdout")
+        parser.add_argument("--max-wait", type=float, default=60.0, help="Seconds to wait for rate budget")
+
+    def handle(self, *args, **options):
+        tenant = tenant_from_arg(options["tenant"])
+        try:
+            signoff = bulk.import_signoff(
+                tenant=tenant, batch_label=options["batch"], max_wait=options["max_wait"]
+            )
+        except bulk.ImportStopped as exc:
+            raise CommandError(f"Stopped: {exc.reason}. Try again later.") from exc
+        run = (
+            ImportRun.objects.filter(
+                tenant=tenant, kind=ImportRun.Kind.HISTORICAL_GIFTS, batch_label=options["batch"]
+            )
+            .order_by("-started_at")
+            .first()
+        )
+        if run is not None:
+            bulk.import_run_signoff_store(run=run, signoff=signoff)
+        if options["csv"]:
+            with options["csv"].open("w", newline="", encoding="utf-8") as handle:
+                bulk.signoff_csv_write(signoff, handle)
+        else:
+            bulk.signoff_csv_write(signoff, self.stdout)
+        state = "balanced" if signoff["balanced"] else "NOT balanced"
+        (sys.stderr if options["csv"] is None else self.stdout).write(
+            f"{signoff['imported_gifts']} imported, {signoff['virtuous_gifts']} in Virtuous: {state}.\n"
+        )

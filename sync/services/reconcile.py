@@ -1,0 +1,636 @@
+"""Reconciliation (spec 4.6) and the two-way initial reconciliation (seed "Pattern B").
+
+The reconciler runs four passes per tenant, each logged in the append-only ReconciliationLog:
+stuck transactions and needs-update suspects (through ``outbound_reconcile_submitted``), missed
+webhooks (records modified since the inbound checkpoint, applied through the same inbound handler
+as webhooks), and drift (a sample of paired records compared field by field). All Virtuous reads
+use the reserve-keeping client: reconciliation never takes the live donations' share of the budget.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from statistics import median
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count
+from django.utils import timezone
+
+from integrations.selectors import tenant_write_sources
+from integrations.types import OutboundRequest
+from integrations.virtuous import endpoints
+from integrations.virtuous.client import VirtuousClient
+from integrations.virtuous.errors import BudgetExhausted, ErrorClass, VirtuousError
+from integrations.virtuous.inbound import VirtuousChange
+from integrations.virtuous.parsing import to_datetime, to_decimal, to_int
+from sync.models import (
+    DeadLetter,
+    ImportRun,
+    Operation,
+    Origin,
+    OutboundItem,
+    ReconciliationLog,
+    SyncCheckpoint,
+    SyncRecord,
+)
+from sync.services.confirm import outbound_reconcile_submitted
+from sync.services.enqueue import outbound_enqueue_many
+from sync.services.virtuous_inbound import virtuous_change_apply
+from tenants.models import Tenant
+
+Category = ReconciliationLog.Category
+MISSED_WEBHOOK_FIRST_LOOKBACK = dt.timedelta(days=2)
+# Overlap re-read on each pass: "Is After" is strict and clocks differ; the handler is idempotent.
+MISSED_WEBHOOK_OVERLAP = dt.timedelta(minutes=5)
+DRIFT_SAMPLE = 25
+
+
+class ReconcileStopped(Exception):
+    """The bulk share of the budget is spent (or Virtuous is failing); the pass resumes later."""
+
+
+def _log(
+    tenant: Tenant, category: str, resolution: str, *, run: ImportRun | None = None, **fields: Any
+) -> None:
+    ReconciliationLog.objects.create(
+        tenant=tenant, category=category, resolution=resolution, run=run, **fields
+    )
+
+
+def _budgeted(call: Callable[[], Any], max_wait: float) -> Any:
+    waited = 0.0
+    while True:
+        try:
+            return call()
+        except BudgetExhausted as exc:
+            if waited + exc.retry_in > max_wait:
+                raise ReconcileStopped("the rate budget for background work is spent") from exc
+            time.sleep(exc.retry_in)
+            waited += exc.retry_in
+
+
+# --- the scheduled reconciler -------------------------------------------------------------
+
+
+def reconcile_run(
+    *,
+    tenant: Tenant,
+    client: VirtuousClient | None = None,
+    drift_sample: int = DRIFT_SAMPLE,
+    passes: tuple[str, ...] = ("stuck", "missed_webhooks", "drift"),
+    max_wait: float = 0.0,
+) -> dict[str, dict[str, int]]:
+    """One reconciliation of a tenant: stuck → needs-update → missed webhooks → drift.
+
+    A pass that runs out of budget stops that pass only; its work is picked up next time.
+    """
+    client = client or VirtuousClient.for_tenant(tenant, keep_reserve=True)
+    results: dict[str, dict[str, int]] = {}
+    steps = {
+        "stuck": lambda: reconcile_stuck(tenant=tenant, client=client),
+        "missed_webhooks": lambda: reconcile_missed_webhooks(tenant=tenant, client=client, max_wait=max_wait),
+        "drift": lambda: reconcile_drift(
+            tenant=tenant, client=client, sample=drift_sample, max_wait=max_wait
+        ),
+    }
+    for name in passes:
+        try:
+            results[name] = steps[name]()
+        except ReconcileStopped:
+            results[name] = {"stopped": 1}
+    return results
+
+
+def reconcile_stuck(*, tenant: Tenant, client: VirtuousClient) -> dict[str, int]:
+    """Submitted > 24 h: found → confirmed (recovered); still 404 after 72 h → needs_review. Logged."""
+    before = timezone.now() - dt.timedelta(hours=settings.OUTBOUND_CONFIRM_LOOKUP_HOURS)
+    candidates = dict(
+        OutboundItem.objects.filter(
+            tenant=tenant,
+            state=OutboundItem.State.SUBMITTED,
+            operation__in=[Operation.GIFT_TRANSACTION, Operation.CONTACT_TRANSACTION],
+            submitted_at__lt=before,
+        ).values_list("pk", "submitted_at")
+    )
+    counts = outbound_reconcile_submitted(tenant=tenant, client=client)
+    if not candidates:
+        return counts
+    for item in OutboundItem.objects.filter(pk__in=candidates).exclude(state=OutboundItem.State.SUBMITTED):
+        resource = "gift" if item.operation == Operation.GIFT_TRANSACTION else "contact"
+        common = {
+            "resource_type": resource,
+            "partner_source": item.external_source,
+            "partner_id": item.external_id,
+            "virtuous_id": item.virtuous_id,
+            "details": {"item": str(item.public_id), "submitted_at": candidates[item.pk]},
+        }
+        if item.state == OutboundItem.State.CONFIRMED:
+            _log(tenant, Category.STUCK, "confirmed: recovered by reconciliation", **common)
+        elif item.state == OutboundItem.State.NEEDS_REVIEW:
+            _log(tenant, Category.NEEDS_UPDATE, "needs_review: surfaced to the customer", **common)
+    return counts
+
+
+def reconcile_missed_webhooks(
+    *, tenant: Tenant, client: VirtuousClient, max_wait: float = 0.0, now: dt.datetime | None = None
+) -> dict[str, int]:
+    """Gifts and contacts modified since the inbound checkpoint, applied through the inbound handler.
+
+    Our own writes among them are confirmed (their webhook was lost); changes made elsewhere go
+    to the handler as any webhook would. The checkpoint is the newest Virtuous modification time
+    seen, saved every page, never the wall clock.
+    """
+    now = now or timezone.now()
+    counts = {"seen": 0, "confirmed": 0, "elsewhere": 0}
+    for resource in ("gift", "contact"):
+        checkpoint, _ = SyncCheckpoint.objects.get_or_create(
+            tenant=tenant, scope="", resource_type=resource, direction=SyncCheckpoint.Direction.INBOUND
+        )
+        since = (
+            checkpoint.last_processed_timestamp or now - MISSED_WEBHOOK_FIRST_LOOKBACK
+        ) - MISSED_WEBHOOK_OVERLAP
+        newest = checkpoint.last_processed_timestamp
+        records = client.iter_modified_since(resource, since)
+        for n, record in enumerate(_budgeted_iter(records, max_wait), start=1):
+            counts["seen"] += 1
+            created = to_datetime(record.get("createDateTimeUtc"))
+            event = f"{resource}{'Create' if created and created > since else 'Update'}"
+            result = virtuous_change_apply(
+                tenant=tenant, change=VirtuousChange(event=event, resource=resource, record=record)
+            )
+            modified = to_datetime(record.get("modifiedDateTimeUtc"))
+            if modified and (newest is None or modified > newest):
+                newest = modified
+            if result.get("confirmed"):
+                counts["confirmed"] += 1
+                _log(
+                    tenant,
+                    Category.MISSED_WEBHOOK,
+                    "confirmed through the inbound handler",
+                    resource_type=resource,
+                    partner_source=str(record.get("transactionSource") or ""),
+                    partner_id=str(record.get("transactionId") or ""),
+                    virtuous_id=str(record.get("id", "")),
+                    details={"event": event, "result": result},
+                )
+            elif result.get("origin") == "elsewhere":
+                counts["elsewhere"] += 1
+            if n % 100 == 0 and newest is not None:
+                _checkpoint_save(checkpoint, newest)
+        if newest is not None:
+            _checkpoint_save(checkpoint, newest)
+    return counts
+
+
+def _budgeted_iter(records: Iterator[dict], max_wait: float) -> Iterator[dict]:
+    while True:
+        try:
+            record = _budgeted(lambda: next(records), max_wait)
+        except StopIteration:
+            return
+        yield record
+
+
+def _checkpoint_save(checkpoint: SyncCheckpoint, newest: dt.datetime) -> None:
+    checkpoint.last_processed_timestamp = newest
+    checkpoint.save(update_fields=["last_processed_timestamp", "updated_at"])
+
+
+def reconcile_drift(
+    *, tenant: Tenant, client: VirtuousClient, sample: int = DRIFT_SAMPLE, max_wait: float = 0.0
+) -> dict[str, int]:
+    """Compare a sample of confirmed pairs field by field with what we last wrote.
+
+    Transactions cannot update a Virtuous record, so we never "fix" Virtuous. Under
+    ``virtuous_canonical`` a difference is accepted (in_sync) unless the tenant syncs back to the
+    partner (inbound mode ``full``), where the partner side must change: that is a ``conflict``.
+    Under the other policies a difference where the partner is newer, or ownership is per field,
+    needs a person: ``conflict``. Every finding is logged.
+    """
+    counts = {"checked": 0, "in_sync": 0, "drift_accepted": 0, "conflict": 0, "missing": 0}
+    records = list(
+        SyncRecord.objects.filter(
+            tenant=tenant,
+            status=SyncRecord.Status.CONFIRMED,
+            sync_state=SyncRecord.SyncState.IN_SYNC,
+            resource_type__in=[SyncRecord.ResourceType.GIFT, SyncRecord.ResourceType.CONTACT],
+        ).order_by("?")[:sample]
+    )
+    for record in records:
+        written = _last_written(tenant, record)
+        if written is None:
+            continue
+        try:
+            if record.resource_type == SyncRecord.ResourceType.GIFT:
+                theirs = _budgeted(
+                    lambda r=record: client.gift_get_by_transaction(r.partner_source, r.partner_id), max_wait
+                )
+                differences = gift_differences(written, theirs)
+            else:
+                theirs = _budgeted(
+                    lambda r=record: client.contact_get_by_reference(r.partner_source, r.partner_id), max_wait
+                )
+                differences = contact_differences(written, theirs)
+        except VirtuousError as exc:
+            if exc.error_class != ErrorClass.NOT_FOUND:
+                raise ReconcileStopped(str(exc)) from exc
+            counts["missing"] += 1
+            _log_drift(tenant, record, "missing in Virtuous: left for the stuck/needs-update passes", {})
+            continue
+        counts["checked"] += 1
+        if not differences:
+            counts["in_sync"] += 1
+            continue
+        conflict, resolution = _drift_rule(tenant, record, theirs)
+        now = timezone.now()
+        if conflict:
+            counts["conflict"] += 1
+            SyncRecord.objects.filter(pk=record.pk).update(
+                sync_state=SyncRecord.SyncState.CONFLICT, updated_at=now
+            )
+        else:
+            counts["drift_accepted"] += 1
+            SyncRecord.objects.filter(pk=record.pk).update(
+                sync_state=SyncRecord.SyncState.IN_SYNC, last_synced_at=now, updated_at=now
+            )
+        _log_drift(tenant, record, resolution, differences)
+    return counts
+
+
+def _log_drift(tenant: Tenant, record: SyncRecord, resolution: str, differences: dict) -> None:
+    _log(
+        tenant,
+        Category.DRIFT,
+        resolution,
+        resource_type=record.resource_type,
+        partner_source=record.partner_source,
+        partner_id=record.partner_id,
+        virtuous_id=record.virtuous_id,
+        details={"differences": differences},
+    )
+
+
+def _drift_rule(tenant: Tenant, record: SyncRecord, theirs: dict) -> tuple[bool, str]:
+    policy = tenant.conflict_policy
+    if policy == Tenant.ConflictPolicy.VIRTUOUS_CANONICAL:
+        if tenant.inbound_mode == Tenant.InboundMode.FULL:
+            return True, "conflict: Virtuous is canonical, the partner side must change"
+        return False, "in_sync: Virtuous is canonical, its values accepted"
+    if policy == Tenant.ConflictPolicy.MOST_RECENT:
+        theirs_at = to_datetime(theirs.get("modifiedDateTimeUtc"))
+        ours_at = record.partner_modified_at
+        if theirs_at and (ours_at is None or theirs_at >= ours_at):
+            if tenant.inbound_mode == Tenant.InboundMode.FULL:
+                return True, "conflict: Virtuous is newer, the partner side must change"
+            return False, "in_sync: Virtuous is newer, its values accepted"
+        return True, "conflict: the partner is newer; Virtuous needs a manual update"
+    return True, "conflict: per-field ownership needs a person to decide"
+
+
+def _last_written(tenant: Tenant, record: SyncRecord) -> dict | None:
+    operation = (
+        Operation.GIFT_TRANSACTION if record.resource_type == "gift" else Operation.CONTACT_TRANSACTION
+    )
+    item = (
+        OutboundItem.objects.filter(
+            tenant=tenant,
+            operation=operation,
+            external_source=record.partner_source,
+            external_id=record.partner_id,
+            state=OutboundItem.State.CONFIRMED,
+        )
+        .order_by("-confirmed_at", "-pk")
+        .first()
+    )
+    return item.payload if item else None
+
+
+def gift_differences(ours: dict, theirs: dict) -> dict[str, list]:
+    """Field → [ours, theirs] for amount, date and designations (project code and amount)."""
+    differences: dict[str, list] = {}
+    if to_decimal(ours.get("amount")) != to_decimal(theirs.get("amount")):
+        differences["amount"] = [str(ours.get("amount")), str(theirs.get("amount"))]
+    if str(ours.get("giftDate", ""))[:10] != str(theirs.get("giftDate", ""))[:10]:
+        differences["giftDate"] = [ours.get("giftDate"), theirs.get("giftDate")]
+    mine = _designations(ours.get("designations") or [])
+    other = _designations(theirs.get("giftDesignations") or theirs.get("designations") or [])
+    if mine != other:
+        differences["designations"] = [sorted(mine), sorted(other)]
+    return differences
+
+
+def _designations(rows: list[dict]) -> set[tuple[str, str]]:
+    return {
+        (str(d.get("projectCode") or ""), str(to_decimal(d.get("amountDesignated")) or Decimal("0")))
+        for d in rows
+    }
+
+
+def contact_differences(ours: dict, theirs: dict) -> dict[str, list]:
+    """Field → [ours, theirs] for first name, last name and e-mail (case-insensitive)."""
+    person = _primary_individual(theirs)
+    their_fields = {
+        "firstName": person.get("firstName"),
+        "lastName": person.get("lastName"),
+        "email": contact_email(theirs),
+    }
+    differences: dict[str, list] = {}
+    for name, value in their_fields.items():
+        mine = str(ours.get(name) or "").strip()
+        if mine and mine.lower() != str(value or "").strip().lower():
+            differences[name] = [mine, value]
+    return differences
+
+
+def _primary_individual(contact: dict) -> dict:
+    people = [p for p in contact.get("contactIndividuals") or [] if isinstance(p, dict)]
+    return next((p for p in people if p.get("isPrimary")), people[0] if people else {})
+
+
+def contact_email(contact: dict) -> str:
+    """The primary individual's e-mail (primary method first), lower-cased; "" when none."""
+    methods = [m for m in _primary_individual(contact).get("contactMethods") or [] if isinstance(m, dict)]
+    emails = [
+        str(m.get("value") or "")
+        for m in sorted(methods, key=lambda m: not m.get("isPrimary"))
+        if "email" in str(m.get("type") or "").lower() and m.get("value")
+    ]
+    return (emails[0] if emails else str(contact.get("email") or "")).strip().lower()
+
+
+# --- the per-tenant report ----------------------------------------------------------------
+
+
+def reconcile_report(*, tenant: Tenant, days: int = 7) -> dict[str, Any]:
+    """Pending, submitted > 24 h, needs review, failed, conflicts, latency and recoveries."""
+    now = timezone.now()
+    since = now - dt.timedelta(days=days)
+    states = dict(
+        OutboundItem.objects.filter(tenant=tenant)
+        .values_list("state")
+        .annotate(n=Count("pk"))
+        .values_list("state", "n")
+    )
+    stale = now - dt.timedelta(hours=settings.OUTBOUND_CONFIRM_LOOKUP_HOURS)
+    latencies = sorted(
+        (confirmed - submitted).total_seconds()
+        for submitted, confirmed in OutboundItem.objects.filter(
+            tenant=tenant,
+            state=OutboundItem.State.CONFIRMED,
+            confirmed_at__gte=since,
+            submitted_at__isnull=False,
+        )
+        .order_by("-confirmed_at")
+        .values_list("submitted_at", "confirmed_at")[:5000]
+    )
+    return {
+        "tenant": tenant.slug,
+        "pending": states.get(OutboundItem.State.PENDING, 0) + states.get(OutboundItem.State.IN_FLIGHT, 0),
+        "submitted_over_24h": OutboundItem.objects.filter(
+            tenant=tenant, state=OutboundItem.State.SUBMITTED, submitted_at__lt=stale
+        ).count(),
+        "needs_review": states.get(OutboundItem.State.NEEDS_REVIEW, 0),
+        "failed": DeadLetter.objects.filter(tenant=tenant, resolution=DeadLetter.Resolution.OPEN).count(),
+        "conflicts": SyncRecord.objects.filter(
+            tenant=tenant, sync_state=SyncRecord.SyncState.CONFLICT
+        ).count(),
+        "latency_median_s": round(median(latencies), 1) if latencies else None,
+        "latency_p95_s": round(latencies[min(len(latencies) - 1, math.ceil(0.95 * len(latencies)) - 1)], 1)
+        if latencies
+        else None,
+        "recovered": ReconciliationLog.objects.filter(
+            tenant=tenant, category__in=[Category.STUCK, Category.MISSED_WEBHOOK], created_at__gte=since
+        ).count(),
+        "window_days": days,
+    }
+
+
+# --- Pattern B: the two-way initial reconciliation ----------------------------------------
+
+
+@dataclass
+class _Partner:
+    """Partner-side contacts, from the contact transactions we hold (the latest one per record)."""
+
+    by_key: dict[tuple[str, str], tuple[int, str, str]] = field(
+        default_factory=dict
+    )  # key → (item pk, state, email)
+    by_email: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+
+def _partner_contacts(tenant: Tenant) -> _Partner:
+    partner = _Partner()
+    items = (
+        OutboundItem.objects.filter(tenant=tenant, operation=Operation.CONTACT_TRANSACTION)
+        .order_by("pk")
+        .values_list("pk", "external_source", "external_id", "state", "payload__email")
+    )
+    for pk, source, external_id, state, email in items.iterator(chunk_size=2000):
+        email = str(email or "").strip().lower()
+        partner.by_key[(source, external_id)] = (pk, state, email)
+        if email:
+            partner.by_email.setdefault(email, (source, external_id))
+    return partner
+
+
+def initial_reconciliation_estimate(*, tenant: Tenant, client: VirtuousClient) -> dict[str, Any]:
+    """Requests and hours this tenant's bulk budget needs: contact pages plus partner-only submissions."""
+    total = client.contact_query([], take=1, full=False, include_archived=True)["total"]
+    pages = max(1, math.ceil(total / endpoints.MAX_TAKE))
+    partner = OutboundItem.objects.filter(tenant=tenant, operation=Operation.CONTACT_TRANSACTION).count()
+    submissions = math.ceil(partner / max(tenant.batch_size, 1)) if tenant.batching_enabled else partner
+    hourly = tenant.usable_hourly_budget * (100 - min(tenant.bulk_reserve_percent, 99)) / 100
+    requests = pages + submissions
+    return {
+        "virtuous_contacts": total,
+        "partner_contacts": partner,
+        "requests": requests,
+        "bulk_requests_per_hour": int(hourly),
+        "hours": round(requests / hourly, 2) if hourly else None,
+    }
+
+
+def initial_reconciliation_run(
+    *,
+    run: ImportRun,
+    client: VirtuousClient,
+    virtuous_only: str = "external_only",
+    max_wait: float = 60.0,
+    on_progress: Callable[[int], None] | None = None,
+) -> ImportRun:
+    """Page every Virtuous contact after the run's last contact id and cross-match it; then settle
+    the partner-only records. Matched pairs become ``in_sync`` baselines; every decision is logged.
+
+    Resumable: the position (last Virtuous contact id) and counters commit with each page.
+    """
+    if virtuous_only not in ("external_only", "create"):
+        raise ValueError("virtuous_only must be 'external_only' or 'create'.")
+    tenant = run.tenant
+    ours = tenant_write_sources(tenant=tenant)
+    partner = _partner_contacts(tenant)
+    run.phase = ImportRun.Phase.MATCHING
+    run.save(update_fields=["phase", "updated_at"])
+    while True:
+        conditions = [
+            {
+                "parameter": endpoints.QUERY_ID_PARAMETER["contact"],
+                "operator": endpoints.QUERY_GREATER_THAN,
+                "value": str(run.last_row_committed),
+            }
+        ]
+        try:
+            page = _budgeted(
+                lambda c=conditions: client.contact_query(
+                    [{"conditions": c}], sort_by=endpoints.QUERY_SORT_BY_ID, include_archived=True
+                ),
+                max_wait,
+            )
+        except ReconcileStopped:
+            run.phase = ImportRun.Phase.PAUSED
+            run.note = "Paused: the bulk rate budget is spent; run the command again to resume."
+            run.save(update_fields=["phase", "note", "updated_at"])
+            raise
+        contacts = page["list"]
+        with transaction.atomic():
+            counters = dict(run.counters)
+            for contact in contacts:
+                outcome = _match_contact(run, contact, ours, partner, virtuous_only)
+                counters[outcome] = counters.get(outcome, 0) + 1
+            if contacts:
+                run.last_row_committed = max(to_int(c.get("id")) or 0 for c in contacts)
+            run.counters = counters
+            run.save(update_fields=["counters", "last_row_committed", "updated_at"])
+        if on_progress:
+            on_progress(sum(v for k, v in run.counters.items() if k.startswith(("matched", "virtuous_only"))))
+        if len(contacts) < endpoints.MAX_TAKE:
+            break
+    _partner_only(run, partner)
+    run.phase = ImportRun.Phase.COMPLETED
+    run.finished_at = timezone.now()
+    run.note = ""
+    run.save(update_fields=["phase", "finished_at", "note", "updated_at"])
+    return run
+
+
+def _match_contact(
+    run: ImportRun, contact: dict, ours: set[str], partner: _Partner, virtuous_only: str
+) -> str:
+    tenant = run.tenant
+    virtuous_id = str(contact.get("id", ""))
+    if contact.get("mergedIntoContactId"):
+        return "skipped_merged"
+    references = [
+        (str(r.get("source")), str(r.get("id")))
+        for r in contact.get("contactReferences") or []
+        if r.get("source") in ours and r.get("id")
+    ]
+    if references:
+        for source, partner_id in references:
+            _baseline(run, source, partner_id, virtuous_id)
+            _log(
+                tenant,
+                Category.MATCHED_BY_REFERENCE,
+                "in_sync baseline",
+                run=run,
+                resource_type="contact",
+                partner_source=source,
+                partner_id=partner_id,
+                virtuous_id=virtuous_id,
+            )
+        return "matched_by_reference"
+    email = contact_email(contact)
+    key = partner.by_email.get(email) if email else None
+    if key is not None:
+        _baseline(run, key[0], key[1], virtuous_id)
+        _log(
+            tenant,
+            Category.MATCHED_BY_EMAIL,
+            "in_sync baseline (reference added by the next contact transaction)",
+            run=run,
+            resource_type="contact",
+            partner_source=key[0],
+            partner_id=key[1],
+            virtuous_id=virtuous_id,
+            details={"email": email},
+        )
+        return "matched_by_email"
+    resolution = "create partner-side (requested)" if virtuous_only == "create" else "external-only"
+    _log(
+        tenant,
+        Category.VIRTUOUS_ONLY,
+        resolution,
+        run=run,
+        resource_type="contact",
+        virtuous_id=virtuous_id,
+        details={"name": contact.get("name", ""), "policy": virtuous_only},
+    )
+    return "virtuous_only"
+
+
+def _baseline(run: ImportRun, source: str, partner_id: str, virtuous_id: str) -> None:
+    now = timezone.now()
+    SyncRecord.objects.update_or_create(
+        tenant=run.tenant,
+        resource_type=SyncRecord.ResourceType.CONTACT,
+        partner_source=source,
+        partner_id=partner_id,
+        defaults={
+            "virtuous_id": virtuous_id,
+            "status": SyncRecord.Status.CONFIRMED,
+            "sync_state": SyncRecord.SyncState.IN_SYNC,
+            "last_synced_at": now,
+        },
+    )
+
+
+def _partner_only(run: ImportRun, partner: _Partner) -> None:
+    """Partner contacts no Virtuous contact matched in this run get a contact transaction (bulk)."""
+    tenant = run.tenant
+    matched = set(
+        SyncRecord.objects.filter(
+            tenant=tenant, resource_type=SyncRecord.ResourceType.CONTACT, last_synced_at__gte=run.started_at
+        ).values_list("partner_source", "partner_id")
+    )
+    on_the_way = {OutboundItem.State.PENDING, OutboundItem.State.IN_FLIGHT, OutboundItem.State.SUBMITTED}
+    requests: list[OutboundRequest] = []
+    counters = dict(run.counters)
+    for (source, partner_id), (pk, state, _email) in partner.by_key.items():
+        if (source, partner_id) in matched:
+            continue
+        counters["partner_only"] = counters.get("partner_only", 0) + 1
+        if state in on_the_way:
+            resolution = "already on its way to Virtuous"
+        else:
+            payload = OutboundItem.objects.values_list("payload", flat=True).get(pk=pk)
+            requests.append(
+                OutboundRequest(
+                    Operation.CONTACT_TRANSACTION,
+                    source,
+                    partner_id,
+                    payload,
+                    idempotency_key=f"{Operation.CONTACT_TRANSACTION}:{source}:{partner_id}:initial-{run.public_id}",
+                )
+            )
+            resolution = "contact transaction submitted"
+        _log(
+            tenant,
+            Category.PARTNER_ONLY,
+            resolution,
+            run=run,
+            resource_type="contact",
+            partner_source=source,
+            partner_id=partner_id,
+        )
+    for start in range(0, len(requests), 1000):
+        counters["partner_only_submitted"] = counters.get(
+            "partner_only_submitted", 0
+        ) + outbound_enqueue_many(tenant=tenant, requests=requests[start : start + 1000], origin=Origin.BULK)
+    run.counters = counters
+    run.save(update_fields=["counters", "updated_at"])
