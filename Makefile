@@ -18,7 +18,8 @@ run: $(STAMP)
 	$(PY) -m config.devenv .env
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py demo_setup
-	PY=$(PY) ./scripts/run_platform.sh
+	$(PY) manage.py sync_schedules_apply
+	PY=$(PY) DEMO_TRAFFIC=1 ./scripts/run_platform.sh
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

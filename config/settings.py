@@ -99,7 +99,9 @@ REDIS_URL = env.str("REDIS_URL", default="")
 Q_TASK_TIMEOUT = env.int("Q_TASK_TIMEOUT", default=300)
 Q_CLUSTER = {
     "name": "giftline",
-    "workers": env.int("Q_WORKERS", default=2),
+    # Dispatch tasks hold a worker for about a minute each (inbound + outbound), so keep room
+    # beside them for polls, maintenance and alerts.
+    "workers": env.int("Q_WORKERS", default=4),
     "timeout": Q_TASK_TIMEOUT,
     "retry": Q_TASK_TIMEOUT + 60,
     "max_attempts": 1,

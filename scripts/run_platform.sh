@@ -14,5 +14,17 @@ trap cleanup INT TERM EXIT
 pids+=($!)
 "$PY" manage.py runserver "$ADDR" --noreload &
 pids+=($!)
+core=("${pids[@]}")  # the platform runs as long as both of these do
 echo "web: http://$ADDR/admin/  worker: django-q2 qcluster  (Ctrl-C stops both)"
-wait -n "${pids[@]}"
+if [ "${DEMO_TRAFFIC:-0}" = "1" ]; then
+  # Once the web server answers, send the demo tenant a few donations and follow them through.
+  (
+    for _ in $(seq 1 60); do
+      "$PY" -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)" "http://$ADDR/admin/login/" 2>/dev/null && break
+      sleep 1
+    done
+    "$PY" manage.py demo_traffic --base-url "http://$ADDR" || echo "demo: traffic did not complete (see above)"
+  ) &
+  pids+=($!)
+fi
+wait -n "${core[@]}"
