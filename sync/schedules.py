@@ -18,6 +18,18 @@ def declared_schedules() -> list[dict]:
     ]
     schedules += [
         {
+            "name": "inbound-dispatch",
+            "func": "sync.tasks.inbound_dispatch",
+            "schedule_type": Schedule.MINUTES,
+            "minutes": 1,
+        },
+        {
+            "name": "connections-poll",
+            "func": "sync.tasks.connections_poll_due",
+            "schedule_type": Schedule.MINUTES,
+            "minutes": 1,
+        },
+        {
             "name": "outbound-maintenance",
             "func": "sync.tasks.outbound_maintenance",
             "schedule_type": Schedule.MINUTES,
