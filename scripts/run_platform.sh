@@ -4,9 +4,25 @@ set -euo pipefail
 PY="${PY:-.venv/bin/python}"
 ADDR="${ADDR:-127.0.0.1:8000}"
 pids=()
+descendants() {
+  local child
+  for child in $(ps -o pid= --ppid "$1" 2>/dev/null); do
+    echo "$child"
+    descendants "$child"
+  done
+}
 cleanup() {
   trap - INT TERM EXIT
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  local all=() pid
+  for pid in "${pids[@]}"; do all+=("$pid" $(descendants "$pid")); done
+  kill -TERM "${all[@]}" 2>/dev/null || true
+  # A dispatch task can hold a worker for up to a minute. Its items are leased and come back
+  # on their own, so after a short grace period nothing is lost by stopping it hard.
+  for _ in $(seq 1 20); do
+    kill -0 "${all[@]}" 2>/dev/null || break
+    sleep 0.5
+  done
+  kill -KILL "${all[@]}" 2>/dev/null || true
   wait 2>/dev/null || true
 }
 trap cleanup INT TERM EXIT
