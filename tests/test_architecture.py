@@ -1,0 +1,69 @@
+"""The rooms of the architecture notes: what each app may import. A change that crosses a wall fails here."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+OURS = {"config", "tenants", "integrations", "sync"}
+ALLOWED = {
+    "tenants": {"config", "tenants"},
+    "integrations": {"config", "tenants", "integrations"},
+    "sync": {"config", "tenants", "integrations", "sync"},
+}
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module.split(".")[0])
+    return found & OURS
+
+
+@pytest.mark.parametrize("room", sorted(ALLOWED))
+def test_each_room_imports_only_what_it_may(room):
+    offenders = {
+        str(path.relative_to(ROOT)): sorted(_imports(path) - ALLOWED[room])
+        for path in (ROOT / room).rglob("*.py")
+        if _imports(path) - ALLOWED[room]
+    }
+    assert offenders == {}
+
+
+def test_the_sandbox_is_an_outside_system():
+    """The fake Virtuous must not lean on the code it stands in for (or on the sync room)."""
+    offenders = []
+    for path in (ROOT / "integrations" / "sandbox").rglob("*.py"):
+        text = path.read_text()
+        if "integrations.virtuous" in text or "from sync" in text:
+            offenders.append(str(path.relative_to(ROOT)))
+    assert offenders == []
+
+
+def test_only_the_submitter_writes_to_virtuous():
+    """Write calls on the Virtuous client appear in the submitter and onboarding services only."""
+    writes = (
+        "gift_transaction(",
+        "gift_transactions(",
+        "contact_transaction(",
+        "contact_batch(",
+        "recurring_gift_create(",
+        "recurring_gift_cancel(",
+        "gift_reversing_transaction(",
+    )
+    allowed = {"sync/services/submit.py", "integrations/virtuous/client.py"}
+    offenders = []
+    for room in ("sync", "integrations", "tenants"):
+        for path in (ROOT / room).rglob("*.py"):
+            rel = path.relative_to(ROOT).as_posix()
+            if rel in allowed or rel.startswith("integrations/sandbox/"):
+                continue
+            text = path.read_text()
+            if any(f".{w}" in text for w in writes):
+                offenders.append(rel)
+    assert offenders == []
