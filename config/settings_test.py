@@ -30,5 +30,6 @@ Q_CLUSTER = {**Q_CLUSTER, "sync": True}  # noqa: F405
 # then behave like the embedded deployment (WAL, busy timeout) instead of failing on
 # shared-cache table locks.
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
-    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / "test-db.sqlite3")}  # noqa: F405
+    # One file per test process, so two runs in one checkout (CI beside a developer) never collide.
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / f"test-db-{os.getpid()}.sqlite3")}  # noqa: F405
     (BASE_DIR / "var").mkdir(exist_ok=True)  # noqa: F405

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth import get_user_model
 
+from integrations.models import Connection
+from integrations.services import connection_create
 from tenants import services
 from tenants.models import Credential, Tenant
 
@@ -61,3 +63,32 @@ def staff_user(db):
         )
     )
     return user
+
+
+@pytest.fixture
+def make_connection():
+    """Create a connection (default project GEN), optionally with its webhook secret."""
+
+    def _make(tenant, provider: str, *, secret: str | None = None, **kwargs) -> Connection:
+        kwargs.setdefault("default_project_code", "GEN")
+        connection = connection_create(tenant=tenant, provider=provider, **kwargs)
+        if secret:
+            services.credential_set(
+                tenant=tenant,
+                platform=provider,
+                purpose=Credential.Purpose.WEBHOOK_SECRET,
+                secret=secret,
+                scope=connection.credential_scope,
+            )
+        return connection
+
+    return _make
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Remove this run's SQLite WAL side files; Django deletes the database file itself."""
+    import os
+    from pathlib import Path
+
+    for leftover in (Path(__file__).resolve().parents[1] / "var").glob(f"test-db-{os.getpid()}.sqlite3-*"):
+        leftover.unlink(missing_ok=True)
