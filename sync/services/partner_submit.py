@@ -171,6 +171,7 @@ def partner_drain(*, tenant: Tenant, worker: str | None = None, limit: int = CLA
                 _retry(tenant, item, str(exc))
                 result.retried += 1
             else:
+                OutboundItem.objects.filter(pk=item.pk).update(attempts=F("attempts") + 1)
                 result.dead += _dead_letter(tenant, [item], error=None, message=str(exc))
             continue
         result.written += 1

@@ -138,13 +138,18 @@ def _contact(run: _Run) -> tuple[str, int]:
         if isinstance(r, dict) and r.get("source") in ours and r.get("id")
     ]
     confirmed = 0
+    two_way_sources = set(two_way.two_way_connections(tenant=run.tenant)) if run.local else set()
     for source, reference in references:
+        two_way_link = source in two_way_sources
+        if two_way_link and not _shows_our_write(run, source, reference):
+            continue
         confirmed += outbound_confirm(
             tenant=run.tenant,
             kind="contact",
             external_source=source,
             external_id=reference,
             virtuous_id=virtuous_id,
+            sent_only=two_way_link,
         )
     origin = "ours" if confirmed else "elsewhere"
     if run.mode == Mode.OFF:
@@ -162,6 +167,28 @@ def _contact(run: _Run) -> tuple[str, int]:
     for record_row, connection in linked:
         _contact_linked(run, record_row, connection, ours=bool(confirmed))
     return origin, confirmed
+
+
+def _shows_our_write(run: _Run, source: str, reference: str) -> bool:
+    """For a two-way contact, an event confirms our sent write only if it shows what we wrote:
+    an edit made in Virtuous while our transaction waits for the nightly batch is not it."""
+    payload = (
+        OutboundItem.objects.filter(
+            tenant=run.tenant,
+            operation=Operation.CONTACT_TRANSACTION,
+            external_source=source,
+            external_id=reference,
+            state__in=ON_THE_WAY,
+        )
+        .order_by("-pk")
+        .values_list("payload", flat=True)
+        .first()
+    )
+    if payload is None:
+        return True
+    target = two_way.TARGETS["mailchimp"]  # names and e-mail read the same for every partner
+    ours, theirs = two_way.partner_view(payload, target), two_way.virtuous_view(run.change.record, target)
+    return all(not ours[f] or ours[f] == theirs[f] for f in ("firstName", "lastName", "email"))
 
 
 def _linked_records(
