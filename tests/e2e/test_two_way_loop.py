@@ -221,3 +221,42 @@ def test_the_mirror_matches_the_sandbox_after_webhooks_are_dropped_and_the_backs
             tenant=tenant, created_at__gt=datetime.now(UTC) - timedelta(seconds=1)
         ).values_list("operation", flat=True)
     )
+
+
+def _delivery_status(connection, secret: str, n: int) -> str:
+    from integrations.virtuous.webhooks import sign
+
+    body = json.dumps(
+        {"event": "GiftUpdate", "gift": {"id": n, "modifiedDateTimeUtc": f"2026-05-0{n}"}}
+    ).encode()
+    Client().post(
+        reverse("integrations:receive", args=[connection.webhook_token]),
+        data=body,
+        content_type="application/json",
+        HTTP_X_VIRTUOUS_SIGNATURE=sign(body, secret, "hex"),
+    )
+    return InboundEvent.objects.filter(connection=connection).order_by("-pk").first().status
+
+
+def test_rotating_the_webhook_secret_accepts_old_and_new_during_the_overlap(sandboxed, live_server):
+    from integrations.virtuous.services import (
+        virtuous_webhook_secret_rotate,
+        virtuous_webhook_secret_rotation_finish,
+    )
+
+    tenant = tenant_create(slug="rotate", name="Rotate")
+    org = sandboxed(tenant)
+    connection = virtuous_subscription_create(tenant=tenant, base_url=live_server.url)
+    hook = SandboxWebhook.objects.get(organization=org)
+    old, toggles = hook.secret, hook.toggles
+    # when a rotation starts, Virtuous signs with the new secret and keeps every toggle
+    virtuous_webhook_secret_rotate(tenant=tenant)
+    hook.refresh_from_db()
+    assert hook.secret != old and hook.toggles == toggles and hook.active
+    # then deliveries signed with either secret are accepted during the overlap
+    assert _delivery_status(connection, old, 1) == "pending"
+    assert _delivery_status(connection, hook.secret, 2) == "pending"
+    # and after the rotation finishes only the new one is
+    virtuous_webhook_secret_rotation_finish(tenant=tenant)
+    assert _delivery_status(connection, old, 3) == "rejected"
+    assert _delivery_status(connection, hook.secret, 4) == "pending"
