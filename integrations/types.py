@@ -21,6 +21,11 @@ class Operation(models.TextChoices):
     RECURRING_GIFT_CREATE = "recurring_gift_create", "Recurring gift create"
     RECURRING_GIFT_CANCEL = "recurring_gift_cancel", "Recurring gift cancel"
     REVERSING_TRANSACTION = "reversing_transaction", "Reversing transaction"
+    # Two-way sync: a Virtuous change written back to a partner platform (not to Virtuous).
+    PARTNER_CONTACT_UPDATE = "partner_contact_update", "Partner contact update (two-way)"
+
+
+PARTNER_OPERATIONS = frozenset({Operation.PARTNER_CONTACT_UPDATE})
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ confirmation page first (the action runs again with ``post=yes`` once confirmed)
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 from collections.abc import Callable
@@ -45,13 +46,18 @@ from sync.models import (
     SyncCheckpoint,
     SyncRecord,
     TenantHealth,
+    VirtuousContactMirror,
+    VirtuousGiftMirror,
+    VirtuousRecurringGiftMirror,
 )
 from sync.pii import mask_pii, user_sees_pii
 from sync.services import bulk
 from sync.services.checkpoints import checkpoint_reset
 from sync.services.confirm import outbound_reconcile_submitted
 from sync.services.deadletters import DeadLetterError, dead_letter_discard, dead_letter_replay
+from sync.services.mirror import EXPORT_COLUMNS
 from sync.services.offboard import DATA_ANONYMISE, DATA_DELETE, OffboardError, tenant_offboard
+from sync.services.parity import parity_report
 from sync.services.replay import REPLAYABLE_STATUSES, inbound_events_replay
 from tenants import selectors as tenant_selectors
 from tenants import services as tenant_services
@@ -686,7 +692,35 @@ class TenantHealthAdmin(admin.ModelAdmin):
                 "<uuid:public_id>/reconcile/", wrap(self.reconcile_view), name="sync_tenanthealth_reconcile"
             ),
             path("<uuid:public_id>/offboard/", wrap(self.offboard_view), name="sync_tenanthealth_offboard"),
+            path("<uuid:public_id>/parity/", wrap(self.parity_view), name="sync_tenanthealth_parity"),
         ]
+
+    def parity_view(self, request, public_id):
+        """Webhook vs poll captures of one connection over a chosen window (read-only)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        tenant = self._tenant(request, public_id)
+        connections = list(Connection.objects.filter(tenant=tenant).order_by("provider", "pk"))
+        chosen = next((c for c in connections if str(c.public_id) == request.GET.get("connection")), None)
+        chosen = chosen or next((c for c in connections if c.provider == "virtuous"), None)
+        try:
+            days = min(max(float(request.GET.get("days", 7)), 0.01), 90.0)
+        except ValueError:
+            days = 7.0
+        report = None
+        if chosen is not None:
+            until = timezone.now()
+            report = parity_report(connection=chosen, since=until - timedelta(days=days), until=until)
+        return self._render(
+            request,
+            "parity.html",
+            f"Webhook/poll parity of {tenant.name}",
+            tenant=tenant,
+            connections=connections,
+            chosen=chosen,
+            days=days,
+            report=report,
+        )
 
     def overview_view(self, request):
         if not self.has_view_permission(request):
@@ -962,3 +996,84 @@ class ReconciliationLogAdmin(TenantScopedAdminMixin, ReadOnlyMixin, admin.ModelA
     )
     list_filter = ("category", "resource_type")
     search_fields = ("partner_id", "virtuous_id", "resolution")
+
+
+# --- the reporting mirror (Pattern 3): read-only, tenant-scoped, exportable ---------------
+
+
+class MirrorAdmin(TenantScopedAdminMixin, ReadOnlyMixin, admin.ModelAdmin):
+    resource = ""
+    list_filter = (TenantFilter,)
+    list_select_related = ("tenant",)
+    raw_id_fields = ("tenant",)
+    search_fields = ("=virtuous_id",)
+    show_full_result_count = False
+    paginator = BoundedCountPaginator
+    actions = ("export_csv",)
+    exclude = ("record",)
+
+    def get_readonly_fields(self, request, obj=None):
+        def record_shown(row):
+            return _payload_for(request, row.record)
+
+        record_shown.short_description = "Record as Virtuous sent it"
+        return (*super().get_readonly_fields(request, obj), record_shown)
+
+    @admin.action(description="Export the selected rows as CSV")
+    def export_csv(self, request, queryset):
+        columns = EXPORT_COLUMNS[self.resource]
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(["tenant", *columns])
+        sees_pii = user_sees_pii(request.user)
+        rows = queryset.order_by("tenant__slug", "virtuous_id").values_list("tenant__slug", *columns)
+        for tenant_slug, *values in rows:
+            row = dict(zip(columns, values, strict=True))
+            writer.writerow([tenant_slug, *(row if sees_pii else mask_pii(row)).values()])
+        response = HttpResponse(out.getvalue(), content_type="text/csv")
+        response["Content-Disposition"] = f'attachment; filename="virtuous-{self.resource}-mirror.csv"'
+        return response
+
+
+@admin.register(VirtuousContactMirror)
+class VirtuousContactMirrorAdmin(MirrorAdmin):
+    resource = "contact"
+    list_filter = (TenantFilter, "archived")
+
+    def get_list_display(self, request):
+        sees_pii = user_sees_pii(request.user)
+
+        def name(row):
+            return row.name if sees_pii else mask_pii({"name": row.name})["name"]
+
+        def email(row):
+            return row.email if sees_pii else mask_pii({"email": row.email})["email"]
+
+        email.short_description = "e-mail"
+        return ("virtuous_id", "tenant", name, email, "archived", "merged_into_id", "modified_at")
+
+
+@admin.register(VirtuousGiftMirror)
+class VirtuousGiftMirrorAdmin(MirrorAdmin):
+    resource = "gift"
+    list_display = (
+        "virtuous_id",
+        "tenant",
+        "contact_id",
+        "amount",
+        "gift_date",
+        "transaction_source",
+        "transaction_id",
+        "deleted",
+        "modified_at",
+    )
+    list_filter = (TenantFilter, "deleted", "transaction_source")
+    date_hierarchy = "gift_date"
+    search_fields = ("=virtuous_id", "=contact_id", "=transaction_id")
+
+
+@admin.register(VirtuousRecurringGiftMirror)
+class VirtuousRecurringGiftMirrorAdmin(MirrorAdmin):
+    resource = "recurring_gift"
+    list_display = ("virtuous_id", "tenant", "contact_id", "amount", "frequency", "status", "modified_at")
+    list_filter = (TenantFilter, "status")

@@ -34,8 +34,14 @@ PRIORITY_LIVE = 0
 PRIORITY_BULK = 10
 
 
+class Direction(models.TextChoices):
+    OUTBOUND = "outbound", "Outbound (to Virtuous)"
+    INBOUND = "inbound", "Inbound (Virtuous change to a partner)"
+
+
 class OutboundItem(models.Model):
-    """One write we owe Virtuous. Its external ids come from the source record and never change."""
+    """One write we owe Virtuous (direction ``outbound``) or, in two-way sync, a partner platform
+    (direction ``inbound``). Its external ids come from the source record and never change."""
 
     class State(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -49,6 +55,7 @@ class OutboundItem(models.Model):
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="outbound_items")
     operation = models.CharField(max_length=32, choices=Operation.choices)
+    direction = models.CharField(max_length=8, choices=Direction.choices, default=Direction.OUTBOUND)
     idempotency_key = models.CharField(max_length=255)
     external_source = models.CharField(max_length=100, help_text="transactionSource / referenceSource sent")
     external_id = models.CharField(max_length=200, help_text="transactionId / referenceId sent")
@@ -84,6 +91,8 @@ class OutboundItem(models.Model):
             models.Index(fields=["tenant", "external_source", "external_id"], name="outbound_external_idx"),
             models.Index(fields=["state", "lease_expires_at"], name="outbound_lease_idx"),
             models.Index(fields=["tenant", "state", "submitted_at"], name="outbound_submitted_idx"),
+            # The partner drain's scan for tenants with due two-way writes.
+            models.Index(fields=["direction", "state", "next_attempt_at"], name="outbound_direction_idx"),
         ]
 
     def __str__(self) -> str:
@@ -219,7 +228,14 @@ class SyncRecord(models.Model):
     partner_modified_at = models.DateTimeField(null=True, blank=True)
     virtuous_modified_at = models.DateTimeField(null=True, blank=True)
     fingerprint = models.CharField(max_length=64, blank=True, help_text="Hash of the content we last wrote")
+    virtuous_fingerprint = models.CharField(
+        max_length=64, blank=True, help_text="Hash of the shared fields as Virtuous last had them"
+    )
+    partner_snapshot = models.JSONField(
+        default=dict, blank=True, help_text="The shared fields as the partner last had them (two-way)"
+    )
     cooldown_until = models.DateTimeField(null=True, blank=True)
+    note = models.CharField(max_length=300, blank=True, help_text="Why the state last changed")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -232,6 +248,7 @@ class SyncRecord(models.Model):
         indexes = [
             models.Index(fields=["tenant", "resource_type", "virtuous_id"], name="syncrecord_virtuous_idx"),
             models.Index(fields=["tenant", "status"], name="syncrecord_status_idx"),
+            models.Index(fields=["sync_state", "cooldown_until"], name="syncrecord_cooldown_idx"),
         ]
 
     def __str__(self) -> str:
@@ -255,6 +272,9 @@ class SyncCheckpoint(models.Model):
     direction = models.CharField(max_length=8, choices=Direction.choices)
     last_processed_timestamp = models.DateTimeField(null=True, blank=True)
     last_processed_id = models.CharField(max_length=200, blank=True)
+    last_run_at = models.DateTimeField(
+        null=True, blank=True, help_text="When a poll of this resource last started (at most one a minute)"
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -395,3 +415,63 @@ class ReconciliationLog(models.Model):
         if self.pk is not None:
             raise ValueError("The reconciliation log is append-only.")
         super().save(*args, **kwargs)
+
+
+class VirtuousMirror(models.Model):
+    """A tenant's copy of one Virtuous record (Pattern 3, one-way pull), kept by the inbound handler."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    virtuous_id = models.BigIntegerField()
+    record = models.JSONField(encoder=DjangoJSONEncoder, help_text="The record as Virtuous last sent it")
+    modified_at = models.DateTimeField(null=True, blank=True, help_text="Virtuous modifiedDateTimeUtc")
+    deleted = models.BooleanField(default=False)
+    mirrored_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        abstract = True
+
+    def __str__(self) -> str:
+        return f"{type(self).__name__} {self.virtuous_id}"
+
+
+class VirtuousContactMirror(VirtuousMirror):
+    name = models.CharField(max_length=300, blank=True)
+    email = models.CharField(max_length=254, blank=True)
+    merged_into_id = models.BigIntegerField(null=True, blank=True)
+    archived = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "virtuous_id"], name="contactmirror_unique"),
+        ]
+        indexes = [models.Index(fields=["tenant", "email"], name="contactmirror_email_idx")]
+
+
+class VirtuousGiftMirror(VirtuousMirror):
+    contact_id = models.BigIntegerField(null=True, blank=True)
+    amount = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    gift_date = models.DateField(null=True, blank=True)
+    transaction_source = models.CharField(max_length=100, blank=True)
+    transaction_id = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "virtuous_id"], name="giftmirror_unique"),
+        ]
+        indexes = [
+            models.Index(fields=["tenant", "gift_date"], name="giftmirror_date_idx"),
+            models.Index(fields=["tenant", "contact_id"], name="giftmirror_contact_idx"),
+        ]
+
+
+class VirtuousRecurringGiftMirror(VirtuousMirror):
+    contact_id = models.BigIntegerField(null=True, blank=True)
+    amount = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    frequency = models.CharField(max_length=32, blank=True)
+    status = models.CharField(max_length=32, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "virtuous_id"], name="recurringmirror_unique"),
+        ]
+        indexes = [models.Index(fields=["tenant", "contact_id"], name="recurringmirror_contact_idx")]

@@ -36,6 +36,18 @@ def declared_schedules() -> list[dict]:
             "minutes": 1,
         },
         {
+            "name": "virtuous-polls",
+            "func": "sync.tasks.virtuous_polls_due",
+            "schedule_type": Schedule.MINUTES,
+            "minutes": 1,
+        },
+        {
+            "name": "partner-dispatch",
+            "func": "sync.tasks.partner_dispatch",
+            "schedule_type": Schedule.MINUTES,
+            "minutes": 1,
+        },
+        {
             "name": "outbound-reconcile",
             "func": "sync.tasks.outbound_reconcile_all",
             "schedule_type": Schedule.HOURLY,

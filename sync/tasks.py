@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from integrations.models import Connection
 from sync.models import Alert
-from sync.services import alerts, confirm, dispatch, inbound, polling, reconcile
+from sync.services import alerts, confirm, dispatch, inbound, partner_submit, polling, reconcile
 from tenants.models import Tenant
 
 
@@ -80,6 +80,30 @@ def connections_poll_due() -> int:
     for connection_id in due:
         async_task("sync.tasks.connection_poll", connection_id, task_name=f"poll-{connection_id}")
     return len(due)
+
+
+def virtuous_polls_due() -> int:
+    """Every minute: one inbound poll task per tenant whose Virtuous polling is due."""
+    from django_q.tasks import async_task
+
+    due = polling.virtuous_polls_due()
+    for tenant_id in due:
+        async_task("sync.tasks.virtuous_poll", tenant_id, task_name=f"virtuous-poll-{tenant_id}")
+    return len(due)
+
+
+def virtuous_poll(tenant_id: int) -> dict[str, int]:
+    tenant = Tenant.objects.get(pk=tenant_id)
+    connection = Connection.objects.get(tenant=tenant, provider="virtuous")
+    if not polling.virtuous_poll_due(connection=connection) or not polling.connection_poll_claim(
+        connection=connection
+    ):
+        return {"skipped": 1}
+    return reconcile.reconcile_run(tenant=tenant, passes=("missed_webhooks",))["missed_webhooks"]
+
+
+def partner_dispatch() -> dict[str, int]:
+    return partner_submit.partner_dispatch()
 
 
 def connection_poll(connection_id: int) -> dict[str, int]:

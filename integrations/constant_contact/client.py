@@ -21,6 +21,14 @@ PAGE_LIMIT = 500  # Constant Contact's maximum
 class ConstantContactError(Exception):
     """The API refused or failed a call; the poll run fails and counts a strike."""
 
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+    @property
+    def retryable(self) -> bool:
+        return self.status_code is None or self.status_code >= 500
+
 
 class ConstantContactClient:
     def __init__(self, connection: Any, *, throttle: ApplicationThrottle, tenant_label: str = "") -> None:
@@ -30,33 +38,47 @@ class ConstantContactClient:
 
     def get(self, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """GET a ``/v3/...`` path (a next-page link included) and return its JSON object."""
+        return self._send("GET", path, params=params)
+
+    def put(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """PUT a ``/v3/...`` resource (full replace) and return the JSON object it answers."""
+        return self._send("PUT", path, body=body)
+
+    def _send(
+        self, method: str, path: str, *, params: dict[str, Any] | None = None, body: dict | None = None
+    ) -> dict[str, Any]:
         if not path.startswith("/v3/"):
             raise ConstantContactError(f"Refusing to follow a link outside the v3 API: {path[:80]!r}")
         token = self.tokens.access_token()
         for attempt in (1, 2):
             self.throttle.acquire()
-            response = self.session.get(
+            response = self.session.request(
+                method,
                 f"{BASE_URL}{path}",
                 params=params,
+                json=body,
                 headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
             )
             if response.status_code == 401 and attempt == 1:
                 token = self.tokens.refresh(stale=token)
                 continue
             break
+        where = f"{method} {path.split('?')[0]}"
         if response.status_code == 429:
             error_key = _error_key(response)
             self.throttle.rejected(error_key)
             raise Throttled(f"Constant Contact answered 429 ({error_key or 'throttled'})", retry_in=1.0)
         if response.status_code != 200:
-            raise ConstantContactError(f"GET {path.split('?')[0]}: HTTP {response.status_code}")
+            raise ConstantContactError(
+                f"{where}: HTTP {response.status_code}", status_code=response.status_code
+            )
         try:
-            body = response.json()
+            answer = response.json()
         except ValueError as exc:
-            raise ConstantContactError(f"GET {path.split('?')[0]}: not JSON") from exc
-        if not isinstance(body, dict):
-            raise ConstantContactError(f"GET {path.split('?')[0]}: not a JSON object")
-        return body
+            raise ConstantContactError(f"{where}: not JSON") from exc
+        if not isinstance(answer, dict):
+            raise ConstantContactError(f"{where}: not a JSON object")
+        return answer
 
     def _pages(self, path: str, key: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
         body = self.get(path, params)
@@ -78,6 +100,15 @@ class ConstantContactClient:
             **params,
         }
         return self._pages("/v3/contacts", "contacts", query)
+
+    def contact(self, contact_id: str) -> dict[str, Any]:
+        """One contact with everything a full-replace PUT must send back."""
+        query = {"include": "custom_fields,list_memberships,phone_numbers,street_addresses,notes"}
+        return self.get(f"/v3/contacts/{contact_id}", query)
+
+    def contact_replace(self, contact_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """PUT a contact (full replace: send back what was read, changed)."""
+        return self.put(f"/v3/contacts/{contact_id}", body)
 
     def list_names(self) -> dict[str, str]:
         """Every contact list's id and name (for the "CC: <list>" tags)."""

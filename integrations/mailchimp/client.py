@@ -23,7 +23,19 @@ MEMBER_FIELDS = (
 
 
 class MailchimpError(Exception):
-    """The Mailchimp API refused or failed a call; the poll run fails and counts a strike."""
+    """The Mailchimp API refused or failed a call; the poll run fails and counts a strike.
+
+    ``retryable`` says whether the same call may succeed later (throttling, server errors); a
+    refusal of the request itself (400, 404) will not.
+    """
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+    @property
+    def retryable(self) -> bool:
+        return self.status_code is None or self.status_code in (403, 429) or self.status_code >= 500
 
 
 def api_base_url(api_key: str) -> str:
@@ -57,7 +69,8 @@ class MailchimpClient:
         if response.status_code in (403, 429):
             # At high volume Mailchimp throttles with a 403 and no body, so both read as "later".
             raise MailchimpError(
-                f"Mailchimp refused or throttled the call (HTTP {response.status_code}); the next run retries"
+                f"Mailchimp refused or throttled the call (HTTP {response.status_code}); the next run retries",
+                status_code=response.status_code,
             )
         if response.status_code != 200:
             raise MailchimpError(f"GET members of list {list_id}: HTTP {response.status_code}")
@@ -68,3 +81,22 @@ class MailchimpClient:
         if not isinstance(members, list):
             raise MailchimpError(f"GET members of list {list_id}: no members array")
         return members
+
+    # --- two-way writes -------------------------------------------------------------------
+
+    def _write(self, method: str, path: str, body: dict[str, Any]) -> None:
+        response = self.session.request(method, f"{self.base_url}{path}", json=body)
+        if response.status_code in (200, 204):
+            return
+        raise MailchimpError(
+            f"{method} {path.split('/members/')[0]}/members/…: HTTP {response.status_code}",
+            status_code=response.status_code,
+        )
+
+    def member_update(self, list_id: str, subscriber_hash: str, body: dict[str, Any]) -> None:
+        """PATCH a member: only the fields sent change (merge fields, status)."""
+        self._write("PATCH", f"/lists/{list_id}/members/{subscriber_hash}", body)
+
+    def member_tags_update(self, list_id: str, subscriber_hash: str, tags: list[dict[str, str]]) -> None:
+        """Add (``active``) or remove (``inactive``) the named tags; other tags are left alone."""
+        self._write("POST", f"/lists/{list_id}/members/{subscriber_hash}/tags", {"tags": tags})

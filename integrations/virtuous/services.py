@@ -128,3 +128,57 @@ def virtuous_subscription_create(
             tenant=tenant, actor=actor, changes={"virtuous_webhook_id": str(response.get("id", ""))}
         )
     return connection
+
+
+def virtuous_webhook_secret_rotate(
+    *,
+    tenant: Tenant,
+    actor: tenant_services.Actor = tenant_services.SYSTEM,
+    client: VirtuousClient | None = None,
+) -> Credential:
+    """Start a rotation: a fresh secret is stored as pending (deliveries verify with the old and the
+    new one from now on) and given to Virtuous by GET-then-PUT, so no event toggle is switched off.
+
+    Finish with ``virtuous_webhook_secret_rotation_finish`` once deliveries signed with the old
+    secret can no longer arrive (Virtuous retries failed deliveries for hours).
+    """
+    if not tenant.virtuous_webhook_id:
+        raise ValueError(f"{tenant.slug} has no Virtuous webhook subscription to rotate.")
+    client = client or VirtuousClient.for_tenant(tenant)
+    secret = secrets.token_urlsafe(48)
+    current = client.webhook_get(tenant.virtuous_webhook_id)
+    credential = tenant_services.credential_set(
+        tenant=tenant,
+        platform=Credential.Platform.VIRTUOUS,
+        purpose=Credential.Purpose.WEBHOOK_SECRET,
+        secret=secret,
+        activate=False,
+        actor=actor,
+    )
+    body = {k: v for k, v in current.items() if k not in ("id", "secret")}
+    try:
+        client.webhook_update(tenant.virtuous_webhook_id, {**body, "secret": secret})
+    except Exception:
+        tenant_services.credential_retire(credential=credential, actor=actor)
+        raise
+    return credential
+
+
+def virtuous_webhook_secret_rotation_finish(
+    *, tenant: Tenant, actor: tenant_services.Actor = tenant_services.SYSTEM
+) -> Credential:
+    """End the overlap: the newest pending secret becomes the only one accepted."""
+    credential = (
+        Credential.objects.filter(
+            tenant=tenant,
+            platform=Credential.Platform.VIRTUOUS,
+            purpose=Credential.Purpose.WEBHOOK_SECRET,
+            scope="",
+            state=Credential.State.PENDING,
+        )
+        .order_by("-pk")
+        .first()
+    )
+    if credential is None:
+        raise ValueError(f"{tenant.slug} has no Virtuous webhook secret rotation in progress.")
+    return tenant_services.credential_activate(credential=credential, actor=actor)

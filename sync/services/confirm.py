@@ -33,18 +33,32 @@ OPERATIONS_FOR_KIND = {
 
 
 def outbound_confirm(
-    *, tenant: Tenant, kind: str, external_source: str, external_id: str, virtuous_id: str, note: str = ""
+    *,
+    tenant: Tenant,
+    kind: str,
+    external_source: str,
+    external_id: str,
+    virtuous_id: str,
+    note: str = "",
+    sent_only: bool = False,
 ) -> int:
-    """Mark the item(s) that wrote this record as confirmed and store the Virtuous id. Idempotent."""
+    """Mark the item(s) that wrote this record as confirmed and store the Virtuous id. Idempotent.
+
+    ``sent_only`` leaves items never sent alone (two-way contacts, whose later changes queue up
+    behind the one Virtuous is showing)."""
     now = timezone.now()
     with transaction.atomic():
-        count = OutboundItem.objects.filter(
+        items = OutboundItem.objects.filter(
             tenant=tenant,
             operation__in=OPERATIONS_FOR_KIND[kind],
             external_source=external_source,
             external_id=external_id,
             state__in=CONFIRMABLE_STATES,
-        ).update(
+        )
+        if sent_only:
+            # A contact changes over time: a change never sent yet cannot be what Virtuous shows.
+            items = items.exclude(state=OutboundItem.State.PENDING, attempts=0)
+        count = items.update(
             state=OutboundItem.State.CONFIRMED,
             confirmed_at=now,
             virtuous_id=str(virtuous_id),
@@ -53,6 +67,10 @@ def outbound_confirm(
             note=note[:200],
             updated_at=now,
         )
+        if not count:
+            # Nothing of ours was waiting: a later event about the record (an edit made elsewhere)
+            # must not reset its sync state.
+            return 0
         SyncRecord.objects.filter(
             tenant=tenant, resource_type=kind, partner_source=external_source, partner_id=external_id
         ).update(

@@ -20,7 +20,7 @@ from django.db import close_old_connections, connection, transaction
 from django.db.models import Min, Q
 from django.utils import timezone
 
-from sync.models import OutboundItem, TenantQueue
+from sync.models import Direction, OutboundItem, TenantQueue
 from sync.services import alerts
 from sync.services.submit import DrainResult, outbound_drain, outbound_reclaim_expired, tenant_queue_next_wake
 from tenants.models import Tenant
@@ -118,7 +118,7 @@ def outbound_dispatch(
 
 def _work_remains() -> bool:
     return OutboundItem.objects.filter(
-        state__in=[OutboundItem.State.PENDING, OutboundItem.State.IN_FLIGHT]
+        state__in=[OutboundItem.State.PENDING, OutboundItem.State.IN_FLIGHT], direction=Direction.OUTBOUND
     ).exists()
 
 
@@ -139,7 +139,7 @@ def outbound_maintenance() -> dict[str, int]:
     now = timezone.now()
     # Make sure every tenant with pending work has a queue row and a wake time.
     due = (
-        OutboundItem.objects.filter(state=OutboundItem.State.PENDING)
+        OutboundItem.objects.filter(state=OutboundItem.State.PENDING, direction=Direction.OUTBOUND)
         .order_by()
         .values("tenant_id")
         .annotate(m=Min("next_attempt_at"))
@@ -156,7 +156,12 @@ def outbound_maintenance() -> dict[str, int]:
         )
     stale_before = now - timedelta(seconds=settings.OUTBOUND_STALE_SECONDS)
     stale = (
-        OutboundItem.objects.filter(state=OutboundItem.State.PENDING, priority=0, created_at__lt=stale_before)
+        OutboundItem.objects.filter(
+            state=OutboundItem.State.PENDING,
+            direction=Direction.OUTBOUND,
+            priority=0,
+            created_at__lt=stale_before,
+        )
         .order_by()
         .values("tenant_id")
         .annotate(oldest=Min("created_at"))

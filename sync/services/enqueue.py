@@ -14,10 +14,11 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from integrations.types import OutboundRequest, payload_fingerprint
+from integrations.types import PARTNER_OPERATIONS, OutboundRequest, payload_fingerprint
 from sync.models import (
     PRIORITY_BULK,
     PRIORITY_LIVE,
+    Direction,
     Operation,
     Origin,
     OutboundItem,
@@ -48,9 +49,11 @@ def outbound_enqueue(
     _validate(request)
     now = timezone.now()
     due = not_before or now
+    direction = direction_for(request.operation)
     item = OutboundItem(
         tenant=tenant,
         operation=request.operation,
+        direction=direction,
         idempotency_key=request.key,
         external_source=request.external_source,
         external_id=request.external_id,
@@ -67,11 +70,18 @@ def outbound_enqueue(
         existing = OutboundItem.objects.get(tenant=tenant, idempotency_key=request.key)
         if origin == Origin.REPLAY and _revive(existing, request.payload, due):
             existing.refresh_from_db()
-            _wake(tenant=tenant, at=due)
+            if direction == Direction.OUTBOUND:
+                _wake(tenant=tenant, at=due)
             return existing, True
         return existing, False
-    _wake(tenant=tenant, at=due)
+    if direction == Direction.OUTBOUND:
+        _wake(tenant=tenant, at=due)
     return item, True
+
+
+def direction_for(operation: str) -> str:
+    """Writes to a partner platform (two-way) are drained by the partner drain, never the submitter."""
+    return Direction.INBOUND if operation in PARTNER_OPERATIONS else Direction.OUTBOUND
 
 
 def outbound_enqueue_many(*, tenant: Tenant, requests: list[OutboundRequest], origin: str) -> int:
@@ -100,6 +110,7 @@ def outbound_enqueue_many(*, tenant: Tenant, requests: list[OutboundRequest], or
         OutboundItem(
             tenant=tenant,
             operation=r.operation,
+            direction=direction_for(r.operation),
             idempotency_key=key,
             external_source=r.external_source,
             external_id=r.external_id,

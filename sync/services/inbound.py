@@ -23,6 +23,7 @@ from integrations.types import MalformedPayload, MappingError
 from sync.models import Origin
 from sync.services.enqueue import outbound_enqueue
 from sync.services.retry import backoff_delay
+from sync.services.two_way_capture import partner_capture
 from sync.services.virtuous_inbound import virtuous_change_apply
 
 logger = logging.getLogger("giftline.sync.inbound")
@@ -74,13 +75,24 @@ def inbound_event_process(*, event: InboundEvent) -> str:
     with transaction.atomic():
         keys = []
         created = 0
+        echoes = 0
         for request in outcome.requests:
-            _, was_created = outbound_enqueue(tenant=tenant, request=request, origin=origin)
+            partner = partner_capture(event=event, request=request)
+            if partner.echo:
+                echoes += 1
+                keys.append(request.key)
+                continue
+            _, was_created = outbound_enqueue(
+                tenant=tenant, request=partner.request, origin=origin, not_before=partner.not_before
+            )
             created += was_created
-            keys.append(request.key)
+            keys.append(partner.request.key)
         status = InboundEvent.Status.NEEDS_REVIEW if outcome.review_reason else InboundEvent.Status.PROCESSED
         reason = outcome.review_reason or outcome.note
-        return _finish(event, status, reason, result={"enqueued": created, "keys": keys})
+        if echoes and not reason:
+            reason = f"{echoes} write(s) only echo our own two-way write: dropped"
+        result = {"enqueued": created, "keys": keys, **({"echoes": echoes} if echoes else {})}
+        return _finish(event, status, reason, result=result)
 
 
 def _apply_crm_event(event: InboundEvent, spec, handler) -> str:
@@ -91,7 +103,8 @@ def _apply_crm_event(event: InboundEvent, spec, handler) -> str:
         return _finish(event, InboundEvent.Status.MALFORMED, str(exc))
     change = handler(MappingContext.from_connection(event.connection), payload)
     with transaction.atomic():
-        result = virtuous_change_apply(tenant=event.connection.tenant, change=change)
+        origin = Origin.POLL if event.capture == InboundEvent.Capture.POLL else Origin.WEBHOOK
+        result = virtuous_change_apply(tenant=event.connection.tenant, change=change, origin=origin)
         return _finish(
             event, InboundEvent.Status.PROCESSED, f"{change.event} from {result['origin']}", result=result
         )

@@ -18,6 +18,9 @@ from sync.models import (
     SyncCheckpoint,
     SyncRecord,
     TenantQueue,
+    VirtuousContactMirror,
+    VirtuousGiftMirror,
+    VirtuousRecurringGiftMirror,
 )
 from tenants.models import Credential, Tenant
 from tenants.services import Actor, audit_record, tenant_pause
@@ -100,6 +103,13 @@ def _unsubscribe(tenant: Tenant, actor: Actor, client: VirtuousClient | None) ->
     return outcome
 
 
+MIRRORS = (
+    ("contact_mirror", VirtuousContactMirror),
+    ("gift_mirror", VirtuousGiftMirror),
+    ("recurring_gift_mirror", VirtuousRecurringGiftMirror),
+)
+
+
 def _remove_data(tenant: Tenant, data: str) -> dict[str, int]:
     if data == DATA_ANONYMISE:
         return {
@@ -111,6 +121,9 @@ def _remove_data(tenant: Tenant, data: str) -> dict[str, int]:
                 body=b"", headers={}, result={}
             ),
             "alerts": Alert.objects.filter(tenant=tenant).update(body=ANONYMISED),
+            "partner_snapshots": SyncRecord.objects.filter(tenant=tenant).update(partner_snapshot={}),
+            # The reporting mirror is a copy of Virtuous's donor data: anonymising removes it.
+            **{label: model.objects.filter(tenant=tenant).delete()[0] for label, model in MIRRORS},
         }
     counts = {}
     for label, model in (
@@ -122,6 +135,7 @@ def _remove_data(tenant: Tenant, data: str) -> dict[str, int]:
         ("inbound_events", InboundEvent),
         ("alerts", Alert),
         ("queue", TenantQueue),
+        *MIRRORS,
     ):
         counts[label], _ = model.objects.filter(tenant=tenant).delete()
     return counts

@@ -131,3 +131,25 @@ def connections_poll_due() -> list[int]:
         .exclude(capture_mode=Connection.CaptureMode.WEBHOOK)
     )
     return [c.pk for c in candidates if c.tenant.status == "active" and c.poll_due(now)]
+
+
+def virtuous_poll_due(*, connection: Connection, now: datetime | None = None) -> bool:
+    """Whether a tenant's inbound (Virtuous) poll is due: its role picks the cadence, ``off`` never."""
+    now = now or timezone.now()
+    if not connection.is_active or connection.polling_role == Connection.PollingRole.OFF:
+        return False
+    minutes = (
+        connection.backstop_interval_minutes
+        if connection.polling_role == Connection.PollingRole.BACKSTOP
+        else connection.poll_interval_minutes
+    )
+    return connection.last_poll_at is None or (now - connection.last_poll_at).total_seconds() >= minutes * 60
+
+
+def virtuous_polls_due() -> list[int]:
+    """Tenants whose Virtuous connection is due an inbound poll."""
+    now = timezone.now()
+    candidates = Connection.objects.select_related("tenant").filter(
+        provider="virtuous", is_active=True, tenant__status="active"
+    )
+    return [c.tenant_id for c in candidates if virtuous_poll_due(connection=c, now=now)]

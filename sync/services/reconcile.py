@@ -20,16 +20,24 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.utils import timezone
 
+from integrations.models import Connection, InboundEvent
 from integrations.selectors import tenant_write_sources
-from integrations.types import OutboundRequest
+from integrations.services import inbound_event_record_polled
+from integrations.types import OutboundRequest, PolledRecord
 from integrations.virtuous import endpoints
 from integrations.virtuous.client import VirtuousClient
 from integrations.virtuous.errors import BudgetExhausted, ErrorClass, VirtuousError
-from integrations.virtuous.inbound import VirtuousChange
-from integrations.virtuous.parsing import to_datetime, to_decimal, to_int
+from integrations.virtuous.parsing import (
+    contact_email,
+    contact_primary_individual,
+    to_datetime,
+    to_decimal,
+    to_int,
+)
+from integrations.virtuous.services import virtuous_connection_get_or_create
 from sync.models import (
     DeadLetter,
     ImportRun,
@@ -42,7 +50,7 @@ from sync.models import (
 )
 from sync.services.confirm import outbound_reconcile_submitted
 from sync.services.enqueue import outbound_enqueue_many
-from sync.services.virtuous_inbound import virtuous_change_apply
+from sync.services.inbound import inbound_event_process
 from tenants.models import Tenant
 
 Category = ReconciliationLog.Category
@@ -50,6 +58,8 @@ MISSED_WEBHOOK_FIRST_LOOKBACK = dt.timedelta(days=2)
 # Overlap re-read on each pass: "Is After" is strict and clocks differ; the handler is idempotent.
 MISSED_WEBHOOK_OVERLAP = dt.timedelta(minutes=5)
 DRIFT_SAMPLE = 25
+# Inbound polling reads each resource at most once a minute, whatever asks for it.
+INBOUND_POLL_MIN_SECONDS = 60
 
 
 class ReconcileStopped(Exception):
@@ -141,18 +151,25 @@ def reconcile_stuck(*, tenant: Tenant, client: VirtuousClient) -> dict[str, int]
 def reconcile_missed_webhooks(
     *, tenant: Tenant, client: VirtuousClient, max_wait: float = 0.0, now: dt.datetime | None = None
 ) -> dict[str, int]:
-    """Gifts and contacts modified since the inbound checkpoint, applied through the inbound handler.
+    """Inbound polling: gifts and contacts modified since the inbound checkpoint, captured as
+    polled InboundEvents and applied at once through the same handler as webhooks.
 
-    Our own writes among them are confirmed (their webhook was lost); changes made elsewhere go
-    to the handler as any webhook would. The checkpoint is the newest Virtuous modification time
-    seen, saved every page, never the wall clock.
+    This is both the scheduled poll (primary or backstop) and the reconciler's missed-webhook
+    pass. Each resource is read at most once a minute. Our own writes among the records are
+    confirmed (their webhook was lost); changes made elsewhere go to the two-way handler. A
+    version already captured by an earlier poll is not applied again. The checkpoint is the
+    newest Virtuous modification time seen, saved every page, never the wall clock.
     """
     now = now or timezone.now()
-    counts = {"seen": 0, "confirmed": 0, "elsewhere": 0}
+    connection = virtuous_connection_get_or_create(tenant=tenant)
+    counts = {"seen": 0, "new": 0, "confirmed": 0, "elsewhere": 0, "skipped_recent": 0}
     for resource in ("gift", "contact"):
         checkpoint, _ = SyncCheckpoint.objects.get_or_create(
             tenant=tenant, scope="", resource_type=resource, direction=SyncCheckpoint.Direction.INBOUND
         )
+        if not _poll_slot(checkpoint, now):
+            counts["skipped_recent"] += 1
+            continue
         since = (
             checkpoint.last_processed_timestamp or now - MISSED_WEBHOOK_FIRST_LOOKBACK
         ) - MISSED_WEBHOOK_OVERLAP
@@ -160,33 +177,81 @@ def reconcile_missed_webhooks(
         records = client.iter_modified_since(resource, since)
         for n, record in enumerate(_budgeted_iter(records, max_wait), start=1):
             counts["seen"] += 1
-            created = to_datetime(record.get("createDateTimeUtc"))
-            event = f"{resource}{'Create' if created and created > since else 'Update'}"
-            result = virtuous_change_apply(
-                tenant=tenant, change=VirtuousChange(event=event, resource=resource, record=record)
-            )
             modified = to_datetime(record.get("modifiedDateTimeUtc"))
             if modified and (newest is None or modified > newest):
                 newest = modified
-            if result.get("confirmed"):
-                counts["confirmed"] += 1
-                _log(
-                    tenant,
-                    Category.MISSED_WEBHOOK,
-                    "confirmed through the inbound handler",
-                    resource_type=resource,
-                    partner_source=str(record.get("transactionSource") or ""),
-                    partner_id=str(record.get("transactionId") or ""),
-                    virtuous_id=str(record.get("id", "")),
-                    details={"event": event, "result": result},
-                )
-            elif result.get("origin") == "elsewhere":
-                counts["elsewhere"] += 1
+            created = to_datetime(record.get("createDateTimeUtc"))
+            event_name = f"{resource}{'Create' if created and created > since else 'Update'}"
+            event = _capture_polled(connection, resource, event_name, record, modified)
+            if event is not None:
+                counts["new"] += 1
+                result = _apply_polled(event)
+                if result.get("confirmed"):
+                    counts["confirmed"] += 1
+                    _log(
+                        tenant,
+                        Category.MISSED_WEBHOOK,
+                        "confirmed through the inbound handler",
+                        resource_type=resource,
+                        partner_source=str(record.get("transactionSource") or ""),
+                        partner_id=str(record.get("transactionId") or ""),
+                        virtuous_id=str(record.get("id", "")),
+                        details={"event": event_name, "result": result},
+                    )
+                elif result.get("origin") == "elsewhere":
+                    counts["elsewhere"] += 1
             if n % 100 == 0 and newest is not None:
                 _checkpoint_save(checkpoint, newest)
         if newest is not None:
             _checkpoint_save(checkpoint, newest)
+    Connection.objects.filter(pk=connection.pk).update(last_poll_at=now, last_success_at=timezone.now())
     return counts
+
+
+def _poll_slot(checkpoint: SyncCheckpoint, now: dt.datetime) -> bool:
+    """Take this resource's poll slot: a conditional UPDATE, so at most one read a minute."""
+    recent = now - dt.timedelta(seconds=INBOUND_POLL_MIN_SECONDS)
+    taken = (
+        SyncCheckpoint.objects.filter(pk=checkpoint.pk)
+        .filter(Q(last_run_at__isnull=True) | Q(last_run_at__lte=recent))
+        .update(last_run_at=now)
+    )
+    return bool(taken)
+
+
+def polled_dedupe_key(resource: str, record: dict) -> str:
+    """The capture key of one polled Virtuous version (``poll:`` keeps it apart from webhook keys,
+    so the parity report sees both captures of one change)."""
+    version = record.get("modifiedDateTimeUtc") or record.get("createDateTimeUtc") or ""
+    return f"poll:{resource}:{record.get('id', '')}:{version}"
+
+
+def _capture_polled(
+    connection: Connection, resource: str, event_name: str, record: dict, modified: dt.datetime | None
+) -> InboundEvent | None:
+    polled = PolledRecord(
+        event_type=event_name,
+        dedupe_key=polled_dedupe_key(resource, record),
+        payload={"event": event_name, resource: record},
+        modified_at=modified or timezone.now(),
+        record_id=str(record.get("id", "")),
+    )
+    if not inbound_event_record_polled(connection=connection, record=polled):
+        return None
+    return InboundEvent.objects.select_related("connection__tenant").get(
+        connection=connection, dedupe_key=polled.dedupe_key[:255]
+    )
+
+
+def _apply_polled(event: InboundEvent) -> dict:
+    """Process a just-captured polled event now (claimed like the inbound drain would)."""
+    claimed = InboundEvent.objects.filter(pk=event.pk, status=InboundEvent.Status.PENDING).update(
+        status=InboundEvent.Status.PROCESSING
+    )
+    if not claimed:
+        return {}
+    inbound_event_process(event=event)
+    return InboundEvent.objects.values_list("result", flat=True).get(pk=event.pk) or {}
 
 
 def _budgeted_iter(records: Iterator[dict], max_wait: float) -> Iterator[dict]:
@@ -335,7 +400,7 @@ def _designations(rows: list[dict]) -> set[tuple[str, str]]:
 
 def contact_differences(ours: dict, theirs: dict) -> dict[str, list]:
     """Field → [ours, theirs] for first name, last name and e-mail (case-insensitive)."""
-    person = _primary_individual(theirs)
+    person = contact_primary_individual(theirs)
     their_fields = {
         "firstName": person.get("firstName"),
         "lastName": person.get("lastName"),
@@ -347,22 +412,6 @@ def contact_differences(ours: dict, theirs: dict) -> dict[str, list]:
         if mine and mine.lower() != str(value or "").strip().lower():
             differences[name] = [mine, value]
     return differences
-
-
-def _primary_individual(contact: dict) -> dict:
-    people = [p for p in contact.get("contactIndividuals") or [] if isinstance(p, dict)]
-    return next((p for p in people if p.get("isPrimary")), people[0] if people else {})
-
-
-def contact_email(contact: dict) -> str:
-    """The primary individual's e-mail (primary method first), lower-cased; "" when none."""
-    methods = [m for m in _primary_individual(contact).get("contactMethods") or [] if isinstance(m, dict)]
-    emails = [
-        str(m.get("value") or "")
-        for m in sorted(methods, key=lambda m: not m.get("isPrimary"))
-        if "email" in str(m.get("type") or "").lower() and m.get("value")
-    ]
-    return (emails[0] if emails else str(contact.get("email") or "")).strip().lower()
 
 
 # --- the per-tenant report ----------------------------------------------------------------

@@ -32,6 +32,7 @@ from sync.models import (
     Attempt,
     AttemptItem,
     DeadLetter,
+    Direction,
     Operation,
     OutboundItem,
     SyncRecord,
@@ -172,7 +173,9 @@ def _claim_size(tenant: Tenant) -> int:
     return max(1, tenant.batch_size) if tenant.batching_enabled else settings.OUTBOUND_UNBATCHED_CLAIM
 
 
-def outbound_claim(*, tenant: Tenant, worker: str, limit: int) -> list[OutboundItem]:
+def outbound_claim(
+    *, tenant: Tenant, worker: str, limit: int, direction: str = Direction.OUTBOUND
+) -> list[OutboundItem]:
     """Claim up to ``limit`` due items of one tenant, live before bulk, under a lease.
 
     On PostgreSQL the candidate rows are locked with SKIP LOCKED so concurrent drains never wait
@@ -184,7 +187,9 @@ def outbound_claim(*, tenant: Tenant, worker: str, limit: int) -> list[OutboundI
     with transaction.atomic():
         ids = list(
             OutboundItem.objects.select_for_update(skip_locked=True)
-            .filter(tenant=tenant, state=OutboundItem.State.PENDING, next_attempt_at__lte=now)
+            .filter(
+                tenant=tenant, direction=direction, state=OutboundItem.State.PENDING, next_attempt_at__lte=now
+            )
             .order_by("priority", "next_attempt_at", "id")
             .values_list("id", flat=True)[:limit]
         )
@@ -574,7 +579,7 @@ def tenant_queue_next_wake(*, tenant: Tenant) -> None:
 
     def earliest(state: str, column: str) -> Subquery:
         return Subquery(
-            OutboundItem.objects.filter(tenant=tenant, state=state)
+            OutboundItem.objects.filter(tenant=tenant, state=state, direction=Direction.OUTBOUND)
             .order_by()
             .values("tenant")
             .annotate(m=Min(column))

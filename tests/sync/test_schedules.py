@@ -16,6 +16,8 @@ PERIODIC = {
     "sync.tasks.outbound_reconcile_all",
     "sync.tasks.reconcile_all",
     "sync.tasks.drift_all",
+    "sync.tasks.virtuous_polls_due",
+    "sync.tasks.partner_dispatch",
 }
 
 
