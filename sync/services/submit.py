@@ -12,6 +12,7 @@ exhausted retries become dead letters.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -135,6 +136,7 @@ def outbound_drain(
             if not claimed:
                 result.stopped = "empty"
                 break
+            fault_point("after_claim")
             queue = _group(tenant, claimed)
             try:
                 while queue:
@@ -166,6 +168,18 @@ def outbound_drain(
         **({"last_success_at": timezone.now()} if result.submitted else {}),
     )
     return result
+
+
+def fault_point(name: str) -> None:
+    """Test-only crash point: when ``settings.GIFTLINE_FAULT_POINT`` names this point, say so on
+    stderr and block forever, so tests/reliability can SIGKILL the worker exactly here. A no-op
+    otherwise (the setting is empty unless a test sets it)."""
+    if name != settings.GIFTLINE_FAULT_POINT:
+        return
+    sys.stderr.write(f"fault point {name} reached\n")
+    sys.stderr.flush()
+    while True:
+        time.sleep(3600)
 
 
 def _claim_size(tenant: Tenant) -> int:
@@ -282,6 +296,7 @@ def _send_group(
             result.calls += 1
             _handle_error(tenant=tenant, group=group, queue=queue, exc=exc, result=result)
             return
+    fault_point("after_2xx")
     result.calls += 1
     result.submitted += _mark_submitted(tenant, group, worker=worker, virtuous_ids=virtuous_ids)
 
