@@ -556,13 +556,16 @@ def _dead_letter(
 
 def _needs_attention(tenant: Tenant, exc: VirtuousError) -> str:
     reason = f"Virtuous needs attention: {exc.message or exc.error_class}"[:500]
-    if tenant_services.tenant_pause(tenant=tenant, reason=reason):
-        alerts.alert_raise(
-            tenant=tenant,
-            kind="tenant_paused",
-            subject=f"{tenant.name}: syncing paused",
-            body=f"{reason}\nFix the credential, then resume the tenant in the admin.",
-        )
+    tenant_services.tenant_pause(tenant=tenant, reason=reason)
+    # Alert even when the pause was not ours: the real client pauses the tenant itself on a 401
+    # before raising, and the drain only runs for active tenants, so the pause is new either way
+    # (alerts are throttled per tenant and kind).
+    alerts.alert_raise(
+        tenant=tenant,
+        kind="tenant_paused",
+        subject=f"{tenant.name}: syncing paused",
+        body=f"{reason}\nFix the credential, then resume the tenant in the admin.",
+    )
     return "paused"
 
 

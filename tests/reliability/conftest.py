@@ -89,3 +89,33 @@ def kill9(process: subprocess.Popen) -> None:
 
 def counters(org: SandboxOrganization) -> SandboxCounters:
     return SandboxCounters.objects.get(organization=org)
+
+
+def sandbox_knows_donors(org: SandboxOrganization, count: int) -> None:
+    """Hold one contact per ``gift_request(n)`` donor, so the nightly batch can match every gift."""
+    from integrations.sandbox.services import Submission, sandbox_transactions_submit
+
+    donors = [
+        Submission(
+            "Stripe", f"cus_{n}", {"referenceSource": "Stripe", "referenceId": f"cus_{n}", "name": f"D {n}"}
+        )
+        for n in range(count)
+    ]
+    sandbox_transactions_submit(organization=org, kind="contact", submissions=donors)
+
+
+def drain_until_settled(tenant, *, rounds: int = 60, **drain_kwargs) -> int:
+    """Drain in-process until nothing of ``tenant`` is pending; between rounds the backoff is
+    skipped (time passes). Returns the rounds used."""
+    from django.utils import timezone
+
+    from sync.models import OutboundItem
+    from sync.services.submit import outbound_drain
+
+    for n in range(1, rounds + 1):
+        outbound_drain(tenant=tenant, max_budget_wait=0.0, **drain_kwargs)
+        waiting = OutboundItem.objects.filter(tenant=tenant, state__in=["pending", "in_flight"])
+        if not waiting.exists():
+            return n
+        waiting.filter(state="pending").update(next_attempt_at=timezone.now())
+    raise AssertionError(f"{tenant.slug}: items still waiting after {rounds} drains")
