@@ -146,6 +146,7 @@ SECURE_PROXY_SSL_HEADER = (
 )
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+DEFAULT_EXCEPTION_REPORTER_FILTER = "config.reporting.SecretSafeExceptionReporterFilter"
 
 # --- Giftline ---------------------------------------------------------------------------
 VIRTUOUS_BASE_URL = env.str("VIRTUOUS_BASE_URL", default="https://api.virtuoussoftware.com")
