@@ -13,7 +13,14 @@ from functools import cache
 from importlib import import_module
 from typing import Any
 
-from integrations.types import MappingError, Outcome, ParsedEvent, PolledRecord, WebhookRequest
+from integrations.types import (
+    MalformedPayload,
+    MappingError,
+    Outcome,
+    ParsedEvent,
+    PolledRecord,
+    WebhookRequest,
+)
 
 PROVIDERS: dict[str, str] = {
     "virtuous": "integrations.virtuous.inbound",
@@ -78,6 +85,32 @@ class MappingContext:
 
 
 Handler = Callable[[MappingContext, dict[str, Any]], Outcome]
+
+# What a mapper raises when a value is not what it expected (a missing key, a string where an
+# object was, a date out of range, an amount that is not a number).
+_DATA_ERRORS = (KeyError, IndexError, TypeError, ValueError, ArithmeticError, AttributeError)
+
+
+def event_parse(spec: ProviderSpec, request: WebhookRequest) -> ParsedEvent:
+    """Run a provider's parser; a value it did not expect (a date that is not a date) makes the
+    delivery malformed (recorded with the reason), never a 500 that records nothing."""
+    try:
+        return spec.parse(request)
+    except MalformedPayload:
+        raise
+    except _DATA_ERRORS as exc:
+        raise MalformedPayload(f"Cannot read this payload: {type(exc).__name__}: {exc}"[:500]) from exc
+
+
+def event_map(handler: Handler, context: MappingContext, payload: Any) -> Any:
+    """Run one mapper. A value it did not expect is a MalformedPayload with the reason, never a
+    crash: the same bytes would fail the same way on every retry, so a person must look."""
+    try:
+        return handler(context, payload)
+    except (MappingError, MalformedPayload):
+        raise
+    except _DATA_ERRORS as exc:
+        raise MalformedPayload(f"Cannot map this payload: {type(exc).__name__}: {exc}"[:500]) from exc
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from django.db import IntegrityError, transaction
 
 from integrations.http import redact_headers
 from integrations.models import Connection, InboundEvent
-from integrations.registry import ProviderSpec, provider_get
+from integrations.registry import ProviderSpec, event_parse, provider_get
 from integrations.types import MalformedPayload, ParsedEvent, PolledRecord, WebhookRequest
 from tenants import selectors
 from tenants.models import Credential
@@ -74,7 +74,7 @@ def inbound_event_receive(
             row, InboundEvent.Status.REJECTED, f"Signature check failed: {verdict.reason}", status=400
         )
     try:
-        parsed = spec.parse(request)
+        parsed = event_parse(spec, request)
     except MalformedPayload as exc:
         return _store(row, InboundEvent.Status.MALFORMED, str(exc), status=400)
     row.event_type = parsed.event_type

@@ -79,11 +79,13 @@ class MappingError(ValueError):
 class WebhookRequest:
     """What a receive view hands a provider: the raw bytes and the headers, nothing parsed yet."""
 
-    body: bytes
-    headers: dict[str, str]
+    # Not in the repr: headers, query and path may carry signatures and secrets, and a repr ends
+    # up in logs and exception pages.
+    body: bytes = field(repr=False)
+    headers: dict[str, str] = field(repr=False)
     content_type: str
-    query: dict[str, str]
-    path_secret: str = ""
+    query: dict[str, str] = field(repr=False)
+    path_secret: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)

@@ -368,7 +368,7 @@ class VirtuousClient:
         if error_class is None:
             return _parse_body(response)
 
-        error = _http_error(response, error_class, request_id)
+        error = _http_error(response, error_class, request_id, hide=self._token)
         logger.warning(
             "virtuous.error tenant=%s method=%s path=%s status=%s class=%s request_id=%s",
             self.tenant_label,
@@ -421,8 +421,15 @@ def _network_error(exc: Exception, request_id: str) -> VirtuousError:
     return VirtuousError(ErrorClass.TRANSIENT, f"Request {kind}: {type(exc).__name__}", request_id=request_id)
 
 
-def _http_error(response: requests.Response, error_class: ErrorClass, request_id: str) -> VirtuousError:
+def _http_error(
+    response: requests.Response, error_class: ErrorClass, request_id: str, *, hide: str = ""
+) -> VirtuousError:
     message, details = _error_content(response)
+    if hide:
+        # A server that echoes the request's credentials must not get them stored in our error
+        # records, dead letters and alerts.
+        message = message.replace(hide, "[redacted]")
+        details = json_loads(json_dumps(details).replace(json_dumps(hide)[1:-1], "[redacted]"))
     retry_after = None
     if error_class == ErrorClass.RATE_LIMITED:
         retry_after = _retry_after(response.headers.get("Retry-After"))

@@ -767,8 +767,8 @@ def historical_spool_from_connection(
     """
     from dataclasses import replace
 
-    from integrations.registry import MappingContext, PollContext, provider_get
-    from integrations.types import MappingError, PolledRecord
+    from integrations.registry import MappingContext, PollContext, event_map, provider_get
+    from integrations.types import MalformedPayload, MappingError, PolledRecord
     from tenants import selectors
 
     spec = provider_get(connection.provider)
@@ -790,8 +790,8 @@ def historical_spool_from_connection(
             if handler is None:
                 return False
             try:
-                outcome = handler(mapping, record.payload)
-            except MappingError as exc:
+                outcome = event_map(handler, mapping, record.payload)
+            except (MappingError, MalformedPayload) as exc:
                 writer.writerow({"donation_id": record.record_id, "source_error": str(exc)})
                 written += 1
                 return True

@@ -9,6 +9,7 @@ so a huge backlog, a paused tenant or a failing Virtuous organisation never dela
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
@@ -16,7 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import DatabaseError, close_old_connections, connection, transaction
 from django.db.models import Min, Q
 from django.utils import timezone
 
@@ -26,6 +27,8 @@ from sync.services.submit import DrainResult, outbound_drain, outbound_reclaim_e
 from tenants.models import Tenant
 
 logger = logging.getLogger("giftline.sync.dispatch")
+
+DATABASE_RETRY_SECONDS = 1.0
 
 
 def tenant_queue_claim(*, owner: str, limit: int, lease_seconds: float) -> list[int]:
@@ -104,12 +107,20 @@ def outbound_dispatch(
                 break
             slice_for_this = min(slice_seconds, remaining)
             lease = slice_for_this + settings.OUTBOUND_LEASE_SECONDS
-            for tenant_id in tenant_queue_claim(
-                owner=owner, limit=threads - len(running), lease_seconds=lease
-            ):
-                running[tenant_id] = pool.submit(_drain_in_thread, tenant_id, owner, slice_for_this)
-            if stop_when_idle and not running and not _work_remains():
-                break
+            try:
+                claimed = tenant_queue_claim(owner=owner, limit=threads - len(running), lease_seconds=lease)
+                for tenant_id in claimed:
+                    running[tenant_id] = pool.submit(_drain_in_thread, tenant_id, owner, slice_for_this)
+                if stop_when_idle and not running and not _work_remains():
+                    break
+            except DatabaseError:
+                # The database restarted or failed over: leases and retry state are in its rows, so
+                # reconnect and carry on; items a lost drain held come back when their lease expires.
+                logger.warning("dispatch.database_unavailable owner=%s", owner, exc_info=True)
+                with contextlib.suppress(DatabaseError):
+                    connection.close()
+                time.sleep(DATABASE_RETRY_SECONDS)
+                continue
             time.sleep(poll_interval)
         for future in running.values():
             _collect(future, totals)

@@ -18,7 +18,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from integrations.models import InboundEvent
-from integrations.registry import MappingContext, provider_get
+from integrations.registry import MappingContext, event_map, provider_get
 from integrations.types import MalformedPayload, MappingError
 from sync.models import Origin
 from sync.services.enqueue import outbound_enqueue
@@ -66,7 +66,7 @@ def inbound_event_process(*, event: InboundEvent) -> str:
         return _apply_crm_event(event, spec, handler)
     try:
         payload = spec.load(bytes(event.body), event.content_type)
-        outcome = handler(MappingContext.from_connection(event.connection), payload)
+        outcome = event_map(handler, MappingContext.from_connection(event.connection), payload)
     except MalformedPayload as exc:
         return _finish(event, InboundEvent.Status.MALFORMED, str(exc))
     except MappingError as exc:
@@ -99,9 +99,9 @@ def _apply_crm_event(event: InboundEvent, spec, handler) -> str:
     """Virtuous's own events: recognised as ours (confirmations) or changes made elsewhere."""
     try:
         payload = spec.load(bytes(event.body), event.content_type)
+        change = event_map(handler, MappingContext.from_connection(event.connection), payload)
     except MalformedPayload as exc:
         return _finish(event, InboundEvent.Status.MALFORMED, str(exc))
-    change = handler(MappingContext.from_connection(event.connection), payload)
     with transaction.atomic():
         origin = Origin.POLL if event.capture == InboundEvent.Capture.POLL else Origin.WEBHOOK
         result = virtuous_change_apply(tenant=event.connection.tenant, change=change, origin=origin)

@@ -12,6 +12,7 @@ exhausted retries become dead letters.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -136,6 +137,7 @@ def outbound_drain(
             if not claimed:
                 result.stopped = "empty"
                 break
+            fault_point("after_claim")
             queue = _group(tenant, claimed)
             try:
                 while queue:
@@ -167,6 +169,18 @@ def outbound_drain(
         **({"last_success_at": timezone.now()} if result.submitted else {}),
     )
     return result
+
+
+def fault_point(name: str) -> None:
+    """Test-only crash point: when ``settings.GIFTLINE_FAULT_POINT`` names this point, say so on
+    stderr and block forever, so tests/reliability can SIGKILL the worker exactly here. A no-op
+    otherwise (the setting is empty unless a test sets it)."""
+    if name != settings.GIFTLINE_FAULT_POINT:
+        return
+    sys.stderr.write(f"fault point {name} reached\n")
+    sys.stderr.flush()
+    while True:
+        time.sleep(3600)
 
 
 def _claim_size(tenant: Tenant) -> int:
@@ -287,6 +301,7 @@ def _send_group(
             result.calls += 1
             _handle_error(tenant=tenant, group=group, queue=queue, exc=exc, result=result)
             return
+    fault_point("after_2xx")
     result.calls += 1
     result.submitted += _mark_submitted(tenant, group, worker=worker, virtuous_ids=virtuous_ids)
 
@@ -546,13 +561,16 @@ def _dead_letter(
 
 def _needs_attention(tenant: Tenant, exc: VirtuousError) -> str:
     reason = f"Virtuous needs attention: {exc.message or exc.error_class}"[:500]
-    if tenant_services.tenant_pause(tenant=tenant, reason=reason):
-        alerts.alert_raise(
-            tenant=tenant,
-            kind="tenant_paused",
-            subject=f"{tenant.name}: syncing paused",
-            body=f"{reason}\nFix the credential, then resume the tenant in the admin.",
-        )
+    tenant_services.tenant_pause(tenant=tenant, reason=reason)
+    # Alert even when the pause was not ours: the real client pauses the tenant itself on a 401
+    # before raising, and the drain only runs for active tenants, so the pause is new either way
+    # (alerts are throttled per tenant and kind).
+    alerts.alert_raise(
+        tenant=tenant,
+        kind="tenant_paused",
+        subject=f"{tenant.name}: syncing paused",
+        body=f"{reason}\nFix the credential, then resume the tenant in the admin.",
+    )
     return "paused"
 
 

@@ -1,0 +1,112 @@
+"""A drain worker killed with SIGKILL mid-drain, at three points; a restarted worker finishes.
+
+Each scenario proves, through the sandbox's own counters, that no gift is lost and none is
+created twice: after the claim nothing was sent; during the HTTP call and after the 2xx the
+batch reached Virtuous, so the restarted worker resends it with the same transaction ids and
+Virtuous deduplicates it (counted as duplicate submissions, no second record).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from integrations.sandbox.models import SandboxGift, SandboxRateWindow, SandboxTransaction
+from integrations.sandbox.services import (
+    Submission,
+    sandbox_batch_run,
+    sandbox_faults_set,
+    sandbox_transactions_submit,
+)
+from sync.models import Origin, OutboundItem
+from sync.services.enqueue import outbound_enqueue_many
+from tenants.services import SYSTEM, tenant_create, tenant_update
+from tests.e2e.conftest import point_tenant_at_sandbox
+from tests.reliability.conftest import counters, kill9, manage_popen, needs_postgres, wait_for
+from tests.sync.conftest import gift_request
+
+ITEMS = 20
+BATCH = 5
+# Short leases so the restarted worker takes over within seconds, as it would after OUTBOUND_LEASE_SECONDS.
+FAST_LEASES = {"OUTBOUND_LEASE_SECONDS": "2", "OUTBOUND_DRAIN_SLICE_SECONDS": "2"}
+DRAIN = ("outbound_drain", "--seconds", "60", "--threads", "2", "--until-empty")
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow, needs_postgres]
+
+
+@pytest.fixture
+def queued(live_server, transactional_db):
+    """A tenant with 20 gifts queued (batches of 5) and a sandbox org that knows their donors."""
+    tenant = tenant_create(slug="killed", name="Killed Worker Shelter")
+    org = point_tenant_at_sandbox(tenant, live_server.url)
+    tenant_update(tenant=tenant, actor=SYSTEM, changes={"batch_size": BATCH, "batching_enabled": True})
+    requests = [gift_request(n) for n in range(ITEMS)]
+    donors = [
+        Submission(
+            "Stripe", f"cus_{n}", {"referenceSource": "Stripe", "referenceId": f"cus_{n}", "name": f"D {n}"}
+        )
+        for n in range(ITEMS)
+    ]
+    sandbox_transactions_submit(organization=org, kind="contact", submissions=donors)
+    outbound_enqueue_many(tenant=tenant, requests=requests, origin=Origin.WEBHOOK)
+    return tenant, org
+
+
+def _in_flight() -> int:
+    return OutboundItem.objects.filter(state=OutboundItem.State.IN_FLIGHT).count()
+
+
+def _reached(log, point: str) -> bool:
+    return f"fault point {point} reached".encode() in log.read_bytes()
+
+
+@pytest.mark.parametrize("point", ["after_claim", "during_http", "after_2xx"])
+def test_a_worker_killed_mid_drain_loses_nothing_and_submits_nothing_twice(queued, tmp_path, point):
+    tenant, org = queued
+    log = tmp_path / "killed.log"
+
+    # given: a drain stopped dead at the fault point
+    if point == "during_http":
+        # the request is on the wire (the sandbox counted the hit) but no answer has come back yet
+        sandbox_faults_set(organization=org, added_latency_ms=4000)
+        worker = manage_popen(*DRAIN, log=log, **FAST_LEASES)
+        wait_for(
+            lambda: SandboxRateWindow.objects.filter(organization=org, hits__gte=1).exists(),
+            timeout=30,
+            what="the batch request to reach the sandbox",
+        )
+    else:
+        worker = manage_popen(*DRAIN, log=log, GIFTLINE_FAULT_POINT=point, **FAST_LEASES)
+        wait_for(lambda: _reached(log, point), timeout=30, what=f"the worker to reach {point}")
+    assert _in_flight() == BATCH
+    kill9(worker)
+    if point == "during_http":
+        sandbox_faults_set(organization=org, added_latency_ms=0)
+        # the sandbox finishes the request the dead worker sent
+        wait_for(
+            lambda: counters(org).transactions_received == BATCH, timeout=15, what="the orphaned request"
+        )
+    resent = 0 if point == "after_claim" else BATCH
+    assert counters(org).transactions_received == resent  # the killed worker sent at most its batch
+    assert _in_flight() == BATCH  # and never recorded the outcome
+
+    # when: a new worker starts after the leases expire
+    restarted = manage_popen(*DRAIN, log=tmp_path / "restarted.log", **FAST_LEASES)
+    assert restarted.wait(timeout=90) == 0, (tmp_path / "restarted.log").read_text()[-3000:]
+
+    # then: every item submitted, the killed batch once more, with one lost attempt counted
+    states = list(OutboundItem.objects.values_list("state", flat=True))
+    assert states == ["submitted"] * ITEMS
+    assert OutboundItem.objects.filter(attempts=2).count() == BATCH
+    c = counters(org)
+    assert c.transactions_received == ITEMS + resent
+    assert c.duplicate_submissions == resent  # Virtuous saw the resend as a resend...
+    assert c.writes_total == ITEMS // BATCH + (1 if resent else 0)
+    held = SandboxTransaction.objects.filter(organization=org, kind="gift")
+    assert held.count() == ITEMS  # ...and holds one record per gift
+    assert held.filter(submit_count=2).count() == resent
+    sandbox_batch_run(organization=org)
+    gifts = SandboxGift.objects.filter(organization=org)
+    assert gifts.count() == ITEMS
+    assert len(set(gifts.values_list("transaction_id", flat=True))) == ITEMS
+    counters_after = counters(org)
+    assert counters_after.gifts_created == ITEMS
