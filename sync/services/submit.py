@@ -295,7 +295,7 @@ def _send_group(
                 continue
             raise _Stop("budget", exc.retry_in) from exc
         except _Deferred as exc:
-            result.deferred += _defer(tenant, group[0], exc.reason)
+            _defer(tenant, group[0], exc.reason, result)
             return
         except VirtuousError as exc:
             result.calls += 1
@@ -485,11 +485,12 @@ def _mark_submitted(
     return count
 
 
-def _defer(tenant: Tenant, item: OutboundItem, reason: str) -> int:
+def _defer(tenant: Tenant, item: OutboundItem, reason: str, result: DrainResult) -> None:
     """Wait for the record this write depends on; give up (dead letter) after the defer window."""
     now = timezone.now()
     if item.created_at < now - timedelta(hours=settings.OUTBOUND_DEFER_MAX_HOURS):
-        return _dead_letter(tenant, [item], error=None, message=f"Gave up waiting: {reason}")
+        result.dead += _dead_letter(tenant, [item], error=None, message=f"Gave up waiting: {reason}")
+        return
     OutboundItem.objects.filter(pk=item.pk, state=OutboundItem.State.IN_FLIGHT).update(
         state=OutboundItem.State.PENDING,
         next_attempt_at=now + timedelta(seconds=settings.OUTBOUND_DEFER_SECONDS),
@@ -500,7 +501,7 @@ def _defer(tenant: Tenant, item: OutboundItem, reason: str) -> int:
         last_status_code=404,
         updated_at=now,
     )
-    return 0
+    result.deferred += 1
 
 
 def _release(items: list[OutboundItem], *, worker: str, retry_in: float) -> int:

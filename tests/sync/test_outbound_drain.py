@@ -260,7 +260,7 @@ def test_refund_waits_for_its_gift_then_reverses_it(tenant, fake_virtuous):
     result = _drain(tenant, fake_virtuous)
     item.refresh_from_db()
     assert (
-        result.deferred == 0
+        result.deferred == 1
         and item.state == "pending"
         and item.next_attempt_at > timezone.now() + timedelta(minutes=30)
     )
@@ -289,7 +289,8 @@ def test_refund_whose_gift_never_appears_is_dead_lettered_after_the_defer_window
     OutboundItem.objects.filter(pk=item.pk).update(
         created_at=timezone.now() - timedelta(hours=settings.OUTBOUND_DEFER_MAX_HOURS + 1)
     )
-    _drain(tenant, fake_virtuous)
+    result = _drain(tenant, fake_virtuous)
+    assert (result.deferred, result.dead) == (0, 1)
     item.refresh_from_db()
     assert item.state == "dead" and "Gave up waiting" in item.last_error
 
