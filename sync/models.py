@@ -305,6 +305,8 @@ class TenantHealth(Tenant):
         proxy = True
         verbose_name = "tenant health"
         verbose_name_plural = "tenant health"
+
+
 class ImportRun(models.Model):
     """One bulk run (historical gift import or initial reconciliation), resumable from its counters.
 
