@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format bench setup
+.PHONY: run test lint format bench bench-quick setup
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,3 +31,17 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+# Benchmarks (BENCHMARKS.md): the full suite takes under 15 minutes on 2 cores; the quick one is
+# CI's smoke run. Both need PostgreSQL, Redis and wrk (apt-get install -y wrk).
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): bench/requirements.txt $(STAMP)
+	$(PY) -m pip install --quiet -r bench/requirements.txt
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(PY) bench/run.py $(ARGS)
+
+bench-quick: $(BENCH_STAMP)
+	$(PY) bench/run.py --quick $(ARGS)
