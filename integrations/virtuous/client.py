@@ -85,8 +85,10 @@ class VirtuousClient:
         *,
         keep_reserve: bool = False,
         on_call: Callable[[CallRecord], None] | None = None,
+        on_auth_failure: Callable[[VirtuousError], None] | None = None,
     ) -> VirtuousClient:
-        """A client with the tenant's token, base URL and budget; a 401 pauses the tenant.
+        """A client with the tenant's token, base URL and budget; a 401 pauses the tenant
+        (or calls ``on_auth_failure``, which the sync room uses to pause and alert).
 
         Raises NEEDS_ATTENTION without sending when the tenant has no Virtuous API token.
         """
@@ -113,7 +115,7 @@ class VirtuousClient:
             tenant_label=tenant.slug,
             keep_reserve=keep_reserve,
             on_call=on_call,
-            on_auth_failure=pause_tenant,
+            on_auth_failure=on_auth_failure or pause_tenant,
             guard_urls=bool(tenant.virtuous_base_url),
         )
 

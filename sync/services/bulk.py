@@ -33,6 +33,7 @@ from integrations.virtuous.errors import BudgetExhausted, ErrorClass, VirtuousEr
 from integrations.virtuous.parsing import to_decimal, to_int
 from sync.models import ImportRun, Operation, Origin, OutboundItem
 from sync.services.enqueue import outbound_enqueue_many
+from sync.services.virtuous import virtuous_client
 from tenants.models import Tenant
 
 COLUMNS = (
@@ -657,7 +658,7 @@ def import_signoff(
 def _virtuous_batch(
     tenant: Tenant, batch_label: str, client: VirtuousClient | None, max_wait: float
 ) -> _Side:
-    client = client or VirtuousClient.for_tenant(tenant, keep_reserve=True)
+    client = client or virtuous_client(tenant, keep_reserve=True)
     side = _Side()
     last_id: int | None = None
     while True:

@@ -17,6 +17,7 @@ from django.utils import timezone
 from integrations.virtuous.client import VirtuousClient
 from integrations.virtuous.errors import BudgetExhausted, ErrorClass, VirtuousError
 from sync.models import Operation, OutboundItem, SyncRecord
+from sync.services.virtuous import virtuous_client
 from tenants.models import Tenant
 
 CONFIRMABLE_STATES = [
@@ -101,7 +102,7 @@ def outbound_reconcile_submitted(
     )
     if not items:
         return counts
-    client = client or VirtuousClient.for_tenant(tenant, keep_reserve=True)
+    client = client or virtuous_client(tenant, keep_reserve=True)
     for item in items:
         try:
             if item.operation == Operation.GIFT_TRANSACTION:

@@ -22,6 +22,7 @@ from sync.models import (
     VirtuousGiftMirror,
     VirtuousRecurringGiftMirror,
 )
+from sync.services.virtuous import virtuous_client
 from tenants.models import Credential, Tenant
 from tenants.services import Actor, audit_record, tenant_pause
 
@@ -88,7 +89,7 @@ def _unsubscribe(tenant: Tenant, actor: Actor, client: VirtuousClient | None) ->
     if not tenant.virtuous_webhook_id:
         return "none"
     try:
-        (client or VirtuousClient.for_tenant(tenant)).webhook_delete(tenant.virtuous_webhook_id)
+        (client or virtuous_client(tenant)).webhook_delete(tenant.virtuous_webhook_id)
         outcome = "deleted"
     except VirtuousError as exc:
         if exc.error_class != ErrorClass.NOT_FOUND:

@@ -51,6 +51,7 @@ from sync.models import (
 from sync.services.confirm import outbound_reconcile_submitted
 from sync.services.enqueue import outbound_enqueue_many
 from sync.services.inbound import inbound_event_process
+from sync.services.virtuous import virtuous_client
 from tenants.models import Tenant
 
 Category = ReconciliationLog.Category
@@ -101,7 +102,7 @@ def reconcile_run(
 
     A pass that runs out of budget stops that pass only; its work is picked up next time.
     """
-    client = client or VirtuousClient.for_tenant(tenant, keep_reserve=True)
+    client = client or virtuous_client(tenant, keep_reserve=True)
     results: dict[str, dict[str, int]] = {}
     steps = {
         "stuck": lambda: reconcile_stuck(tenant=tenant, client=client),

@@ -42,7 +42,7 @@ from sync.models import (
 from sync.services import alerts
 from sync.services.enqueue import RESOURCE_FOR_OPERATION
 from sync.services.retry import next_attempt_time
-from tenants import services as tenant_services
+from sync.services.virtuous import tenant_needs_attention, virtuous_client
 from tenants.models import Tenant
 
 logger = logging.getLogger("giftline.sync.submit")
@@ -115,7 +115,7 @@ def outbound_drain(
     max_budget_wait = (
         settings.OUTBOUND_MAX_BUDGET_WAIT_SECONDS if max_budget_wait is None else max_budget_wait
     )
-    factory = client_factory or VirtuousClient.for_tenant
+    factory = client_factory or virtuous_client
     result = DrainResult()
     outbound_reclaim_expired(tenant=tenant)
     tenant.refresh_from_db(fields=["status"])
@@ -561,17 +561,7 @@ def _dead_letter(
 
 
 def _needs_attention(tenant: Tenant, exc: VirtuousError) -> str:
-    reason = f"Virtuous needs attention: {exc.message or exc.error_class}"[:500]
-    tenant_services.tenant_pause(tenant=tenant, reason=reason)
-    # Alert even when the pause was not ours: the real client pauses the tenant itself on a 401
-    # before raising, and the drain only runs for active tenants, so the pause is new either way
-    # (alerts are throttled per tenant and kind).
-    alerts.alert_raise(
-        tenant=tenant,
-        kind="tenant_paused",
-        subject=f"{tenant.name}: syncing paused",
-        body=f"{reason}\nFix the credential, then resume the tenant in the admin.",
-    )
+    tenant_needs_attention(tenant=tenant, error=exc)
     return "paused"
 
 

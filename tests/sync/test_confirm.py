@@ -79,3 +79,25 @@ def test_reconciliation_leaves_recent_submissions_alone(tenant, fake_virtuous):
     calls_before = len(fake_virtuous.calls)
     assert outbound_reconcile_submitted(tenant=tenant, client=fake_virtuous.factory(tenant))["checked"] == 0
     assert len(fake_virtuous.calls) == calls_before
+
+
+def test_a_401_met_by_the_reconciler_pauses_the_tenant_and_alerts(tenant, other_tenant, fake_virtuous, django_capture_on_commit_callbacks):
+    import responses
+    from django.core import mail
+
+    from sync.models import Alert
+
+    tenant.alert_emails = "ops@alpha.example"
+    tenant.save()
+    _submitted(tenant, fake_virtuous)
+    OutboundItem.objects.update(submitted_at=timezone.now() - timedelta(hours=30))
+    with responses.RequestsMock() as mock, django_capture_on_commit_callbacks(execute=True):
+        mock.get("https://api.virtuoussoftware.com/api/Gift/Stripe/pi_1", status=401, body="Authorization has been denied for this request.")
+        outbound_reconcile_submitted(tenant=tenant)  # the real client, through the sync room's factory
+    tenant.refresh_from_db()
+    other_tenant.refresh_from_db()
+    assert tenant.status == "paused" and "needs attention" in tenant.paused_reason
+    assert other_tenant.status == "active"
+    assert Alert.objects.filter(tenant=tenant, kind="tenant_paused").count() == 1
+    assert [m.subject for m in mail.outbox] == ["[Giftline] Alpha Food Bank: syncing paused"]
+    assert OutboundItem.objects.get().state == "submitted"  # nothing changed for the item

@@ -8,11 +8,11 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from integrations.models import Connection
-from integrations.virtuous.client import VirtuousClient
 from integrations.virtuous.errors import VirtuousError
 from sync.models import ImportRun
 from sync.progress import ProgressBar
 from sync.services import bulk
+from sync.services.virtuous import virtuous_client
 from tenants.management.base import tenant_from_arg
 
 
@@ -156,7 +156,7 @@ class Command(BaseCommand):
         resolver = None
         if not options["skip_contact_resolution"]:
             try:
-                client = VirtuousClient.for_tenant(tenant, keep_reserve=True)
+                client = virtuous_client(tenant, keep_reserve=True)
             except VirtuousError as exc:
                 raise CommandError(
                     f"{exc} Use --skip-contact-resolution to validate structure only."

@@ -2,11 +2,11 @@ import hashlib
 
 from django.core.management.base import BaseCommand, CommandError
 
-from integrations.virtuous.client import VirtuousClient
 from integrations.virtuous.errors import VirtuousError
 from sync.models import ImportRun
 from sync.progress import ProgressBar
 from sync.services import bulk, reconcile
+from sync.services.virtuous import virtuous_client
 from tenants.management.base import tenant_from_arg
 
 
@@ -39,7 +39,7 @@ class Command(BaseCommand):
             )
         tenant = tenant_from_arg(options["tenant"])
         try:
-            client = VirtuousClient.for_tenant(tenant, keep_reserve=True)
+            client = virtuous_client(tenant, keep_reserve=True)
             estimate = reconcile.initial_reconciliation_estimate(tenant=tenant, client=client)
         except VirtuousError as exc:
             raise CommandError(str(exc)) from exc

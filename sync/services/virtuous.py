@@ -1,0 +1,38 @@
+"""The sync room's way to get a tenant's Virtuous client: a 401 pauses the tenant and alerts.
+
+Every path that calls Virtuous for a tenant (drain, reconciler, bulk validation, offboarding)
+goes through ``virtuous_client``, so a revoked key is reported the same way whichever job meets it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from integrations.virtuous.client import CallRecord, VirtuousClient
+from integrations.virtuous.errors import VirtuousError
+from sync.services import alerts
+from tenants import services as tenant_services
+from tenants.models import Tenant
+
+
+def tenant_needs_attention(*, tenant: Tenant, error: VirtuousError) -> None:
+    """Pause the tenant with the reason and alert its people (alerts are throttled per window)."""
+    reason = f"Virtuous needs attention: {error.message or error.error_class}"[:500]
+    tenant_services.tenant_pause(tenant=tenant, reason=reason)
+    alerts.alert_raise(
+        tenant=tenant,
+        kind="tenant_paused",
+        subject=f"{tenant.name}: syncing paused",
+        body=f"{reason}\nFix the credential, then resume the tenant in the admin.",
+    )
+
+
+def virtuous_client(
+    tenant: Tenant, *, keep_reserve: bool = False, on_call: Callable[[CallRecord], None] | None = None
+) -> VirtuousClient:
+    return VirtuousClient.for_tenant(
+        tenant,
+        keep_reserve=keep_reserve,
+        on_call=on_call,
+        on_auth_failure=lambda error: tenant_needs_attention(tenant=tenant, error=error),
+    )
