@@ -17,7 +17,8 @@ from tenants.models import Tenant
 
 def tenant_needs_attention(*, tenant: Tenant, error: VirtuousError) -> None:
     """Pause the tenant with the reason and alert its people (alerts are throttled per window)."""
-    reason = f"Virtuous needs attention: {error.message or error.error_class}"[:500]
+    status = f" (HTTP {error.status_code})" if error.status_code else ""
+    reason = f"Virtuous needs attention{status}: {error.message or error.error_class}"[:500]
     tenant_services.tenant_pause(tenant=tenant, reason=reason)
     alerts.alert_raise(
         tenant=tenant,

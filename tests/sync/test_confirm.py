@@ -81,7 +81,9 @@ def test_reconciliation_leaves_recent_submissions_alone(tenant, fake_virtuous):
     assert len(fake_virtuous.calls) == calls_before
 
 
-def test_a_401_met_by_the_reconciler_pauses_the_tenant_and_alerts(tenant, other_tenant, fake_virtuous, django_capture_on_commit_callbacks):
+def test_a_401_met_by_the_reconciler_pauses_the_tenant_and_alerts(
+    tenant, other_tenant, fake_virtuous, django_capture_on_commit_callbacks
+):
     import responses
     from django.core import mail
 
@@ -92,7 +94,11 @@ def test_a_401_met_by_the_reconciler_pauses_the_tenant_and_alerts(tenant, other_
     _submitted(tenant, fake_virtuous)
     OutboundItem.objects.update(submitted_at=timezone.now() - timedelta(hours=30))
     with responses.RequestsMock() as mock, django_capture_on_commit_callbacks(execute=True):
-        mock.get("https://api.virtuoussoftware.com/api/Gift/Stripe/pi_1", status=401, body="Authorization has been denied for this request.")
+        mock.get(
+            "https://api.virtuoussoftware.com/api/Gift/Stripe/pi_1",
+            status=401,
+            body="Authorization has been denied for this request.",
+        )
         outbound_reconcile_submitted(tenant=tenant)  # the real client, through the sync room's factory
     tenant.refresh_from_db()
     other_tenant.refresh_from_db()
