@@ -16,6 +16,8 @@ from typing import Any
 from integrations.types import (
     MalformedPayload,
     MappingError,
+    Operation,
+    OutboundRequest,
     Outcome,
     ParsedEvent,
     PolledRecord,
@@ -70,6 +72,35 @@ class MappingContext:
     def local_date(self, moment: datetime) -> str:
         """The gift date Virtuous expects: the calendar day in the organisation's time zone."""
         return moment.astimezone(self.tz).date().isoformat()
+
+    def reversal(self, gift_id: str, *, on: datetime, notes: str, key: str = "") -> OutboundRequest:
+        """Reverse the gift we wrote as ``gift_id``. The submitter resolves its Virtuous id from our
+        transaction ids, and waits while Virtuous does not hold the gift yet."""
+        return OutboundRequest(
+            Operation.REVERSING_TRANSACTION,
+            self.source_name,
+            key or f"{gift_id}-refund",
+            {
+                "reversedTransaction": {"transactionSource": self.source_name, "transactionId": gift_id},
+                "giftDate": self.local_date(on),
+                "notes": notes,
+            },
+        )
+
+    def recurring_cancel(self, schedule_id: str, *, reason: str) -> OutboundRequest:
+        """Cancel the recurring gift we created as ``schedule_id`` (resolved to its Virtuous id)."""
+        return OutboundRequest(
+            Operation.RECURRING_GIFT_CANCEL,
+            self.source_name,
+            f"{schedule_id}-cancel",
+            {
+                "recurringGiftTransaction": {
+                    "transactionSource": self.source_name,
+                    "transactionId": schedule_id,
+                },
+                "cancelReason": reason,
+            },
+        )
 
     def project_code(self, *keys: str | None) -> str:
         """Map the first known source key to a project code; unmapped is an error, never a guess."""

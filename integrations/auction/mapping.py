@@ -282,18 +282,10 @@ def _split(ctx: MappingContext, payload: dict[str, Any], *, reverse: bool) -> Ou
             for request in line_requests:
                 requests.setdefault(request.key, request)
             if reverse:
-                reversal = OutboundRequest(
-                    Operation.REVERSING_TRANSACTION,
-                    ctx.source_name,
-                    f"{line_id}-refund",
-                    {
-                        "reversedTransaction": {
-                            "transactionSource": ctx.source_name,
-                            "transactionId": line_id,
-                        },
-                        "giftDate": ctx.local_date(order.happened_at),
-                        "notes": f"{payload['event_type'].removeprefix('order.').capitalize()} on the event platform",
-                    },
+                reversal = ctx.reversal(
+                    line_id,
+                    on=order.happened_at,
+                    notes=f"{payload['event_type'].removeprefix('order.').capitalize()} on the event platform",
                 )
                 requests[reversal.key] = reversal
     except WalkUp as exc:

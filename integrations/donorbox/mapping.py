@@ -108,15 +108,8 @@ def donation(ctx: MappingContext, payload: dict[str, Any]) -> Outcome:
                 requests=requests, review_reason=f"Partial refund of {refunded} on {amount}: reverse by hand"
             )
         requests.append(
-            OutboundRequest(
-                Operation.REVERSING_TRANSACTION,
-                ctx.source_name,
-                f"{gift_id}-refund",
-                {
-                    "reversedTransaction": {"transactionSource": ctx.source_name, "transactionId": gift_id},
-                    "giftDate": ctx.local_date(to_datetime(payload.get("created_at")) or donated_at),
-                    "notes": "Refunded in Donorbox",
-                },
+            ctx.reversal(
+                gift_id, on=to_datetime(payload.get("created_at")) or donated_at, notes="Refunded in Donorbox"
             )
         )
     return Outcome(requests=requests)
@@ -129,22 +122,7 @@ def plan(ctx: MappingContext, payload: dict[str, Any]) -> Outcome:
     schedule_id = f"plan-{p['id']}"
     status = str(p.get("status") or "active").lower()
     if status in ("cancelled", "canceled", "failed"):
-        return Outcome(
-            requests=[
-                OutboundRequest(
-                    Operation.RECURRING_GIFT_CANCEL,
-                    ctx.source_name,
-                    f"{schedule_id}-cancel",
-                    {
-                        "recurringGiftTransaction": {
-                            "transactionSource": ctx.source_name,
-                            "transactionId": schedule_id,
-                        },
-                        "cancelReason": f"Plan {status} in Donorbox",
-                    },
-                )
-            ]
-        )
+        return Outcome(requests=[ctx.recurring_cancel(schedule_id, reason=f"Plan {status} in Donorbox")])
     donor = p.get("donor") or {}
     amount = _amount(p.get("amount"), "plan amount")
     frequency = FREQUENCIES.get(str(p.get("type") or "").lower())

@@ -248,17 +248,10 @@ def transaction(ctx: MappingContext, payload: dict[str, Any]) -> Outcome:
             _optional_moment(txn.get("refunded_at"), "refunded_at") if status == "refunded" else None
         )
         requests.append(
-            OutboundRequest(
-                Operation.REVERSING_TRANSACTION,
-                ctx.source_name,
-                f"{gift_id}-refund",
-                {
-                    "reversedTransaction": {"transactionSource": ctx.source_name, "transactionId": gift_id},
-                    "giftDate": ctx.local_date(
-                        reversed_at or _moment(txn.get("updated_at") or purchased_at, "updated_at")
-                    ),
-                    "notes": f"Transaction {status} in GoFundMe Pro",
-                },
+            ctx.reversal(
+                gift_id,
+                on=reversed_at or _moment(txn.get("updated_at") or purchased_at, "updated_at"),
+                notes=f"Transaction {status} in GoFundMe Pro",
             )
         )
     if status == "cb_initiated":
@@ -279,22 +272,7 @@ def recurring_plan(ctx: MappingContext, payload: dict[str, Any]) -> Outcome:
     schedule_id = f"plan-{_id(plan.get('id'), 'plan id')}"
     status = _text(plan.get("status")).lower()
     if status in PLAN_ENDED:
-        return Outcome(
-            requests=[
-                OutboundRequest(
-                    Operation.RECURRING_GIFT_CANCEL,
-                    ctx.source_name,
-                    f"{schedule_id}-cancel",
-                    {
-                        "recurringGiftTransaction": {
-                            "transactionSource": ctx.source_name,
-                            "transactionId": schedule_id,
-                        },
-                        "cancelReason": f"Plan {status} in GoFundMe Pro",
-                    },
-                )
-            ]
-        )
+        return Outcome(requests=[ctx.recurring_cancel(schedule_id, reason=f"Plan {status} in GoFundMe Pro")])
     if status == "paused":
         return Outcome(review_reason=f"Plan {schedule_id} paused: Virtuous has no pause, decide by hand")
     if status not in PLAN_ACTIVE:

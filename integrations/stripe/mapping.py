@@ -426,18 +426,11 @@ def charge_refunded(ctx: MappingContext, event: dict[str, Any]) -> Outcome:
         reason = _text(refunds[0].get("reason"), "refund reason")
     return Outcome(
         requests=[
-            OutboundRequest(
-                Operation.REVERSING_TRANSACTION,
-                ctx.source_name,
-                f"{payment_id}-refund-{charge_id}",
-                {
-                    "reversedTransaction": {
-                        "transactionSource": ctx.source_name,
-                        "transactionId": payment_id,
-                    },
-                    "giftDate": ctx.local_date(refunded_at),
-                    "notes": f"Refunded in Stripe ({charge_id}{': ' + reason if reason else ''})",
-                },
+            ctx.reversal(
+                payment_id,
+                key=f"{payment_id}-refund-{charge_id}",
+                on=refunded_at,
+                notes=f"Refunded in Stripe ({charge_id}{': ' + reason if reason else ''})",
             )
         ]
     )
@@ -551,20 +544,7 @@ def _cancel(ctx: MappingContext, subscription: dict[str, Any]) -> Outcome:
     details = _dict(subscription.get("cancellation_details"), "cancellation_details")
     why = _text(details.get("reason"), "cancellation reason") or "canceled"
     return Outcome(
-        requests=[
-            OutboundRequest(
-                Operation.RECURRING_GIFT_CANCEL,
-                ctx.source_name,
-                f"{sub_id}-cancel",
-                {
-                    "recurringGiftTransaction": {
-                        "transactionSource": ctx.source_name,
-                        "transactionId": sub_id,
-                    },
-                    "cancelReason": f"Subscription {sub_id} ended in Stripe ({why})",
-                },
-            )
-        ]
+        requests=[ctx.recurring_cancel(sub_id, reason=f"Subscription {sub_id} ended in Stripe ({why})")]
     )
 
 
