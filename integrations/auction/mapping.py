@@ -63,7 +63,7 @@ def _id(value: Any, what: str) -> str:
 
 def _money(value: Any, what: str, *, positive: bool) -> Decimal:
     if isinstance(value, str) and value.strip() and not _PLAIN_NUMBER.match(value.strip()):
-        # the shared reader drops "," as a thousands separator; "12,50" must not become 1250
+        # the platform sends plain numbers; a separator or currency sign means the data is off
         raise MappingError(f"{what} is not a plain decimal number: {value!r}")
     try:
         amount = to_decimal(value)

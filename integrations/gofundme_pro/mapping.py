@@ -60,7 +60,7 @@ def _text(value: Any) -> str:
 def _money(value: Any, what: str) -> Decimal | None:
     """A non-negative amount in cents, or None when absent; anything else is a MappingError."""
     if isinstance(value, str) and value.strip() and not _PLAIN_NUMBER.match(value.strip()):
-        # the shared reader drops "," as a thousands separator; "12,50" must not become 1250
+        # GoFundMe Pro sends plain numbers; a separator or currency sign means the data is off
         raise MappingError(f"{what} is not a plain decimal number: {value!r}")
     try:
         amount = to_decimal(value)
