@@ -373,7 +373,7 @@ def tenant_make(slug: str, *, sandbox_url: str, token: str, **fields):
 def backlog(tenant, count: int, *, prefix: str) -> None:
     from integrations.types import OutboundRequest
     from sync.models import Operation, Origin
-    from sync.services.enqueue import outbound_enqueue_many
+    from sync.outbound.enqueue import outbound_enqueue_many
 
     for start in range(0, count, 2000):
         requests = []
@@ -926,7 +926,7 @@ def bench_freshness(bench: Bench) -> dict:
             "manage.py",
             "shell",
             "-c",
-            f"from sync.services.inbound import inbound_drain; inbound_drain(seconds={run_for})",
+            f"from sync.inbound.drain import inbound_drain; inbound_drain(seconds={run_for})",
         ]
     )
     outbound = dispatcher(bench, seconds=run_for, threads=4)

@@ -36,6 +36,8 @@ from integrations.virtuous.services import (
     virtuous_tenant_onboard,
 )
 from sync import selectors as sync_selectors
+from sync.inbound.checkpoints import checkpoint_reset
+from sync.inbound.replay import REPLAYABLE_STATUSES, inbound_events_replay
 from sync.models import (
     Alert,
     Attempt,
@@ -50,15 +52,13 @@ from sync.models import (
     VirtuousGiftMirror,
     VirtuousRecurringGiftMirror,
 )
+from sync.ops import imports as bulk
+from sync.ops.offboard import DATA_ANONYMISE, DATA_DELETE, OffboardError, tenant_offboard
+from sync.ops.parity import parity_report
+from sync.outbound.confirm import outbound_reconcile_submitted
+from sync.outbound.deadletters import DeadLetterError, dead_letter_discard, dead_letter_replay
 from sync.pii import mask_pii, user_sees_pii
-from sync.services import bulk
-from sync.services.checkpoints import checkpoint_reset
-from sync.services.confirm import outbound_reconcile_submitted
-from sync.services.deadletters import DeadLetterError, dead_letter_discard, dead_letter_replay
-from sync.services.mirror import EXPORT_COLUMNS
-from sync.services.offboard import DATA_ANONYMISE, DATA_DELETE, OffboardError, tenant_offboard
-from sync.services.parity import parity_report
-from sync.services.replay import REPLAYABLE_STATUSES, inbound_events_replay
+from sync.two_way.mirror import EXPORT_COLUMNS
 from tenants import selectors as tenant_selectors
 from tenants import services as tenant_services
 from tenants.admin import (

@@ -6,8 +6,12 @@ Tasks may run twice; every service they call is idempotent, and retry state is i
 from __future__ import annotations
 
 from integrations.models import Connection
+from sync.inbound import drain as inbound
+from sync.inbound import polling
 from sync.models import Alert
-from sync.services import alerts, confirm, dispatch, inbound, partner_submit, polling, reconcile
+from sync.ops import alerts, reconcile
+from sync.outbound import confirm, dispatch
+from sync.two_way import partner_drain as partner_submit
 from tenants.models import Tenant
 
 

@@ -20,10 +20,10 @@ from django.contrib.auth import get_user_model
 from integrations.sandbox.models import SandboxGift, SandboxWebhook
 from integrations.sandbox.services import sandbox_batch_run, sandbox_org_create
 from integrations.types import Operation, OutboundRequest
+from sync.inbound.drain import inbound_drain
 from sync.models import DeadLetter, Origin, OutboundItem
-from sync.services.enqueue import outbound_enqueue
-from sync.services.inbound import inbound_drain
-from sync.services.submit import outbound_drain
+from sync.outbound.drain import outbound_drain
+from sync.outbound.enqueue import outbound_enqueue
 from tenants.models import AuditEvent, Credential, Tenant
 
 CHROMIUM = "/usr/bin/chromium"

@@ -10,7 +10,7 @@ from django.db import connection
 
 from integrations.sandbox.models import SandboxCounters
 from sync.models import Attempt, Origin, OutboundItem
-from sync.services.enqueue import outbound_enqueue_many
+from sync.outbound.enqueue import outbound_enqueue_many
 from tenants.services import SYSTEM, tenant_create, tenant_update
 from tests.e2e.conftest import point_tenant_at_sandbox
 from tests.sync.conftest import gift_request

@@ -13,9 +13,10 @@ from integrations.sandbox.models import SandboxGift
 from integrations.sandbox.services import sandbox_batch_run, sandbox_contact_create, sandbox_contact_edit
 from integrations.types import Operation, OutboundRequest
 from sync.models import ImportRun, Origin, OutboundItem, ReconciliationLog, SyncCheckpoint, SyncRecord
-from sync.services import bulk, reconcile
-from sync.services.enqueue import outbound_enqueue
-from sync.services.submit import outbound_drain
+from sync.ops import imports as bulk
+from sync.ops import reconcile
+from sync.outbound.drain import outbound_drain
+from sync.outbound.enqueue import outbound_enqueue
 from tenants.models import Tenant
 from tenants.services import tenant_create
 

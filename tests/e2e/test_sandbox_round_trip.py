@@ -11,10 +11,10 @@ from integrations.types import Operation, OutboundRequest
 from integrations.virtuous.client import VirtuousClient
 from integrations.virtuous.parsing import to_decimal
 from integrations.virtuous.services import virtuous_subscription_create
+from sync.inbound.drain import inbound_drain
 from sync.models import Origin, OutboundItem, SyncRecord
-from sync.services.enqueue import outbound_enqueue
-from sync.services.inbound import inbound_drain
-from sync.services.submit import outbound_drain
+from sync.outbound.drain import outbound_drain
+from sync.outbound.enqueue import outbound_enqueue
 from tenants.services import tenant_create
 
 pytestmark = pytest.mark.slow

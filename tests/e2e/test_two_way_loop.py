@@ -23,6 +23,7 @@ from integrations.sandbox.models import SandboxContact, SandboxGift, SandboxWebh
 from integrations.sandbox.services import sandbox_batch_run, sandbox_contact_edit, sandbox_gift_create
 from integrations.services import connection_create
 from integrations.virtuous.services import virtuous_subscription_create
+from sync.inbound.drain import inbound_drain
 from sync.models import (
     Attempt,
     Operation,
@@ -31,10 +32,9 @@ from sync.models import (
     VirtuousContactMirror,
     VirtuousGiftMirror,
 )
-from sync.services import reconcile
-from sync.services.inbound import inbound_drain
-from sync.services.partner_submit import partner_drain
-from sync.services.submit import outbound_drain
+from sync.ops import reconcile
+from sync.outbound.drain import outbound_drain
+from sync.two_way.partner_drain import partner_drain
 from tenants.models import Tenant
 from tenants.services import credential_set, tenant_create
 

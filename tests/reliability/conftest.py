@@ -110,7 +110,7 @@ def drain_until_settled(tenant, *, rounds: int = 60, **drain_kwargs) -> int:
     from django.utils import timezone
 
     from sync.models import OutboundItem
-    from sync.services.submit import outbound_drain
+    from sync.outbound.drain import outbound_drain
 
     for n in range(1, rounds + 1):
         outbound_drain(tenant=tenant, max_budget_wait=0.0, **drain_kwargs)

@@ -46,7 +46,7 @@ pytestmark = [
 SEED = """
 import os
 from sync.models import Origin
-from sync.services.enqueue import outbound_enqueue_many
+from sync.outbound.enqueue import outbound_enqueue_many
 from tenants.services import SYSTEM, credential_set, tenant_create, tenant_update
 from tests.sync.conftest import gift_request
 t = tenant_create(slug="restart", name="Restart Shelter")

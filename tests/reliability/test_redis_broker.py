@@ -18,7 +18,7 @@ from django_q.models import Task
 from integrations.sandbox.models import SandboxGift, SandboxTransaction
 from integrations.sandbox.services import sandbox_batch_run, sandbox_faults_set
 from sync.models import Origin, OutboundItem
-from sync.services.enqueue import outbound_enqueue_many
+from sync.outbound.enqueue import outbound_enqueue_many
 from tenants.services import SYSTEM, tenant_create, tenant_update
 from tests.e2e.conftest import point_tenant_at_sandbox
 from tests.reliability.conftest import (

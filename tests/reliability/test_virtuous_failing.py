@@ -26,12 +26,12 @@ from integrations.sandbox.services import (
 from integrations.services import connection_create
 from integrations.virtuous.client import VirtuousClient
 from integrations.virtuous.services import virtuous_subscription_create
+from sync.inbound.drain import inbound_drain
 from sync.models import Alert, Attempt, DeadLetter, Origin, OutboundItem
-from sync.services.deadletters import dead_letter_replay
-from sync.services.dispatch import outbound_dispatch
-from sync.services.enqueue import outbound_enqueue_many
-from sync.services.inbound import inbound_drain
-from sync.services.submit import outbound_drain
+from sync.outbound.deadletters import dead_letter_replay
+from sync.outbound.dispatch import outbound_dispatch
+from sync.outbound.drain import outbound_drain
+from sync.outbound.enqueue import outbound_enqueue_many
 from tenants.models import Tenant
 from tenants.services import SYSTEM, credential_set, tenant_create, tenant_resume, tenant_update
 from tests.e2e.conftest import point_tenant_at_sandbox

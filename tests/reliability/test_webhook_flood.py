@@ -14,8 +14,8 @@ from django.urls import reverse
 from integrations.donorbox import webhooks
 from integrations.models import InboundEvent
 from integrations.services import connection_create
+from sync.inbound.drain import inbound_drain
 from sync.models import OutboundItem
-from sync.services.inbound import inbound_drain
 from tenants.services import credential_set
 from tests.integrations.conftest import fixture_bytes
 from tests.reliability.conftest import needs_postgres

@@ -17,8 +17,8 @@ from integrations.donorbox import webhooks
 from integrations.models import InboundEvent
 from integrations.registry import provider_get, provider_keys
 from integrations.services import connection_create
+from sync.inbound.drain import inbound_drain
 from sync.models import OutboundItem
-from sync.services.inbound import inbound_drain
 from tenants.services import credential_set
 from tests.integrations.conftest import fixture_bytes
 

@@ -20,9 +20,9 @@ from integrations.models import InboundEvent
 from integrations.services import connection_create
 from sync import tasks
 from sync.models import Alert, Attempt, DeadLetter, Origin, OutboundItem, SyncRecord
-from sync.services.alerts import alert_deliver, alert_raise
-from sync.services.enqueue import outbound_enqueue_many
-from sync.services.submit import outbound_drain
+from sync.ops.alerts import alert_deliver, alert_raise
+from sync.outbound.drain import outbound_drain
+from sync.outbound.enqueue import outbound_enqueue_many
 from tenants.models import Tenant
 from tenants.services import SYSTEM, tenant_create, tenant_update
 from tests.e2e.conftest import point_tenant_at_sandbox

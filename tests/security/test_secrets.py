@@ -16,7 +16,7 @@ from integrations.models import Connection
 from integrations.registry import provider_get
 from integrations.services import connection_create
 from sync.models import Alert, Attempt, DeadLetter, OutboundItem
-from sync.services.submit import outbound_drain
+from sync.outbound.drain import outbound_drain
 from tenants.services import SYSTEM, credential_set, tenant_update
 from tests.conftest import OTHER_VIRTUOUS_TOKEN, VIRTUOUS_TOKEN
 from tests.sync.conftest import enqueue_gifts

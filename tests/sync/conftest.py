@@ -16,7 +16,7 @@ from integrations.types import OutboundRequest
 from integrations.virtuous.client import CallRecord
 from integrations.virtuous.errors import BudgetExhausted, ErrorClass, VirtuousError
 from sync.models import Operation, Origin
-from sync.services.enqueue import outbound_enqueue
+from sync.outbound.enqueue import outbound_enqueue
 
 
 class FakeVirtuous:

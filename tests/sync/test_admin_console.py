@@ -14,7 +14,7 @@ from integrations.models import Connection
 from integrations.services import connection_onboard
 from integrations.virtuous.errors import ErrorClass, VirtuousError
 from sync.models import DeadLetter, OutboundItem, SyncCheckpoint
-from sync.services.submit import outbound_drain
+from sync.outbound.drain import outbound_drain
 from tenants.models import AuditEvent, Credential, Tenant
 from tests.conftest import OTHER_VIRTUOUS_TOKEN, VIRTUOUS_TOKEN
 from tests.sync.conftest import enqueue_gifts

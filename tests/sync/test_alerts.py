@@ -2,7 +2,7 @@ import responses
 from django.core import mail
 
 from sync.models import Alert
-from sync.services.alerts import alert_deliver, alert_raise
+from sync.ops.alerts import alert_deliver, alert_raise
 
 
 def test_a_storm_sends_one_alert_and_counts_the_rest(tenant, django_capture_on_commit_callbacks):

@@ -10,9 +10,9 @@ from django.core.management import CommandError, call_command
 
 from integrations.virtuous.errors import BudgetExhausted
 from sync.models import ImportRun, Origin, OutboundItem
-from sync.services import bulk
-from sync.services.enqueue import outbound_enqueue
-from sync.services.submit import outbound_drain
+from sync.ops import imports as bulk
+from sync.outbound.drain import outbound_drain
+from sync.outbound.enqueue import outbound_enqueue
 from tests.sync.conftest import gift_request
 
 HEADER = ["donation_id", "donor_id", "email", "first_name", "last_name", "amount", "gift_date", "project"]

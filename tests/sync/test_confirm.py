@@ -3,8 +3,8 @@ from datetime import timedelta
 from django.utils import timezone
 
 from sync.models import OutboundItem, SyncRecord
-from sync.services.confirm import outbound_confirm, outbound_reconcile_submitted
-from sync.services.submit import outbound_drain
+from sync.outbound.confirm import outbound_confirm, outbound_reconcile_submitted
+from sync.outbound.drain import outbound_drain
 from tests.sync.conftest import enqueue_gifts
 
 

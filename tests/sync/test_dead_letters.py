@@ -2,8 +2,8 @@ import pytest
 
 from integrations.virtuous.errors import ErrorClass, VirtuousError
 from sync.models import DeadLetter, OutboundItem
-from sync.services.deadletters import DeadLetterError, dead_letter_discard, dead_letter_replay
-from sync.services.submit import outbound_drain
+from sync.outbound.deadletters import DeadLetterError, dead_letter_discard, dead_letter_replay
+from sync.outbound.drain import outbound_drain
 from tenants.models import AuditEvent
 from tenants.services import Actor
 from tests.sync.conftest import enqueue_gifts

@@ -8,14 +8,14 @@ from django.utils import timezone
 
 from integrations.virtuous.client import VirtuousClient
 from sync.models import Origin, OutboundItem, TenantQueue
-from sync.services.dispatch import (
+from sync.outbound.dispatch import (
     outbound_dispatch,
     outbound_maintenance,
     tenant_queue_claim,
     tenant_queue_release,
 )
-from sync.services.enqueue import outbound_enqueue_many
-from sync.services.submit import outbound_claim
+from sync.outbound.drain import outbound_claim
+from sync.outbound.enqueue import outbound_enqueue_many
 from tenants.services import tenant_pause
 from tests.sync.conftest import enqueue_gifts, gift_request
 
@@ -170,7 +170,7 @@ def test_concurrent_claims_take_each_item_exactly_once(tenant):
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_enqueue_of_one_key_makes_one_item(tenant):
-    from sync.services.enqueue import outbound_enqueue
+    from sync.outbound.enqueue import outbound_enqueue
 
     barrier = threading.Barrier(8)
     created: list[bool] = []

@@ -10,12 +10,12 @@ from django.utils import timezone
 from integrations.models import Connection, InboundEvent
 from integrations.services import connection_onboard
 from integrations.virtuous.errors import ErrorClass, VirtuousError
+from sync.inbound.checkpoints import checkpoint_reset
+from sync.inbound.replay import inbound_events_replay
 from sync.models import DeadLetter, OutboundItem, SyncCheckpoint
+from sync.ops.offboard import OffboardError, tenant_offboard
+from sync.outbound.drain import outbound_drain
 from sync.selectors import tenant_health, tenant_health_overview
-from sync.services.checkpoints import checkpoint_reset
-from sync.services.offboard import OffboardError, tenant_offboard
-from sync.services.replay import inbound_events_replay
-from sync.services.submit import outbound_drain
 from tenants.models import AuditEvent, Credential, Tenant
 from tenants.services import Actor, tenant_pause
 from tests.sync.conftest import enqueue_gifts

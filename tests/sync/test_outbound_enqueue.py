@@ -4,7 +4,7 @@ import pytest
 
 from integrations.types import OutboundRequest
 from sync.models import Origin, OutboundItem, SyncRecord, TenantQueue
-from sync.services.enqueue import (
+from sync.outbound.enqueue import (
     outbound_enqueue,
     outbound_enqueue_many,
     payload_fingerprint,

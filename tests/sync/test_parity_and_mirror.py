@@ -15,11 +15,11 @@ from django.utils import timezone
 from integrations.models import Connection, InboundEvent
 from integrations.virtuous.inbound import VirtuousChange
 from integrations.virtuous.services import virtuous_connection_get_or_create
+from sync.inbound.apply import virtuous_change_apply
+from sync.inbound.polling import virtuous_poll_due
 from sync.models import SyncCheckpoint, VirtuousGiftMirror
-from sync.services import reconcile
-from sync.services.parity import parity_report
-from sync.services.polling import virtuous_poll_due
-from sync.services.virtuous_inbound import virtuous_change_apply
+from sync.ops import reconcile
+from sync.ops.parity import parity_report
 from tenants.models import Tenant
 
 

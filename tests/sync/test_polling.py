@@ -8,8 +8,8 @@ from django.core import mail
 from django.utils import timezone
 
 from integrations.models import Connection
+from sync.inbound.polling import PollSkipped, connection_poll, connection_poll_claim, connections_poll_due
 from sync.models import Alert
-from sync.services.polling import PollSkipped, connection_poll, connection_poll_claim, connections_poll_due
 from tenants.services import credential_set, tenant_pause
 
 DONATIONS = "https://donorbox.org/api/v1/donations"

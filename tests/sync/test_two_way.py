@@ -16,6 +16,8 @@ from integrations.models import InboundEvent
 from integrations.services import connection_create, inbound_event_record_polled
 from integrations.types import Operation, OutboundRequest, PolledRecord
 from integrations.virtuous.inbound import VirtuousChange
+from sync.inbound.apply import virtuous_change_apply
+from sync.inbound.drain import inbound_drain
 from sync.models import (
     DeadLetter,
     Origin,
@@ -24,12 +26,10 @@ from sync.models import (
     VirtuousContactMirror,
     VirtuousGiftMirror,
 )
-from sync.services import two_way
-from sync.services.enqueue import outbound_enqueue
-from sync.services.inbound import inbound_drain
-from sync.services.partner_submit import constant_contact_write, partner_drain, sync_records_cooldown_expire
-from sync.services.submit import outbound_claim
-from sync.services.virtuous_inbound import virtuous_change_apply
+from sync.outbound.drain import outbound_claim
+from sync.outbound.enqueue import outbound_enqueue
+from sync.two_way import state as two_way
+from sync.two_way.partner_drain import constant_contact_write, partner_drain, sync_records_cooldown_expire
 from tenants.models import Tenant
 from tenants.services import credential_set
 

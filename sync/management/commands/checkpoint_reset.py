@@ -1,8 +1,8 @@
 from django.core.management.base import CommandError
 from django.utils.dateparse import parse_datetime
 
+from sync.inbound.checkpoints import checkpoint_reset
 from sync.models import SyncCheckpoint
-from sync.services.checkpoints import checkpoint_reset
 from tenants.management.base import CLI, TenantCommand, tenant_from_arg
 
 

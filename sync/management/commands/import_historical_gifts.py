@@ -9,10 +9,10 @@ from django.core.management.base import BaseCommand, CommandError
 
 from integrations.models import Connection
 from integrations.virtuous.errors import VirtuousError
+from sync.clients import virtuous_client
 from sync.models import ImportRun
+from sync.ops import imports as bulk
 from sync.progress import ProgressBar
-from sync.services import bulk
-from sync.services.virtuous import virtuous_client
 from tenants.management.base import tenant_from_arg
 
 

@@ -4,7 +4,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from sync.models import ImportRun
-from sync.services import bulk
+from sync.ops import imports as bulk
 from tenants.management.base import tenant_from_arg
 
 

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from integrations.models import InboundEvent
-from sync.services.replay import REPLAYABLE_STATUSES, inbound_events_replay
+from sync.inbound.replay import REPLAYABLE_STATUSES, inbound_events_replay
 from tenants.management.base import CLI, tenant_from_arg
 
 

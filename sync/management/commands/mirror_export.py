@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from sync.services.mirror import MODELS, mirror_export_csv
+from sync.two_way.mirror import MODELS, mirror_export_csv
 from tenants.management.base import tenant_from_arg
 
 

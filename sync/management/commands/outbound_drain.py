@@ -2,8 +2,8 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
-from sync.services.dispatch import outbound_dispatch
-from sync.services.submit import outbound_drain
+from sync.outbound.dispatch import outbound_dispatch
+from sync.outbound.drain import outbound_drain
 from tenants.management.base import tenant_from_arg
 
 

@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from integrations.models import Connection
-from sync.services.parity import parity_report
+from sync.ops.parity import parity_report
 from tenants.management.base import tenant_from_arg
 
 

@@ -3,7 +3,7 @@ import csv
 from django.core.management.base import BaseCommand, CommandError
 
 from integrations.virtuous.errors import VirtuousError
-from sync.services import reconcile
+from sync.ops import reconcile
 from tenants.management.base import tenant_from_arg
 
 PASSES = ("stuck", "missed_webhooks", "drift")

@@ -3,10 +3,11 @@ import hashlib
 from django.core.management.base import BaseCommand, CommandError
 
 from integrations.virtuous.errors import VirtuousError
+from sync.clients import virtuous_client
 from sync.models import ImportRun
+from sync.ops import imports as bulk
+from sync.ops import reconcile
 from sync.progress import ProgressBar
-from sync.services import bulk, reconcile
-from sync.services.virtuous import virtuous_client
 from tenants.management.base import tenant_from_arg
 
 

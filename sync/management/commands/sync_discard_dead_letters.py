@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from sync.management.commands.sync_replay_dead_letters import open_dead_letters
-from sync.services.deadletters import DeadLetterError, dead_letter_discard
+from sync.outbound.deadletters import DeadLetterError, dead_letter_discard
 from tenants.management.base import CLI
 
 

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from sync.models import DeadLetter
-from sync.services.deadletters import DeadLetterError, dead_letter_replay
+from sync.outbound.deadletters import DeadLetterError, dead_letter_replay
 from tenants.management.base import CLI, tenant_from_arg
 
 

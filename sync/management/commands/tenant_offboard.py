@@ -1,7 +1,7 @@
 from django.core.management.base import CommandError
 
 from integrations.virtuous.errors import VirtuousError
-from sync.services.offboard import DATA_ANONYMISE, DATA_DELETE, OffboardError, tenant_offboard
+from sync.ops.offboard import DATA_ANONYMISE, DATA_DELETE, OffboardError, tenant_offboard
 from tenants.management.base import CLI, TenantCommand, tenant_from_arg
 
 

@@ -8,8 +8,8 @@ from integrations.auction import webhooks
 from integrations.auction.mapping import order_completed, order_reversed
 from integrations.registry import MappingContext
 from integrations.types import MappingError
+from sync.inbound.drain import inbound_drain
 from sync.models import OutboundItem
-from sync.services.inbound import inbound_drain
 from tests.integrations.conftest import fixture_bytes
 
 PREMIUMS = {"GALA-SEAT": 301, "LOT-12": 302, "sponsorship": 303}

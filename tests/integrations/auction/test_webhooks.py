@@ -10,8 +10,8 @@ from django.urls import reverse
 from integrations.auction import webhooks
 from integrations.auction.mapping import HANDLERS
 from integrations.models import InboundEvent
+from sync.inbound.drain import inbound_drain
 from sync.models import OutboundItem
-from sync.services.inbound import inbound_drain
 from tenants.services import credential_set
 from tests.integrations.conftest import FIXTURES, fixture_bytes
 

@@ -11,7 +11,7 @@ from integrations.constant_contact.oauth import OAuthError, TokenStore
 from integrations.constant_contact.throttle import ApplicationThrottle
 from integrations.http import http_session
 from integrations.models import Connection
-from sync.services.polling import connection_poll
+from sync.inbound.polling import connection_poll
 from tenants import selectors
 from tenants.models import Credential
 

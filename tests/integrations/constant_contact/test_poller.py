@@ -7,9 +7,9 @@ import responses
 from integrations.constant_contact import poller
 from integrations.constant_contact.client import ConstantContactError
 from integrations.models import InboundEvent
+from sync.inbound.drain import inbound_drain
+from sync.inbound.polling import connection_poll
 from sync.models import OutboundItem, SyncCheckpoint
-from sync.services.inbound import inbound_drain
-from sync.services.polling import connection_poll
 from tests.integrations.conftest import fixture_json
 
 from .conftest import CONTACTS_URL, LISTS_URL, FakeContacts, lists_body
@@ -143,7 +143,7 @@ def test_descending_results_are_saved_only_at_the_end(cc_connection, monkeypatch
         mock.add_callback(responses.GET, CONTACTS_URL, callback=fake)
         calls = []
         monkeypatch.setattr(
-            "sync.services.polling.checkpoint_save",
+            "sync.inbound.polling.checkpoint_save",
             lambda **kw: calls.append((kw["resource"], kw["record_id"])),
         )
         connection_poll(connection=cc_connection)

@@ -9,8 +9,8 @@ from integrations.constant_contact.client import ConstantContactClient
 from integrations.constant_contact.throttle import DAY_KEY, SECOND_KEY, ApplicationThrottle, Throttled
 from integrations.models import InboundEvent, RateBucket
 from integrations.virtuous.ratelimit import DatabaseBackend
+from sync.inbound.polling import connection_poll
 from sync.models import SyncCheckpoint
-from sync.services.polling import connection_poll
 
 from .conftest import CONTACTS_URL, LISTS_URL, FakeContacts, lists_body, store_tokens
 

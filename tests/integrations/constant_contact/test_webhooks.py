@@ -9,8 +9,8 @@ from integrations.constant_contact import webhooks
 from integrations.constant_contact.mapping import HANDLERS
 from integrations.models import InboundEvent
 from integrations.types import MalformedPayload, WebhookRequest
+from sync.inbound.drain import inbound_drain
 from sync.models import OutboundItem
-from sync.services.inbound import inbound_drain
 from tenants.services import credential_set
 from tests.integrations.conftest import FIXTURES, fixture_bytes
 

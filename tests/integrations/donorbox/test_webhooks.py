@@ -6,8 +6,8 @@ from django.urls import reverse
 from integrations.donorbox import webhooks
 from integrations.donorbox.mapping import HANDLERS
 from integrations.models import InboundEvent
+from sync.inbound.drain import inbound_drain
 from sync.models import OutboundItem
-from sync.services.inbound import inbound_drain
 from tests.integrations.conftest import FIXTURES, fixture_bytes
 
 SECRET = "dbx_sig_secret_current_0001"

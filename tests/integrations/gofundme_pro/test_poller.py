@@ -11,9 +11,9 @@ from svix.webhooks import Webhook
 
 from integrations.gofundme_pro.client import BASE_URL, TOKEN_URL, GoFundMeProError
 from integrations.models import InboundEvent
+from sync.inbound.drain import inbound_drain
+from sync.inbound.polling import connection_poll
 from sync.models import OutboundItem, SyncCheckpoint
-from sync.services.inbound import inbound_drain
-from sync.services.polling import connection_poll
 from tenants import selectors
 from tenants.models import Credential
 from tenants.services import credential_set

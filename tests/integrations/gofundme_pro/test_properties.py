@@ -13,8 +13,8 @@ from integrations.gofundme_pro.mapping import HANDLERS
 from integrations.models import InboundEvent
 from integrations.registry import MappingContext
 from integrations.types import MalformedPayload, MappingError
+from sync.inbound.drain import inbound_event_process
 from sync.models import OutboundItem
-from sync.services.inbound import inbound_event_process
 from tests.integrations.conftest import fixture_json
 
 ODD = st.one_of(

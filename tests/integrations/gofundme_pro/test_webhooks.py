@@ -11,8 +11,8 @@ from svix.webhooks import Webhook
 
 from integrations.gofundme_pro.mapping import HANDLERS
 from integrations.models import InboundEvent
+from sync.inbound.drain import inbound_drain
 from sync.models import OutboundItem
-from sync.services.inbound import inbound_drain
 from tenants.services import credential_set
 from tests.integrations.conftest import FIXTURES, fixture_bytes
 

@@ -11,9 +11,9 @@ from django.urls import reverse
 from integrations.mailchimp import poller
 from integrations.mailchimp.client import MailchimpError, api_base_url
 from integrations.models import InboundEvent
+from sync.inbound.drain import inbound_drain
+from sync.inbound.polling import connection_poll
 from sync.models import OutboundItem, SyncCheckpoint
-from sync.services.inbound import inbound_drain
-from sync.services.polling import connection_poll
 from tenants.services import credential_set
 from tests.integrations.conftest import fixture_json
 

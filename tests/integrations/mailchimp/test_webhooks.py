@@ -11,8 +11,8 @@ from integrations.mailchimp.contacts import subscriber_hash
 from integrations.mailchimp.mapping import HANDLERS
 from integrations.models import InboundEvent
 from integrations.types import MalformedPayload, WebhookRequest
+from sync.inbound.drain import inbound_drain
 from sync.models import OutboundItem
-from sync.services.inbound import inbound_drain
 from tests.integrations.conftest import FIXTURES, fixture_json
 
 SECRET = "mc-path-secret-9f3b1c7e5d2a4b6c8e0f"

@@ -13,9 +13,9 @@ from integrations.models import InboundEvent
 from integrations.sandbox.models import SandboxCounters, SandboxGift
 from integrations.sandbox.services import sandbox_batch_run, sandbox_org_create
 from integrations.stripe import webhooks
+from sync.inbound.drain import inbound_drain
 from sync.models import OutboundItem
-from sync.services.inbound import inbound_drain
-from sync.services.submit import outbound_drain
+from sync.outbound.drain import outbound_drain
 from tenants.services import credential_set
 from tests.integrations.conftest import fixture_json
 

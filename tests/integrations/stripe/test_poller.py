@@ -10,9 +10,9 @@ from django.utils import timezone
 from integrations.models import InboundEvent
 from integrations.stripe import webhooks
 from integrations.stripe.client import StripeSourceError
+from sync.inbound.drain import inbound_drain
+from sync.inbound.polling import checkpoint_load, connection_poll
 from sync.models import OutboundItem, SyncCheckpoint
-from sync.services.inbound import inbound_drain
-from sync.services.polling import checkpoint_load, connection_poll
 from tenants.services import credential_set
 from tests.integrations.conftest import fixture_bytes, fixture_json
 from tests.integrations.stripe.fake_stripe import FakeStripe, charge

@@ -8,9 +8,9 @@ from integrations.types import MalformedPayload
 from integrations.virtuous.inbound import load, normalise_event_name
 from integrations.virtuous.services import virtuous_connection_get_or_create
 from integrations.virtuous.webhooks import sign
+from sync.inbound.drain import inbound_drain
 from sync.models import Origin, OutboundItem
-from sync.services.enqueue import outbound_enqueue
-from sync.services.inbound import inbound_drain
+from sync.outbound.enqueue import outbound_enqueue
 from tenants.services import credential_set
 from tests.sync.conftest import gift_request
 

@@ -23,7 +23,7 @@ from django.utils import timezone
 from integrations.models import InboundEvent
 from integrations.types import Operation, OutboundRequest, payload_fingerprint
 from sync.models import SyncRecord
-from sync.services import two_way
+from sync.two_way import state as two_way
 from tenants.models import Tenant
 
 

@@ -31,9 +31,10 @@ from integrations.selectors import tenant_write_sources
 from integrations.virtuous.inbound import VirtuousChange
 from integrations.virtuous.parsing import to_datetime, to_int
 from sync.models import Direction, Operation, Origin, OutboundItem, SyncRecord
-from sync.services import mirror, two_way
-from sync.services.confirm import outbound_confirm
-from sync.services.enqueue import outbound_enqueue
+from sync.outbound.confirm import outbound_confirm
+from sync.outbound.enqueue import outbound_enqueue
+from sync.two_way import mirror
+from sync.two_way import state as two_way
 from tenants.models import Tenant
 
 Mode = Tenant.InboundMode

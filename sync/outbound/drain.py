@@ -28,6 +28,7 @@ from django.utils import timezone
 
 from integrations.virtuous.client import CallRecord, VirtuousClient
 from integrations.virtuous.errors import BudgetExhausted, ErrorClass, VirtuousError
+from sync.clients import tenant_needs_attention, virtuous_client
 from sync.models import (
     PRIORITY_BULK,
     Attempt,
@@ -39,10 +40,9 @@ from sync.models import (
     SyncRecord,
     TenantQueue,
 )
-from sync.services import alerts
-from sync.services.enqueue import RESOURCE_FOR_OPERATION
-from sync.services.retry import next_attempt_time
-from sync.services.virtuous import tenant_needs_attention, virtuous_client
+from sync.ops import alerts
+from sync.outbound.enqueue import RESOURCE_FOR_OPERATION
+from sync.outbound.retry import next_attempt_time
 from tenants.models import Tenant
 
 logger = logging.getLogger("giftline.sync.submit")

@@ -38,6 +38,8 @@ from integrations.virtuous.parsing import (
     to_int,
 )
 from integrations.virtuous.services import virtuous_connection_get_or_create
+from sync.clients import virtuous_client
+from sync.inbound.drain import inbound_event_process
 from sync.models import (
     DeadLetter,
     ImportRun,
@@ -48,10 +50,8 @@ from sync.models import (
     SyncCheckpoint,
     SyncRecord,
 )
-from sync.services.confirm import outbound_reconcile_submitted
-from sync.services.enqueue import outbound_enqueue_many
-from sync.services.inbound import inbound_event_process
-from sync.services.virtuous import virtuous_client
+from sync.outbound.confirm import outbound_reconcile_submitted
+from sync.outbound.enqueue import outbound_enqueue_many
 from tenants.models import Tenant
 
 Category = ReconciliationLog.Category

@@ -31,9 +31,9 @@ from integrations.virtuous import endpoints
 from integrations.virtuous.client import VirtuousClient
 from integrations.virtuous.errors import BudgetExhausted, ErrorClass, VirtuousError
 from integrations.virtuous.parsing import to_decimal, to_int
+from sync.clients import virtuous_client
 from sync.models import ImportRun, Operation, Origin, OutboundItem
-from sync.services.enqueue import outbound_enqueue_many
-from sync.services.virtuous import virtuous_client
+from sync.outbound.enqueue import outbound_enqueue_many
 from tenants.models import Tenant
 
 COLUMNS = (

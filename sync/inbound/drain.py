@@ -20,11 +20,11 @@ from django.utils import timezone
 from integrations.models import InboundEvent
 from integrations.registry import MappingContext, event_map, provider_get
 from integrations.types import MalformedPayload, MappingError
+from sync.inbound.apply import virtuous_change_apply
 from sync.models import Origin
-from sync.services.enqueue import outbound_enqueue
-from sync.services.retry import backoff_delay
-from sync.services.two_way_capture import partner_capture
-from sync.services.virtuous_inbound import virtuous_change_apply
+from sync.outbound.enqueue import outbound_enqueue
+from sync.outbound.retry import backoff_delay
+from sync.two_way.capture import partner_capture
 
 logger = logging.getLogger("giftline.sync.inbound")
 

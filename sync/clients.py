@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from integrations.virtuous.client import CallRecord, VirtuousClient
 from integrations.virtuous.errors import VirtuousError
-from sync.services import alerts
+from sync.ops import alerts
 from tenants import services as tenant_services
 from tenants.models import Tenant
 

@@ -21,7 +21,7 @@ from integrations.registry import MappingContext, PollContext, provider_get
 from integrations.services import inbound_event_record_polled
 from integrations.types import PolledRecord
 from sync.models import SyncCheckpoint
-from sync.services import alerts
+from sync.ops import alerts
 from tenants import selectors
 
 logger = logging.getLogger("giftline.sync.polling")

@@ -10,6 +10,7 @@ from django.utils import timezone
 from integrations.models import Connection, InboundEvent
 from integrations.virtuous.client import VirtuousClient
 from integrations.virtuous.errors import ErrorClass, VirtuousError
+from sync.clients import virtuous_client
 from sync.models import (
     Alert,
     Attempt,
@@ -22,7 +23,6 @@ from sync.models import (
     VirtuousGiftMirror,
     VirtuousRecurringGiftMirror,
 )
-from sync.services.virtuous import virtuous_client
 from tenants.models import Credential, Tenant
 from tenants.services import Actor, audit_record, tenant_pause
 

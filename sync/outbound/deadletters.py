@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from integrations.types import OutboundRequest
 from sync.models import DeadLetter, Operation, Origin, OutboundItem
-from sync.services.enqueue import outbound_enqueue
+from sync.outbound.enqueue import outbound_enqueue
 from tenants.services import Actor, audit_record
 
 # The ids that make a write idempotent; a fix may not change them (they are never regenerated).

@@ -5,7 +5,7 @@ backoff and dead-letter machinery; this drain only ever calls the partner's API,
 partner's own limits: one sequential drain per tenant (Mailchimp allows ten connections per
 account), and every Constant Contact call through the application-wide throttle. A throttled
 partner releases what was claimed without spending attempts. Virtuous is written only by
-``sync.services.submit``.
+``sync.outbound.drain``.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from integrations.constant_contact.throttle import ApplicationThrottle, Throttle
 from integrations.mailchimp.client import MailchimpClient, MailchimpError
 from integrations.models import Connection
 from sync.models import Direction, OutboundItem, SyncRecord
-from sync.services import two_way
-from sync.services.retry import next_attempt_time
-from sync.services.submit import _dead_letter, _release, outbound_claim, outbound_reclaim_expired
+from sync.outbound.drain import _dead_letter, _release, outbound_claim, outbound_reclaim_expired
+from sync.outbound.retry import next_attempt_time
+from sync.two_way import state as two_way
 from tenants import selectors
 from tenants.models import Credential, Tenant
 

@@ -22,8 +22,8 @@ from django.db.models import Min, Q
 from django.utils import timezone
 
 from sync.models import Direction, OutboundItem, TenantQueue
-from sync.services import alerts
-from sync.services.submit import DrainResult, outbound_drain, outbound_reclaim_expired, tenant_queue_next_wake
+from sync.ops import alerts
+from sync.outbound.drain import DrainResult, outbound_drain, outbound_reclaim_expired, tenant_queue_next_wake
 from tenants.models import Tenant
 
 logger = logging.getLogger("giftline.sync.dispatch")

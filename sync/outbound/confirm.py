@@ -16,8 +16,8 @@ from django.utils import timezone
 
 from integrations.virtuous.client import VirtuousClient
 from integrations.virtuous.errors import BudgetExhausted, ErrorClass, VirtuousError
+from sync.clients import virtuous_client
 from sync.models import Operation, OutboundItem, SyncRecord
-from sync.services.virtuous import virtuous_client
 from tenants.models import Tenant
 
 CONFIRMABLE_STATES = [

@@ -1,0 +1,1 @@
+"""Inbound: the InboundEvent drain, applying Virtuous changes, polling, checkpoints, replay."""

@@ -1,0 +1,1 @@
+"""Operations: reconciliation, parity, historical import and sign-off, offboarding, alerts."""
