@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
 
-from integrations.http import redact_headers
+from integrations.common.http import redact_headers
 from integrations.models import Connection, InboundEvent
 from integrations.registry import ProviderSpec, event_parse, provider_get
 from integrations.types import MalformedPayload, ParsedEvent, PolledRecord, WebhookRequest

@@ -15,8 +15,8 @@ from django.db.models import Count, QuerySet
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
+from integrations.common.ratelimit import TenantBudget
 from integrations.models import Connection, InboundEvent
-from integrations.virtuous.ratelimit import TenantBudget
 from sync.models import Attempt, DeadLetter, OutboundItem, SyncCheckpoint, TenantQueue
 from tenants.models import Tenant
 

@@ -24,9 +24,9 @@ import hmac
 import time
 from typing import Any
 
+from integrations.common.parsing import json_loads, to_datetime
 from integrations.registry import VerifyResult
 from integrations.types import MalformedPayload, ParsedEvent, WebhookRequest
-from integrations.virtuous.parsing import json_loads, to_datetime
 
 ALGORITHMS = {"sha256": hashlib.sha256, "sha512": hashlib.sha512, "sha1": hashlib.sha1}
 ENCODINGS = ("hex", "base64")

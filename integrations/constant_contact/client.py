@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from integrations.common.http import http_session
 from integrations.constant_contact.oauth import TokenStore
 from integrations.constant_contact.throttle import ApplicationThrottle, Throttled
-from integrations.http import http_session
 
 BASE_URL = "https://api.cc.email"
 PAGE_LIMIT = 500  # Constant Contact's maximum

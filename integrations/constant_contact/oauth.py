@@ -20,8 +20,8 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from integrations.common.http import HttpSession
 from integrations.constant_contact.throttle import ApplicationThrottle
-from integrations.http import HttpSession
 from tenants import selectors
 from tenants.models import Credential
 from tenants.services import credential_set

@@ -21,11 +21,11 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from integrations.common.parsing import to_datetime
 from integrations.constant_contact.client import ConstantContactClient, ConstantContactError
 from integrations.constant_contact.throttle import ApplicationThrottle, Throttled
 from integrations.registry import PollContext
 from integrations.types import PolledRecord
-from integrations.virtuous.parsing import to_datetime
 
 logger = logging.getLogger("giftline.constant_contact")
 

@@ -2,7 +2,7 @@
 
 Constant Contact counts 4 requests/s and 10,000 requests/day per *application* key, across all
 connected accounts (spec section 3.4), so this is the one global limiter in the platform. It
-reuses the Virtuous token buckets (``integrations.virtuous.ratelimit``: a database row or a Redis
+reuses the Virtuous token buckets (``integrations.common.ratelimit``: a database row or a Redis
 hash, whichever every worker sees) under two fixed application-wide keys:
 
 - per second: capacity 1, refilling ``CONSTANT_CONTACT_REQUESTS_PER_SECOND`` a second, so any
@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 
-from integrations.virtuous.ratelimit import BucketBackend, TenantBudget, default_backend
+from integrations.common.ratelimit import BucketBackend, TenantBudget, default_backend
 
 SECOND_KEY = "constant_contact:app:second"
 DAY_KEY = "constant_contact:app:day"

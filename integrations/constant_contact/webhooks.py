@@ -24,10 +24,10 @@ from typing import Any
 
 from django.utils import timezone
 
+from integrations.common.parsing import json_loads
 from integrations.mailchimp.webhooks import path_secret_matches
 from integrations.registry import VerifyResult
 from integrations.types import MalformedPayload, ParsedEvent, WebhookRequest
-from integrations.virtuous.parsing import json_loads
 
 AUTH_MODES = ("path_secret", "api_key")
 

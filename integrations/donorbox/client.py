@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from datetime import date
 from typing import Any
 
-from integrations.http import http_session
+from integrations.common.http import http_session
 
 BASE_URL = "https://donorbox.org"
 PER_PAGE = 100  # above 100 Donorbox silently falls back to 50

@@ -10,9 +10,9 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from integrations.common.parsing import to_datetime, to_decimal
 from integrations.registry import MappingContext
 from integrations.types import MappingError, Operation, OutboundRequest, Outcome
-from integrations.virtuous.parsing import to_datetime, to_decimal
 
 FREQUENCIES = {
     "weekly": "Weekly",

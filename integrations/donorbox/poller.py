@@ -10,11 +10,11 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from integrations.common.parsing import to_datetime
 from integrations.donorbox.client import DonorboxClient
 from integrations.donorbox.webhooks import state_key
 from integrations.registry import PollContext
 from integrations.types import PolledRecord
-from integrations.virtuous.parsing import to_datetime
 from tenants.models import Credential
 
 SAVE_EVERY = 100

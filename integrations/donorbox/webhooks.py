@@ -13,9 +13,9 @@ import json
 import time
 from typing import Any
 
+from integrations.common.parsing import to_datetime
 from integrations.registry import VerifyResult
 from integrations.types import MalformedPayload, ParsedEvent, WebhookRequest
-from integrations.virtuous.parsing import to_datetime
 
 SIGNATURE_HEADER = "Donorbox-Signature"
 DEFAULT_TOLERANCE_SECONDS = 300

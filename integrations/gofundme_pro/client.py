@@ -13,8 +13,8 @@ from typing import Any
 
 from django.utils import timezone
 
-from integrations.http import http_session
-from integrations.virtuous.parsing import json_loads
+from integrations.common.http import http_session
+from integrations.common.parsing import json_loads
 
 BASE_URL = "https://api.classy.org/2.0"
 TOKEN_URL = "https://api.classy.org/oauth2/auth"

@@ -23,9 +23,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from integrations.common.parsing import to_bool, to_datetime, to_decimal
 from integrations.registry import MappingContext
 from integrations.types import MappingError, Operation, OutboundRequest, Outcome
-from integrations.virtuous.parsing import to_bool, to_datetime, to_decimal
 
 FUNDRAISER_FIELD = "Fundraiser Contact ID"
 TEAM_FIELD = "Fundraising Team Contact ID"

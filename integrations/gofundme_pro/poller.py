@@ -20,10 +20,10 @@ from typing import Any
 
 from django.utils import timezone
 
+from integrations.common.parsing import to_datetime
 from integrations.gofundme_pro.client import BASE_URL, TOKEN_URL, GoFundMeProClient, TokenRejected
 from integrations.registry import PollContext
 from integrations.types import PolledRecord
-from integrations.virtuous.parsing import to_datetime
 from tenants import selectors
 from tenants import services as tenant_services
 from tenants.models import Credential

@@ -21,9 +21,9 @@ from typing import Any
 from standardwebhooks.webhooks import EmptyWebhookSecretError  # svix's own dependency, raised by Webhook()
 from svix.webhooks import Webhook, WebhookVerificationError
 
+from integrations.common.parsing import json_loads, to_datetime
 from integrations.registry import VerifyResult
 from integrations.types import MalformedPayload, ParsedEvent, WebhookRequest
-from integrations.virtuous.parsing import json_loads, to_datetime
 
 HEADER_PREFIXES = ("svix-", "webhook-")
 NAME_KEYS = ("type", "event_type", "event")

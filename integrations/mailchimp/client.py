@@ -13,7 +13,7 @@ import re
 from datetime import datetime
 from typing import Any
 
-from integrations.http import http_session
+from integrations.common.http import http_session
 
 _DATA_CENTRE = re.compile(r"^[a-z]{2,8}[0-9]{1,4}$")
 MEMBER_FIELDS = (

@@ -14,10 +14,10 @@ import re
 from datetime import datetime, timedelta
 from typing import Any
 
+from integrations.common.parsing import to_datetime
 from integrations.mailchimp.client import MailchimpClient, MailchimpError
 from integrations.registry import PollContext
 from integrations.types import PolledRecord
-from integrations.virtuous.parsing import to_datetime
 from tenants.models import Credential
 
 PAGE_SIZE = 1000  # Mailchimp's maximum

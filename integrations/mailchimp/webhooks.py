@@ -18,9 +18,9 @@ import re
 from typing import Any
 from urllib.parse import parse_qsl
 
+from integrations.common.parsing import json_loads, to_datetime
 from integrations.registry import VerifyResult
 from integrations.types import MalformedPayload, ParsedEvent, WebhookRequest
-from integrations.virtuous.parsing import json_loads, to_datetime
 
 FORM = "application/x-www-form-urlencoded"
 # An empty POST is what some sources say Mailchimp sends to check a URL (spec section 6):

@@ -18,7 +18,7 @@ from typing import Any
 import requests
 from django.utils import timezone
 
-from integrations.http import UnsafeURLError, http_session
+from integrations.common.http import UnsafeURLError, http_session
 from integrations.sandbox.limits import counters_add
 from integrations.sandbox.models import SandboxOrganization, SandboxWebhook
 from integrations.sandbox.payloads import iso_utc

@@ -14,7 +14,7 @@ from typing import Any
 
 import stripe
 
-from integrations.http import DEFAULT_TIMEOUT, http_session
+from integrations.common.http import DEFAULT_TIMEOUT, http_session
 
 PAGE_SIZE = 100  # Stripe's maximum
 

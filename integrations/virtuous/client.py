@@ -1,7 +1,7 @@
 """The one module that calls Virtuous CRM+.
 
 Every method takes a token from the tenant's bucket first (raising ``BudgetExhausted`` without
-sending when there is none), sends through ``integrations.http``, re-syncs the bucket from the
+sending when there is none), sends through ``integrations.common.http``, re-syncs the bucket from the
 rate headers of every response, and turns anything but success into a ``VirtuousError`` whose
 class tells the caller what to do (spec 4.7). The client writes no rows itself: the caller
 records attempts through ``on_call``.
@@ -22,11 +22,11 @@ from urllib.parse import quote
 import requests
 from django.conf import settings
 
-from integrations.http import UnsafeURLError, http_session
+from integrations.common.http import UnsafeURLError, http_session
+from integrations.common.parsing import json_dumps, json_loads, to_int
+from integrations.common.ratelimit import TenantBudget
 from integrations.virtuous import endpoints
 from integrations.virtuous.errors import BudgetExhausted, ErrorClass, VirtuousError, classify_status
-from integrations.virtuous.parsing import json_dumps, json_loads, to_int
-from integrations.virtuous.ratelimit import TenantBudget
 
 logger = logging.getLogger("giftline.virtuous")
 

@@ -13,9 +13,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from integrations.common.parsing import json_loads, to_datetime
 from integrations.registry import MappingContext, ProviderSpec, VerifyResult
 from integrations.types import MalformedPayload, ParsedEvent, WebhookRequest
-from integrations.virtuous.parsing import json_loads, to_datetime
 from integrations.virtuous.webhooks import DEFAULT_SIGNATURE_HEADER, verify_signature
 
 TOGGLES = (

@@ -27,9 +27,9 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from integrations.common.parsing import to_datetime, to_int
 from integrations.selectors import tenant_write_sources
 from integrations.virtuous.inbound import VirtuousChange
-from integrations.virtuous.parsing import to_datetime, to_int
 from sync.models import Direction, Operation, Origin, OutboundItem, SyncRecord
 from sync.outbound.confirm import outbound_confirm
 from sync.outbound.enqueue import outbound_enqueue

@@ -14,7 +14,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from integrations.http import UnsafeURLError, http_session
+from integrations.common.http import UnsafeURLError, http_session
 from sync.models import Alert
 from tenants.models import Tenant
 

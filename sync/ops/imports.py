@@ -26,11 +26,11 @@ from typing import Any, TextIO
 from django.db import transaction
 from django.utils import timezone
 
+from integrations.common.parsing import to_decimal, to_int
 from integrations.types import OutboundRequest
 from integrations.virtuous import endpoints
 from integrations.virtuous.client import VirtuousClient
 from integrations.virtuous.errors import BudgetExhausted, ErrorClass, VirtuousError
-from integrations.virtuous.parsing import to_decimal, to_int
 from sync.clients import virtuous_client
 from sync.models import ImportRun, Operation, Origin, OutboundItem
 from sync.outbound.enqueue import outbound_enqueue_many

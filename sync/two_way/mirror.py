@@ -15,7 +15,7 @@ from typing import IO, Any
 from django.db import transaction
 from django.utils import timezone
 
-from integrations.virtuous.parsing import contact_email, to_date, to_datetime, to_decimal, to_int
+from integrations.common.parsing import contact_email, to_date, to_datetime, to_decimal, to_int
 from sync.models import VirtuousContactMirror, VirtuousGiftMirror, VirtuousRecurringGiftMirror
 from tenants.models import Tenant
 

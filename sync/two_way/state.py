@@ -20,9 +20,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from integrations.common.parsing import contact_email, contact_primary_individual
 from integrations.models import Connection
 from integrations.types import Operation, OutboundRequest
-from integrations.virtuous.parsing import contact_email, contact_primary_individual
 from tenants.models import Tenant
 
 

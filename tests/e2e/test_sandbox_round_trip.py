@@ -4,12 +4,12 @@ from decimal import Decimal
 
 import pytest
 
+from integrations.common.parsing import to_decimal
 from integrations.models import InboundEvent
 from integrations.sandbox.models import SandboxContact, SandboxGift, SandboxWebhook
 from integrations.sandbox.services import sandbox_batch_run
 from integrations.types import Operation, OutboundRequest
 from integrations.virtuous.client import VirtuousClient
-from integrations.virtuous.parsing import to_decimal
 from integrations.virtuous.services import virtuous_subscription_create
 from sync.inbound.drain import inbound_drain
 from sync.models import Origin, OutboundItem, SyncRecord

@@ -5,7 +5,7 @@ import pytest
 import requests
 import responses
 
-from integrations.http import UnsafeURLError, check_url_allowed, http_session, redact_headers
+from integrations.common.http import UnsafeURLError, check_url_allowed, http_session, redact_headers
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -77,7 +77,7 @@ def test_only_the_wrapper_uses_requests_directly():
     offenders = []
     for path in ROOT.glob("*/**/*.py"):
         rel = path.relative_to(ROOT)
-        if rel.parts[0] in {".venv", "tests", "bench"} or rel.as_posix() == "integrations/http.py":
+        if rel.parts[0] in {".venv", "tests", "bench"} or rel.as_posix() == "integrations/common/http.py":
             continue
         if any(call in path.read_text() for call in direct_calls):
             offenders.append(str(rel))

@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from integrations.common.http import http_session
 from integrations.donorbox.webhooks import sign
-from integrations.http import http_session
 from integrations.models import Connection
 from integrations.services import connection_create
 from integrations.virtuous.services import connection_webhook_url, virtuous_subscription_create

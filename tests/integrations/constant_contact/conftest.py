@@ -106,7 +106,7 @@ class FakeContacts:
         return 200, {}, json.dumps(body)
 
     def select(self, params):
-        from integrations.virtuous.parsing import to_datetime
+        from integrations.common.parsing import to_datetime
 
         if "optout_after" in params:
             after = to_datetime(params["optout_after"])

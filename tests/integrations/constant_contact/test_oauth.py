@@ -7,9 +7,9 @@ import responses
 from django.db import connection as db_connection
 from django.utils import timezone
 
+from integrations.common.http import http_session
 from integrations.constant_contact.oauth import OAuthError, TokenStore
 from integrations.constant_contact.throttle import ApplicationThrottle
-from integrations.http import http_session
 from integrations.models import Connection
 from sync.inbound.polling import connection_poll
 from tenants import selectors

@@ -4,11 +4,11 @@ from datetime import UTC, datetime
 import pytest
 import responses
 
+from integrations.common.ratelimit import DatabaseBackend
 from integrations.constant_contact import throttle as throttle_module
 from integrations.constant_contact.client import ConstantContactClient
 from integrations.constant_contact.throttle import DAY_KEY, SECOND_KEY, ApplicationThrottle, Throttled
 from integrations.models import InboundEvent, RateBucket
-from integrations.virtuous.ratelimit import DatabaseBackend
 from sync.inbound.polling import connection_poll
 from sync.models import SyncCheckpoint
 

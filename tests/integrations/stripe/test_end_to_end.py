@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from integrations.http import HttpSession, http_session
+from integrations.common.http import HttpSession, http_session
 from integrations.models import InboundEvent
 from integrations.sandbox.models import SandboxCounters, SandboxGift
 from integrations.sandbox.services import sandbox_batch_run, sandbox_org_create

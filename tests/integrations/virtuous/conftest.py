@@ -6,8 +6,8 @@ import uuid
 
 import pytest
 
+from integrations.common.ratelimit import DatabaseBackend, RedisBackend, TenantBudget
 from integrations.virtuous.client import CallRecord, VirtuousClient
-from integrations.virtuous.ratelimit import DatabaseBackend, RedisBackend, TenantBudget
 
 BASE = "https://virtuous.test"
 TOKEN = "vt_test_token_ABCD1234"

@@ -9,9 +9,9 @@ import pytest
 import requests
 import responses
 
+from integrations.common.ratelimit import DatabaseBackend, TenantBudget
 from integrations.virtuous.client import VirtuousClient
 from integrations.virtuous.errors import BudgetExhausted, ErrorClass, VirtuousError
-from integrations.virtuous.ratelimit import DatabaseBackend, TenantBudget
 from tenants.models import AuditEvent, Tenant
 from tests.conftest import OTHER_VIRTUOUS_TOKEN, VIRTUOUS_TOKEN
 from tests.integrations.virtuous.conftest import BASE, TOKEN

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from integrations.virtuous.parsing import (
+from integrations.common.parsing import (
     json_dumps,
     json_loads,
     to_bool,

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
+from integrations.common.ratelimit import DatabaseBackend, RedisBackend, TenantBudget, default_backend
 from integrations.models import RateBucket
-from integrations.virtuous.ratelimit import DatabaseBackend, RedisBackend, TenantBudget, default_backend
 
 
 def _budget(backend, clock, *, key="t-1", per_hour=3600, burst=10, reserve=0.0) -> TenantBudget:

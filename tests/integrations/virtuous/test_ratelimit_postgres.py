@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from integrations.virtuous.ratelimit import DatabaseBackend, TenantBudget
+from integrations.common.ratelimit import DatabaseBackend, TenantBudget
 
 ROOT = Path(__file__).resolve().parents[3]
 PER_HOUR = 7200  # 2 tokens/s
@@ -23,7 +23,7 @@ WORKER = """
 import sys, time
 import django
 django.setup()
-from integrations.virtuous.ratelimit import DatabaseBackend, TenantBudget
+from integrations.common.ratelimit import DatabaseBackend, TenantBudget
 key, per_hour, burst, start_at, seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
 budget = TenantBudget(key, per_hour, burst_seconds=burst, backend=DatabaseBackend())
 while time.time() < start_at:
