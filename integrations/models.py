@@ -10,6 +10,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from integrations.registry import provider_get
 from tenants.models import Tenant
 
 
@@ -73,6 +74,11 @@ class Connection(models.Model):
     def credential_scope(self) -> str:
         # A tenant has one Virtuous subscription, so its webhook secret is tenant-wide.
         return "" if self.provider == "virtuous" else str(self.public_id)
+
+    @property
+    def credential_platform(self) -> str:
+        """The platform its credentials are stored under (the provider's, from the registry)."""
+        return provider_get(self.provider).credential_platform
 
     @property
     def polls(self) -> bool:

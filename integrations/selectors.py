@@ -1,25 +1,15 @@
-"""Tenant-scoped reads of connections and captured events."""
+"""Tenant-scoped reads of connections."""
 
 from __future__ import annotations
 
-from uuid import UUID
-
 from django.db.models import QuerySet
 
-from integrations.models import Connection, InboundEvent
+from integrations.models import Connection
 from tenants.models import Tenant
 
 
 def connection_list(*, tenant: Tenant) -> QuerySet[Connection]:
     return Connection.objects.filter(tenant=tenant)
-
-
-def connection_get(*, tenant: Tenant, public_id: UUID | str) -> Connection:
-    return connection_list(tenant=tenant).get(public_id=public_id)
-
-
-def inbound_event_list(*, tenant: Tenant) -> QuerySet[InboundEvent]:
-    return InboundEvent.objects.filter(tenant=tenant)
 
 
 def tenant_write_sources(*, tenant: Tenant) -> set[str]:

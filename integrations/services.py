@@ -9,11 +9,12 @@ from dataclasses import dataclass
 from django.db import IntegrityError, transaction
 
 from integrations.common.http import redact_headers
+from integrations.common.secrets import connection_secret_store, connection_secrets
+from integrations.common.webhooks import event_parse
 from integrations.models import Connection, InboundEvent
-from integrations.registry import ProviderSpec, event_parse, provider_get
+from integrations.registry import ProviderSpec, provider_get
 from integrations.types import MalformedPayload, ParsedEvent, PolledRecord, WebhookRequest
-from tenants import selectors
-from tenants.models import Credential
+from tenants.services import SYSTEM
 
 logger = logging.getLogger("giftline.capture")
 
@@ -25,16 +26,6 @@ class Receipt:
     event: InboundEvent
     http_status: int
     message: str
-
-
-def connection_secrets(connection: Connection) -> list[str]:
-    """Signing secrets a delivery may use: active and pending (rotation overlap)."""
-    return selectors.credential_secrets_for_verification(
-        tenant=connection.tenant,
-        platform=provider_get(connection.provider).credential_platform,
-        purpose=Credential.Purpose.WEBHOOK_SECRET,
-        scope=connection.credential_scope,
-    )
 
 
 def inbound_event_receive(
@@ -164,7 +155,7 @@ def connection_create(
     actor=None,
 ) -> Connection:
     """Create a connection for a tenant; its webhook URL is fixed by an unguessable token."""
-    from tenants.services import SYSTEM, audit_record
+    from tenants.services import audit_record
 
     spec = provider_get(provider)
     if capture_mode not in spec.capture_modes:
@@ -199,8 +190,6 @@ def connection_onboard(
     actor=None,
 ) -> Connection:
     """Create a connection and store the secrets the customer pasted, scoped to it, in one go."""
-    from tenants.services import SYSTEM, credential_set
-
     spec = provider_get(provider)
     unknown = set(secrets or {}) - set(spec.secret_purposes)
     if unknown:
@@ -216,12 +205,5 @@ def connection_onboard(
         )
         for purpose, value in (secrets or {}).items():
             if value.strip():
-                credential_set(
-                    tenant=tenant,
-                    platform=spec.credential_platform,
-                    purpose=purpose,
-                    scope=connection.credential_scope,
-                    secret=value,
-                    actor=actor or SYSTEM,
-                )
+                connection_secret_store(connection, purpose, value, actor=actor or SYSTEM)
     return connection

@@ -12,9 +12,10 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from integrations.common.secrets import connection_secrets
 from integrations.models import Connection
 from integrations.registry import provider_get
-from integrations.services import connection_secrets, inbound_event_receive
+from integrations.services import inbound_event_receive
 from integrations.types import WebhookRequest
 
 

@@ -26,6 +26,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from integrations.common.secrets import connection_secret_purposes
 from integrations.models import Connection, InboundEvent
 from integrations.registry import provider_get, provider_keys
 from integrations.services import connection_onboard
@@ -946,14 +947,7 @@ class TenantHealthAdmin(admin.ModelAdmin):
 def _secret_states(tenant: Tenant, connection: Connection) -> list[tuple[str, bool]]:
     """Which of the connection's secrets are set (never their values or last digits)."""
     spec = provider_get(connection.provider)
-    have = set(
-        Credential.objects.filter(
-            tenant=tenant,
-            platform=spec.credential_platform,
-            scope=connection.credential_scope,
-            state=Credential.State.ACTIVE,
-        ).values_list("purpose", flat=True)
-    )
+    have = connection_secret_purposes(connection)
     return [(Credential.Purpose(p).label, p in have) for p in spec.secret_purposes]
 
 

@@ -28,8 +28,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from integrations.common.mapping import MappingContext
 from integrations.common.parsing import to_bool, to_datetime, to_decimal, to_int
-from integrations.registry import MappingContext
 from integrations.types import MappingError, Operation, OutboundRequest, Outcome
 
 PREMIUM_TYPES = {"ticket", "auction_win", "buy_now", "sponsorship"}

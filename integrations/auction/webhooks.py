@@ -20,15 +20,19 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
-import time
 from typing import Any
 
-from integrations.common.parsing import json_loads, to_datetime
-from integrations.registry import VerifyResult
+from integrations.common.parsing import to_datetime
+from integrations.common.signatures import (
+    ALGORITHMS,
+    header_value,
+    hmac_digest,
+    matches_any,
+    timestamp_outside,
+)
+from integrations.common.webhooks import NO_SECRET, VERIFIED, VerifyResult, load_json_object
 from integrations.types import MalformedPayload, ParsedEvent, WebhookRequest
 
-ALGORITHMS = {"sha256": hashlib.sha256, "sha512": hashlib.sha512, "sha1": hashlib.sha1}
 ENCODINGS = ("hex", "base64")
 DEFAULTS = {
     "signature_header": "X-Signature",
@@ -60,7 +64,7 @@ def sign(
     """The header value a sender computes for ``body`` under these settings."""
     s = scheme(settings)
     message = f"{timestamp}.".encode() + body if s["timestamp_header"] else body
-    digest = hmac.new(secret.encode(), message, ALGORITHMS[s["signature_algorithm"]]).digest()
+    digest = hmac_digest(secret, message, s["signature_algorithm"])
     text = digest.hex() if s["signature_encoding"] == "hex" else base64.b64encode(digest).decode()
     return f"{s['signature_prefix']}{text}"
 
@@ -71,42 +75,37 @@ def verify(request: WebhookRequest, connection: Any, secrets: list[str]) -> Veri
         s = scheme(connection.settings)
     except ValueError as exc:
         return VerifyResult(False, f"connection signature settings: {exc}")
-    header = _header(request.headers, s["signature_header"]).strip()
+    header = header_value(request.headers, s["signature_header"]).strip()
     if not header:
         return VerifyResult(False, f"missing {s['signature_header']} header")
     if not secrets:
-        return VerifyResult(False, "no webhook secret is set for this connection")
+        return NO_SECRET
     if s["signature_prefix"] and not header.startswith(s["signature_prefix"]):
         return VerifyResult(False, f"signature does not start with {s['signature_prefix']!r}")
     timestamp = None
     if s["timestamp_header"]:
-        ts_text = _header(request.headers, s["timestamp_header"]).strip()
+        ts_text = header_value(request.headers, s["timestamp_header"]).strip()
         if not ts_text:
             return VerifyResult(False, f"missing {s['timestamp_header']} header")
         try:
             timestamp = int(ts_text)
         except ValueError:
             return VerifyResult(False, f"malformed {s['timestamp_header']} header")
-        tolerance = int(s["tolerance_seconds"])
-        if abs(time.time() - timestamp) > tolerance:
-            return VerifyResult(False, f"timestamp outside the {tolerance} s tolerance")
+        stale = timestamp_outside(timestamp, int(s["tolerance_seconds"]))
+        if stale:
+            return stale
     if s["signature_encoding"] == "hex":  # hex digests arrive in either case
         header = s["signature_prefix"] + header[len(s["signature_prefix"]) :].lower()
-    for secret in secrets:
-        expected = sign(request.body, secret, connection.settings, timestamp)
-        if hmac.compare_digest(expected.encode(), header.encode()):
-            return VerifyResult(True)
+    if matches_any(
+        header, [sign(request.body, secret, connection.settings, timestamp) for secret in secrets]
+    ):
+        return VERIFIED
     return VerifyResult(False, "signature does not match any configured secret")
 
 
 def load(body: bytes, content_type: str = "application/json") -> dict[str, Any]:
     """Read ``{"event_type", "event_id"?, "occurred_at"?, "order": {...}}``; Decimals, never floats."""
-    try:
-        data = json_loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise MalformedPayload(f"Body is not JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise MalformedPayload("Expected a JSON object")
+    data = load_json_object(body)
     event_type = data.get("event_type")
     if not isinstance(event_type, str) or not event_type:
         raise MalformedPayload("No event_type")
@@ -145,8 +144,3 @@ def parse(request: WebhookRequest) -> ParsedEvent:
     except ValueError:
         occurred = None
     return ParsedEvent(event_type=payload["event_type"], dedupe_key=dedupe_key(payload), occurred_at=occurred)
-
-
-def _header(headers: dict[str, str], name: str) -> str:
-    lowered = name.lower()
-    return next((v for k, v in headers.items() if k.lower() == lowered), "")

@@ -1,4 +1,5 @@
-"""Tolerant readers for Virtuous values, which arrive as native JSON or as strings (spec 4.9).
+"""Tolerant value readers shared by every provider: values arrive as native JSON or as strings
+(Virtuous spec 4.9, and every source platform alike).
 
 Amounts are ``Decimal`` and never pass through ``float``. Every reader returns None for a
 missing or blank value and raises ``ValueError`` for a value it cannot read, so bad data is
@@ -188,22 +189,3 @@ def _refuse_floats(value: Any) -> None:
     elif isinstance(value, list | tuple):
         for item in value:
             _refuse_floats(item)
-
-
-def contact_primary_individual(contact: dict) -> dict:
-    """The primary individual of a Virtuous contact (else the first); {} when it has none."""
-    people = [p for p in contact.get("contactIndividuals") or [] if isinstance(p, dict)]
-    return next((p for p in people if p.get("isPrimary")), people[0] if people else {})
-
-
-def contact_email(contact: dict) -> str:
-    """The primary individual's e-mail (primary method first), lower-cased; "" when none."""
-    methods = [
-        m for m in contact_primary_individual(contact).get("contactMethods") or [] if isinstance(m, dict)
-    ]
-    emails = [
-        str(m.get("value") or "")
-        for m in sorted(methods, key=lambda m: not m.get("isPrimary"))
-        if "email" in str(m.get("type") or "").lower() and m.get("value")
-    ]
-    return (emails[0] if emails else str(contact.get("email") or "")).strip().lower()

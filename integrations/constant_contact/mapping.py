@@ -2,7 +2,7 @@
 
 A contact becomes a Contact Transaction keyed on its GUID (``referenceId``), with its lists as
 "CC: <list name>" tags and the same versioned queue keys and opt-out mapping as Mailchimp
-(``integrations.mailchimp.contacts``). Contacts waiting for confirmation are held; deleted
+(``integrations.common.contacts``). Contacts waiting for confirmation are held; deleted
 contacts are never deleted in Virtuous. Partner notifications only describe the account: a
 cancelled or disabled account goes to a person, tier changes are noted.
 """
@@ -13,8 +13,8 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
-from integrations.mailchimp.contacts import contact_fields, contact_request, opt_out_fields, require_email
-from integrations.registry import MappingContext
+from integrations.common.contacts import contact_fields, contact_request, opt_out_fields, require_email
+from integrations.common.mapping import MappingContext
 from integrations.types import MappingError, Outcome
 
 TAG_PREFIX = "Constant Contact"

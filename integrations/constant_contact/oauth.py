@@ -4,8 +4,9 @@ Each refresh returns a new refresh token and invalidates the old one (spec secti
 workers refreshing at once would spend it twice and the second gets ``invalid_grant``. A refresh
 therefore runs inside ``transaction.atomic`` holding ``select_for_update`` on the connection's
 active refresh-token Credential row; a second worker waits on that lock, then finds the new
-access token already stored and uses it without refreshing. The new refresh token is saved with
-``credential_set`` inside the same transaction, before the lock is released.
+access token already stored (in the shared ``integrations.common.oauth.TokenCache``) and uses it
+without refreshing. The new refresh token is saved inside the same transaction, before the lock
+is released.
 
 Credentials (platform ``constant_contact``, scope = the connection's public id):
 ``oauth_refresh_token``, ``oauth_client_secret``, ``oauth_access_token`` (with ``expires_at``).
@@ -21,13 +22,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from integrations.common.http import HttpSession
+from integrations.common.oauth import AccessToken, TokenCache
+from integrations.common.secrets import connection_secret, connection_secret_store
 from integrations.constant_contact.throttle import ApplicationThrottle
-from tenants import selectors
 from tenants.models import Credential
-from tenants.services import credential_set
 
 TOKEN_URL = "https://authz.constantcontact.com/oauth2/default/v1/token"
-PLATFORM = Credential.Platform.CONSTANT_CONTACT
 # Refresh a little before expiry so a token never lapses between the check and the call.
 EXPIRY_MARGIN = timedelta(minutes=5)
 DEFAULT_LIFETIME_SECONDS = 3600
@@ -40,36 +40,13 @@ class OAuthError(Exception):
 class TokenStore:
     def __init__(self, connection: Any, *, session: HttpSession, throttle: ApplicationThrottle) -> None:
         self.connection = connection
-        self.tenant = connection.tenant
-        self.scope = connection.credential_scope
+        self.cache = TokenCache(connection, margin=EXPIRY_MARGIN)
         self.session = session
         self.throttle = throttle
 
-    def _secret(self, purpose: str) -> str | None:
-        return selectors.credential_secret(
-            tenant=self.tenant, platform=PLATFORM, purpose=purpose, scope=self.scope
-        )
-
-    def _fresh_access_token(self) -> str | None:
-        """The stored access token when it is still good for a while, else None."""
-        expires_at = (
-            Credential.objects.filter(
-                tenant=self.tenant,
-                platform=PLATFORM,
-                purpose=Credential.Purpose.OAUTH_ACCESS_TOKEN,
-                scope=self.scope,
-                state=Credential.State.ACTIVE,
-            )
-            .values_list("expires_at", flat=True)
-            .first()
-        )
-        if expires_at is None or expires_at <= timezone.now() + EXPIRY_MARGIN:
-            return None
-        return self._secret(Credential.Purpose.OAUTH_ACCESS_TOKEN)
-
     def access_token(self) -> str:
         """A usable access token, refreshing it when it is missing or about to expire."""
-        return self._fresh_access_token() or self.refresh(stale=None)
+        return self.cache.fresh() or self.refresh(stale=None)
 
     def refresh(self, *, stale: str | None) -> str:
         """Spend the refresh token once, under the row lock; ``stale`` is a token the API refused.
@@ -84,17 +61,17 @@ class TokenStore:
                 locked = list(
                     Credential.objects.select_for_update()
                     .filter(
-                        tenant=self.tenant,
-                        platform=PLATFORM,
+                        tenant=self.connection.tenant,
+                        platform=self.connection.credential_platform,
                         purpose=Credential.Purpose.OAUTH_REFRESH_TOKEN,
-                        scope=self.scope,
+                        scope=self.connection.credential_scope,
                         state=Credential.State.ACTIVE,
                     )
                     .values_list("pk", flat=True)
                 )
                 if not locked:
                     continue
-                current = self._fresh_access_token()
+                current = self.cache.fresh()
                 if current and current != stale:
                     return current
                 return self._exchange()
@@ -105,8 +82,8 @@ class TokenStore:
 
     def _exchange(self) -> str:
         client_id = (self.connection.settings or {}).get("client_id")
-        client_secret = self._secret(Credential.Purpose.OAUTH_CLIENT_SECRET)
-        refresh_token = self._secret(Credential.Purpose.OAUTH_REFRESH_TOKEN)
+        client_secret = connection_secret(self.connection, Credential.Purpose.OAUTH_CLIENT_SECRET)
+        refresh_token = connection_secret(self.connection, Credential.Purpose.OAUTH_REFRESH_TOKEN)
         if not client_id or not client_secret or not refresh_token:
             raise OAuthError(
                 "Constant Contact needs client_id in the connection settings and the oauth_client_secret "
@@ -140,20 +117,5 @@ class TokenStore:
         seconds = lifetime if isinstance(lifetime, int) and lifetime > 0 else DEFAULT_LIFETIME_SECONDS
         rotated = body.get("refresh_token")
         if isinstance(rotated, str) and rotated and rotated != refresh_token:
-            self._store(Credential.Purpose.OAUTH_REFRESH_TOKEN, rotated)
-        self._store(
-            Credential.Purpose.OAUTH_ACCESS_TOKEN,
-            access,
-            expires_at=timezone.now() + timedelta(seconds=seconds),
-        )
-        return access
-
-    def _store(self, purpose: str, secret: str, expires_at=None) -> None:
-        credential_set(
-            tenant=self.tenant,
-            platform=PLATFORM,
-            purpose=purpose,
-            secret=secret,
-            scope=self.scope,
-            expires_at=expires_at,
-        )
+            connection_secret_store(self.connection, Credential.Purpose.OAUTH_REFRESH_TOKEN, rotated)
+        return self.cache.store(AccessToken(access, timezone.now() + timedelta(seconds=seconds)))

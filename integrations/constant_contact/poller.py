@@ -22,9 +22,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from integrations.common.parsing import to_datetime
+from integrations.common.polling import PollContext
 from integrations.constant_contact.client import ConstantContactClient, ConstantContactError
 from integrations.constant_contact.throttle import ApplicationThrottle, Throttled
-from integrations.registry import PollContext
 from integrations.types import PolledRecord
 
 logger = logging.getLogger("giftline.constant_contact")

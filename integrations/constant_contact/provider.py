@@ -1,4 +1,5 @@
-from integrations.constant_contact import mapping, poller, webhooks
+from integrations.common.partners import PartnerSide
+from integrations.constant_contact import mapping, partner, poller, webhooks
 from integrations.registry import ProviderSpec
 
 PROVIDER = ProviderSpec(
@@ -14,6 +15,11 @@ PROVIDER = ProviderSpec(
     capture_modes=("polling", "hybrid"),
     poll=poller.poll,
     handshake=webhooks.handshake,
+    partner=PartnerSide(
+        writer=partner.constant_contact_write,
+        member_tag_prefix=mapping.LIST_TAG_PREFIX,
+        opt_out_prefix=mapping.TAG_PREFIX,
+    ),
     setup_steps=(
         "Contacts are polled (Constant Contact has no contact webhooks). Authorise the account with scopes "
         "contact_data and offline_access, put the application's client_id (and the account_id) in the "

@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 
+from integrations.common.partners import PartnerThrottled
 from integrations.common.ratelimit import BucketBackend, TenantBudget, default_backend
 
 SECOND_KEY = "constant_contact:app:second"
@@ -30,12 +31,8 @@ DAY_KEY = "constant_contact:app:day"
 MAX_WAIT_SECONDS = 5.0
 
 
-class Throttled(Exception):
+class Throttled(PartnerThrottled):
     """The shared budget has no room soon enough; the caller stops and the next run goes on."""
-
-    def __init__(self, message: str, retry_in: float) -> None:
-        super().__init__(message)
-        self.retry_in = retry_in
 
 
 class ApplicationThrottle:

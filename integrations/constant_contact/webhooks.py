@@ -19,24 +19,19 @@ are polled and stored as JSON in the same ``{"type", "data"}`` envelope with typ
 from __future__ import annotations
 
 import hashlib
-import hmac
 from typing import Any
 
 from django.utils import timezone
 
-from integrations.common.parsing import json_loads
-from integrations.mailchimp.webhooks import path_secret_matches
-from integrations.registry import VerifyResult
+from integrations.common.signatures import matches_any, path_secret_handshake, path_secret_matches
+from integrations.common.webhooks import NO_SECRET, VERIFIED, VerifyResult, load_json
 from integrations.types import MalformedPayload, ParsedEvent, WebhookRequest
 
 AUTH_MODES = ("path_secret", "api_key")
 
 
 def _object(body: bytes) -> dict[str, Any]:
-    try:
-        data = json_loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise MalformedPayload(f"Body is not JSON: {exc}") from exc
+    data = load_json(body)
     if isinstance(data, list) and len(data) == 1:
         data = data[0]
     if not isinstance(data, dict):
@@ -52,21 +47,19 @@ def verify(request: WebhookRequest, connection: Any, secrets: list[str]) -> Veri
     if mode != "api_key":
         return VerifyResult(False, f"webhook_auth must be one of {', '.join(AUTH_MODES)}")
     if not secrets:
-        return VerifyResult(False, "no webhook secret is set for this connection")
+        return NO_SECRET
     try:
         given = str(_object(request.body).get("api_key") or "")
     except MalformedPayload:
         return VerifyResult(False, "the body is not a JSON object, so it carries no api_key")
-    if given and any(hmac.compare_digest(given.encode(), s.encode()) for s in secrets):
-        return VerifyResult(True)
+    if given and matches_any(given, secrets):
+        return VERIFIED
     return VerifyResult(False, "api_key missing or not one of the configured keys")
 
 
 def handshake(request: WebhookRequest, connection: Any, secrets: list[str]) -> tuple[int, str]:
     """A GET on the callback URL: 200 for the right path secret, else 403/404."""
-    if path_secret_matches(request, secrets).ok:
-        return 200, "ok"
-    return (404, "unknown webhook URL") if not request.path_secret else (403, "forbidden")
+    return path_secret_handshake(request, secrets)
 
 
 def load(body: bytes, content_type: str = "application/json") -> dict[str, Any]:

@@ -43,6 +43,3 @@ class DonorboxClient:
     def donations_since(self, day: date) -> Iterator[dict[str, Any]]:
         """Donations dated on or after ``day``, oldest first (there is no updated-since filter)."""
         return self._pages("/api/v1/donations", {"date_from": day.isoformat(), "order": "asc"})
-
-    def plans_since(self, day: date) -> Iterator[dict[str, Any]]:
-        return self._pages("/api/v1/plans", {"date_from": day.isoformat(), "order": "asc"})

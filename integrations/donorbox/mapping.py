@@ -10,8 +10,8 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from integrations.common.mapping import MappingContext
 from integrations.common.parsing import to_datetime, to_decimal
-from integrations.registry import MappingContext
 from integrations.types import MappingError, Operation, OutboundRequest, Outcome
 
 FREQUENCIES = {

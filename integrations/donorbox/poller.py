@@ -11,9 +11,9 @@ from datetime import timedelta
 from typing import Any
 
 from integrations.common.parsing import to_datetime
+from integrations.common.polling import PollContext
 from integrations.donorbox.client import DonorboxClient
 from integrations.donorbox.webhooks import state_key
-from integrations.registry import PollContext
 from integrations.types import PolledRecord
 from tenants.models import Credential
 

@@ -7,14 +7,11 @@ accepted. v1 carries no event id, so the dedupe key is derived from the donation
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
-import time
 from typing import Any
 
 from integrations.common.parsing import to_datetime
-from integrations.registry import VerifyResult
+from integrations.common.signatures import header_value, hmac_digest, matches_any, timestamp_outside
+from integrations.common.webhooks import NO_SECRET, VERIFIED, VerifyResult, load_json
 from integrations.types import MalformedPayload, ParsedEvent, WebhookRequest
 
 SIGNATURE_HEADER = "Donorbox-Signature"
@@ -22,37 +19,33 @@ DEFAULT_TOLERANCE_SECONDS = 300
 
 
 def sign(body: bytes, secret: str, timestamp: int) -> str:
-    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"{timestamp},{digest}"
+    return f"{timestamp},{hmac_digest(secret, f'{timestamp}.'.encode() + body).hex()}"
 
 
 def verify(request: WebhookRequest, connection: Any, secrets: list[str]) -> VerifyResult:
-    header = _header(request.headers, SIGNATURE_HEADER)
+    header = header_value(request.headers, SIGNATURE_HEADER)
     if not header:
         return VerifyResult(False, f"missing {SIGNATURE_HEADER} header")
     if not secrets:
-        return VerifyResult(False, "no webhook secret is set for this connection")
+        return NO_SECRET
     ts_text, _, signature = header.partition(",")
     try:
         timestamp = int(ts_text.strip())
     except ValueError:
         return VerifyResult(False, "malformed signature header")
     tolerance = int((connection.settings or {}).get("tolerance_seconds", DEFAULT_TOLERANCE_SECONDS))
-    if abs(time.time() - timestamp) > tolerance:
-        return VerifyResult(False, f"timestamp outside the {tolerance} s tolerance")
-    for secret in secrets:
-        expected = sign(request.body, secret, timestamp).partition(",")[2]
-        if hmac.compare_digest(expected, signature.strip()):
-            return VerifyResult(True)
+    stale = timestamp_outside(timestamp, tolerance)
+    if stale:
+        return stale
+    expected = [sign(request.body, secret, timestamp).partition(",")[2] for secret in secrets]
+    if matches_any(signature.strip(), expected):
+        return VERIFIED
     return VerifyResult(False, "signature does not match any configured secret")
 
 
 def load(body: bytes, content_type: str = "application/json") -> dict[str, Any]:
     """Normalise both payload versions to ``{"event_type", "event_id", "donation"|"plan", "created_at"}``."""
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise MalformedPayload(f"Body is not JSON: {exc}") from exc
+    data = load_json(body, parse_float=float)
     if isinstance(data, list):
         if len(data) != 1 or not isinstance(data[0], dict):
             raise MalformedPayload("Expected an array holding exactly one object")
@@ -96,8 +89,3 @@ def state_key(payload: dict[str, Any]) -> str:
         return f"plan:{plan.get('id')}:{plan.get('status')}:{plan.get('amount')}"
     donation = payload["donation"]
     return f"donation:{donation.get('id')}:{donation.get('status')}:{donation.get('amount_refunded') or '0'}"
-
-
-def _header(headers: dict[str, str], name: str) -> str:
-    lowered = name.lower()
-    return next((v for k, v in headers.items() if k.lower() == lowered), "")

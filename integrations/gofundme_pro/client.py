@@ -7,13 +7,13 @@ The token request carries the client id and secret in the form body, never in th
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.utils import timezone
 
 from integrations.common.http import http_session
+from integrations.common.oauth import AccessToken
 from integrations.common.parsing import json_loads
 
 BASE_URL = "https://api.classy.org/2.0"
@@ -27,12 +27,6 @@ class GoFundMeProError(Exception):
 
 class TokenRejected(GoFundMeProError):
     """The API answered 401: the cached access token is no longer accepted."""
-
-
-@dataclass(frozen=True)
-class AccessToken:
-    value: str
-    expires_at: datetime
 
 
 class GoFundMeProClient:

@@ -23,8 +23,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from integrations.common.mapping import MappingContext
 from integrations.common.parsing import to_bool, to_datetime, to_decimal
-from integrations.registry import MappingContext
 from integrations.types import MappingError, Operation, OutboundRequest, Outcome
 
 FUNDRAISER_FIELD = "Fundraiser Contact ID"

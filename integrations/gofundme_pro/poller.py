@@ -20,19 +20,17 @@ from typing import Any
 
 from django.utils import timezone
 
+from integrations.common.oauth import TokenCache
 from integrations.common.parsing import to_datetime
+from integrations.common.polling import PollContext
 from integrations.gofundme_pro.client import BASE_URL, TOKEN_URL, GoFundMeProClient, TokenRejected
-from integrations.registry import PollContext
 from integrations.types import PolledRecord
-from tenants import selectors
-from tenants import services as tenant_services
 from tenants.models import Credential
 
 logger = logging.getLogger("giftline.gofundme_pro")
 
 SAVE_EVERY = 100
 TOKEN_MARGIN = timedelta(minutes=2)
-PLATFORM = Credential.Platform.GOFUNDME_PRO
 
 # (checkpoint resource, API path, event type the mapping handles, default ``with`` embeds)
 RESOURCES = (
@@ -122,30 +120,12 @@ def _use_token(
     connection: Any, ctx: PollContext, client: GoFundMeProClient, *, client_id: str, renew: bool = False
 ) -> None:
     """Give the client a usable access token: the cached one, or a new one stored with its expiry."""
-    cached = ctx.secret(Credential.Purpose.OAUTH_ACCESS_TOKEN)
-    expires_at = (
-        selectors.credential_list(tenant=connection.tenant)
-        .filter(
-            platform=PLATFORM,
-            purpose=Credential.Purpose.OAUTH_ACCESS_TOKEN,
-            scope=connection.credential_scope,
-            state=Credential.State.ACTIVE,
-        )
-        .values_list("expires_at", flat=True)
-        .first()
-    )
-    if not renew and cached and expires_at and expires_at > timezone.now() + TOKEN_MARGIN:
+    cache = TokenCache(connection, margin=TOKEN_MARGIN)
+    cached = None if renew else cache.fresh()
+    if cached:
         client.access_token = cached
         return
     client_secret = ctx.secret(Credential.Purpose.OAUTH_CLIENT_SECRET)
     if not client_secret:
         raise ValueError("GoFundMe Pro polling needs the oauth_client_secret credential for this connection")
-    token = client.fetch_token(client_id=str(client_id), client_secret=client_secret)
-    tenant_services.credential_set(
-        tenant=connection.tenant,
-        platform=PLATFORM,
-        purpose=Credential.Purpose.OAUTH_ACCESS_TOKEN,
-        secret=token.value,
-        scope=connection.credential_scope,
-        expires_at=token.expires_at,
-    )
+    cache.store(client.fetch_token(client_id=str(client_id), client_secret=client_secret))

@@ -21,8 +21,8 @@ from typing import Any
 from standardwebhooks.webhooks import EmptyWebhookSecretError  # svix's own dependency, raised by Webhook()
 from svix.webhooks import Webhook, WebhookVerificationError
 
-from integrations.common.parsing import json_loads, to_datetime
-from integrations.registry import VerifyResult
+from integrations.common.parsing import to_datetime
+from integrations.common.webhooks import NO_SECRET, VERIFIED, VerifyResult, load_json_object
 from integrations.types import MalformedPayload, ParsedEvent, WebhookRequest
 
 HEADER_PREFIXES = ("svix-", "webhook-")
@@ -44,7 +44,7 @@ def verify(request: WebhookRequest, connection: Any, secrets: list[str]) -> Veri
         if not any(headers.get(prefix + name) for prefix in HEADER_PREFIXES):
             return VerifyResult(False, f"missing svix-{name} header")
     if not secrets:
-        return VerifyResult(False, "no webhook secret is set for this connection")
+        return NO_SECRET
     try:
         request.body.decode("utf-8")
     except UnicodeDecodeError:
@@ -65,7 +65,7 @@ def verify(request: WebhookRequest, connection: Any, secrets: list[str]) -> Veri
             continue
         except ValueError:  # an entry without "," or with bad base64 (binascii.Error is a ValueError)
             return VerifyResult(False, "malformed svix-signature header")
-        return VerifyResult(True)
+        return VERIFIED
     if unusable == len(secrets):
         return VerifyResult(False, "no configured secret is a valid whsec_ secret")
     return VerifyResult(False, "signature does not match any configured secret")
@@ -73,12 +73,7 @@ def verify(request: WebhookRequest, connection: Any, secrets: list[str]) -> Veri
 
 def load(body: bytes, content_type: str = "application/json") -> dict[str, Any]:
     """Normalise a delivery (or a polled record) to ``{"type", "data", "timestamp"}``."""
-    try:
-        envelope = json_loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise MalformedPayload(f"Body is not JSON: {exc}") from exc
-    if not isinstance(envelope, dict):
-        raise MalformedPayload("Expected a JSON object")
+    envelope = load_json_object(body)
     name = next((envelope[k] for k in NAME_KEYS if isinstance(envelope.get(k), str) and envelope[k]), None)
     if name is None:
         raise MalformedPayload("No event type (type/event_type/event) in the payload")

@@ -5,26 +5,31 @@ member id), computed here for webhooks and polls alike so both paths name the sa
 Each write's queue key carries a fingerprint of its payload: the same member state seen by a
 webhook and by a poll is one queue item, a later change is a new one. Opt-outs become a Contact
 Transaction carrying an opt-out tag (and a custom field when configured): see
-``integrations.mailchimp.contacts`` and docs/decisions.md.
+``integrations.common.contacts`` and docs/decisions.md.
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
-from integrations.mailchimp.contacts import (
+from integrations.common.contacts import (
     contact_fields,
     contact_request,
     opt_out_fields,
     require_email,
-    subscriber_hash,
     with_tags,
 )
-from integrations.registry import MappingContext
+from integrations.common.mapping import MappingContext
 from integrations.types import MappingError, Outcome
 
 TAG_PREFIX = "Mailchimp"
 MEMBER_TAG_PREFIX = "MC"
+
+
+def subscriber_hash(email: str) -> str:
+    """Mailchimp's member id: the MD5 of the lower-cased address (an id, not a secret)."""
+    return hashlib.md5(email.strip().lower().encode(), usedforsecurity=False).hexdigest()
 
 
 def _audience_tags(ctx: MappingContext, list_id: Any) -> list[str]:

@@ -15,8 +15,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from integrations.common.parsing import to_datetime
+from integrations.common.polling import PollContext
 from integrations.mailchimp.client import MailchimpClient, MailchimpError
-from integrations.registry import PollContext
 from integrations.types import PolledRecord
 from tenants.models import Credential
 

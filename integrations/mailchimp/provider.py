@@ -1,4 +1,5 @@
-from integrations.mailchimp import mapping, poller, webhooks
+from integrations.common.partners import PartnerSide
+from integrations.mailchimp import mapping, partner, poller, webhooks
 from integrations.registry import ProviderSpec
 
 PROVIDER = ProviderSpec(
@@ -14,6 +15,11 @@ PROVIDER = ProviderSpec(
     capture_modes=("webhook", "polling", "hybrid"),
     poll=poller.poll,
     handshake=webhooks.handshake,
+    partner=PartnerSide(
+        writer=partner.mailchimp_write,
+        member_tag_prefix=mapping.MEMBER_TAG_PREFIX,
+        opt_out_prefix=mapping.TAG_PREFIX,
+    ),
     setup_steps=(
         "Generate a long random secret and store it with: manage.py credential_set TENANT mailchimp "
         "webhook_secret --scope CONNECTION_ID. In Mailchimp: Audience → Settings → Webhooks → Create, paste "

@@ -13,13 +13,13 @@ keys into nested dicts. Polled members are stored as JSON in the same envelope w
 from __future__ import annotations
 
 import hashlib
-import hmac
 import re
 from typing import Any
 from urllib.parse import parse_qsl
 
-from integrations.common.parsing import json_loads, to_datetime
-from integrations.registry import VerifyResult
+from integrations.common.parsing import to_datetime
+from integrations.common.signatures import path_secret_handshake, path_secret_matches
+from integrations.common.webhooks import VerifyResult, load_json
 from integrations.types import MalformedPayload, ParsedEvent, WebhookRequest
 
 FORM = "application/x-www-form-urlencoded"
@@ -34,18 +34,6 @@ _KEY = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]+\])*)$")
 _PART = re.compile(r"\[([^\[\]]+)\]")
 
 
-def path_secret_matches(request: WebhookRequest, secrets: list[str]) -> VerifyResult:
-    """The path secret against every configured secret, each compared in constant time."""
-    if not request.path_secret:
-        return VerifyResult(False, "missing secret in the webhook URL path")
-    if not secrets:
-        return VerifyResult(False, "no webhook secret is set for this connection")
-    given = request.path_secret.encode()
-    if any(hmac.compare_digest(given, secret.encode()) for secret in secrets):
-        return VerifyResult(True)
-    return VerifyResult(False, "the URL's secret does not match any configured secret")
-
-
 def verify(request: WebhookRequest, connection: Any, secrets: list[str]) -> VerifyResult:
     """Mailchimp deliveries are genuine when the URL carries one of the connection's secrets."""
     return path_secret_matches(request, secrets)
@@ -53,10 +41,7 @@ def verify(request: WebhookRequest, connection: Any, secrets: list[str]) -> Veri
 
 def handshake(request: WebhookRequest, connection: Any, secrets: list[str]) -> tuple[int, str]:
     """Mailchimp's GET when a webhook is saved: 200 only for the right URL secret."""
-    verdict = path_secret_matches(request, secrets)
-    if verdict.ok:
-        return 200, "ok"
-    return (404, "unknown webhook URL") if not request.path_secret else (403, "forbidden")
+    return path_secret_handshake(request, secrets)
 
 
 def unflatten(pairs: list[tuple[str, str]]) -> dict[str, Any]:
@@ -86,10 +71,7 @@ def unflatten(pairs: list[tuple[str, str]]) -> dict[str, Any]:
 def load(body: bytes, content_type: str = FORM) -> dict[str, Any]:
     """Normalise a delivery (form) or a polled member (JSON) to ``{"type", "fired_at", "data"}``."""
     if content_type.split(";")[0].strip().lower() == "application/json":
-        try:
-            envelope = json_loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise MalformedPayload(f"Body is not JSON: {exc}") from exc
+        envelope = load_json(body)
     else:
         try:
             text = body.decode("utf-8")

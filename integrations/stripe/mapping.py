@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from integrations.registry import MappingContext
+from integrations.common.mapping import MappingContext
 from integrations.types import MappingError, Operation, OutboundRequest, Outcome
 
 # Stripe's zero-decimal and three-decimal currencies (docs.stripe.com/currencies); every other

@@ -19,7 +19,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from integrations.registry import PollContext
+from integrations.common.polling import PollContext
 from integrations.stripe.client import StripeSource
 from integrations.stripe.mapping import HANDLERS
 from integrations.types import PolledRecord

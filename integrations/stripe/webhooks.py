@@ -7,13 +7,13 @@ roll verifies against either. The event id (``evt_...``) is the dedupe key.
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 
 import stripe
 
-from integrations.registry import VerifyResult
+from integrations.common.signatures import header_value
+from integrations.common.webhooks import NO_SECRET, VERIFIED, VerifyResult, load_json_object
 from integrations.types import MalformedPayload, ParsedEvent, WebhookRequest
 
 SIGNATURE_HEADER = "Stripe-Signature"
@@ -40,11 +40,11 @@ def tolerance_seconds(connection: Any) -> int:
 
 def verify(request: WebhookRequest, connection: Any, secrets: list[str]) -> VerifyResult:
     """Accept the delivery when any configured secret verifies it within the tolerance."""
-    header = _header(request.headers, SIGNATURE_HEADER)
+    header = header_value(request.headers, SIGNATURE_HEADER)
     if not header:
         return VerifyResult(False, f"missing {SIGNATURE_HEADER} header")
     if not secrets:
-        return VerifyResult(False, "no webhook secret is set for this connection")
+        return NO_SECRET
     try:
         payload = request.body.decode("utf-8")
     except UnicodeDecodeError:
@@ -57,7 +57,7 @@ def verify(request: WebhookRequest, connection: Any, secrets: list[str]) -> Veri
         except stripe.SignatureVerificationError as exc:
             kinds.add(_kind(exc))
             continue
-        return VerifyResult(True)
+        return VERIFIED
     if "stale" in kinds:  # the signature matched a secret; only its age is wrong
         return VerifyResult(False, f"timestamp outside the {tolerance} s tolerance")
     if "malformed" in kinds:
@@ -76,12 +76,7 @@ def _kind(exc: stripe.SignatureVerificationError) -> str:
 
 def load(body: bytes, content_type: str = "application/json") -> dict[str, Any]:
     """The event as a dict: ``{"id", "type", "created", "data": {"object": {...}}, ...}``."""
-    try:
-        event = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise MalformedPayload(f"Body is not JSON: {exc}") from exc
-    if not isinstance(event, dict):
-        raise MalformedPayload("Expected a Stripe event object")
+    event = load_json_object(body, expected="Expected a Stripe event object", parse_float=float)
     if not isinstance(event.get("id"), str) or not event["id"]:
         raise MalformedPayload("Stripe event has no id")
     if not isinstance(event.get("type"), str) or not event["type"]:
@@ -102,8 +97,3 @@ def event_time(event: dict[str, Any]) -> datetime | None:
     if isinstance(created, int) and not isinstance(created, bool) and created > 0:
         return datetime.fromtimestamp(created, tz=UTC)
     return None
-
-
-def _header(headers: dict[str, str], name: str) -> str:
-    lowered = name.lower()
-    return next((v for k, v in headers.items() if k.lower() == lowered), "")

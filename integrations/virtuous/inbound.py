@@ -13,8 +13,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from integrations.common.parsing import json_loads, to_datetime
-from integrations.registry import MappingContext, ProviderSpec, VerifyResult
+from integrations.common.mapping import MappingContext
+from integrations.common.parsing import to_datetime
+from integrations.common.signatures import header_value
+from integrations.common.webhooks import VERIFIED, VerifyResult, load_json_object
+from integrations.registry import ProviderSpec
 from integrations.types import MalformedPayload, ParsedEvent, WebhookRequest
 from integrations.virtuous.webhooks import DEFAULT_SIGNATURE_HEADER, verify_signature
 
@@ -58,12 +61,7 @@ class VirtuousChange:
 
 
 def load(body: bytes, content_type: str = "application/json") -> dict[str, Any]:
-    try:
-        data = json_loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise MalformedPayload(f"Body is not JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise MalformedPayload("Expected a JSON object")
+    data = load_json_object(body)
     raw_name = data.get("event") or data.get("eventType") or data.get("eventName") or data.get("type")
     if not raw_name:
         raise MalformedPayload("No event name (event / eventType)")
@@ -101,7 +99,7 @@ def parse(request: WebhookRequest) -> ParsedEvent:
 def verify(request: WebhookRequest, connection: Any, secrets: list[str]) -> VerifyResult:
     tenant = connection.tenant
     header = tenant.virtuous_signature_header or DEFAULT_SIGNATURE_HEADER
-    value = next((v for k, v in request.headers.items() if k.lower() == header.lower()), None)
+    value = header_value(request.headers, header)
     if not value:
         return VerifyResult(False, f"missing {header} header")
     if not secrets:
@@ -109,7 +107,7 @@ def verify(request: WebhookRequest, connection: Any, secrets: list[str]) -> Veri
     if verify_signature(
         body=request.body, header_value=value, secrets=secrets, encoding=tenant.virtuous_signature_encoding
     ):
-        return VerifyResult(True)
+        return VERIFIED
     return VerifyResult(False, "signature does not match any configured secret")
 
 

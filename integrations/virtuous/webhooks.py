@@ -12,9 +12,8 @@ import base64
 import binascii
 import contextlib
 import hashlib
-import hmac
-from collections.abc import Mapping
-from typing import Any
+
+from integrations.common.signatures import hmac_digest, matches_any
 
 SIGNATURE_ENCODINGS = ("auto", "hex", "base64")
 DEFAULT_SIGNATURE_HEADER = "X-Virtuous-Signature"
@@ -23,7 +22,7 @@ _DIGEST_SIZE = hashlib.sha256().digest_size
 
 def sign(body: bytes, secret: str, encoding: str = "hex") -> str:
     """The signature Virtuous is presumed to send for ``body`` (hex or base64 HMAC-SHA256)."""
-    digest = hmac.new(secret.encode(), body, hashlib.sha256).digest()
+    digest = hmac_digest(secret, body)
     if encoding == "hex":
         return digest.hex()
     if encoding == "base64":
@@ -46,27 +45,10 @@ def verify_signature(
     if value[:7].lower() == "sha256=":
         value = value[7:].strip()
     received = _decode(value, encoding)
-    expected = [hmac.new(s.encode(), body, hashlib.sha256).digest() for s in secrets if s]
+    expected = [hmac_digest(s, body) for s in secrets if s]
     # No early exit: the time taken does not depend on which secret or encoding matched.
-    matches = [hmac.compare_digest(r, e) for r in received for e in expected]
+    matches = [matches_any(r, expected) for r in received]
     return any(matches)
-
-
-def verify_delivery(*, tenant: Any, body: bytes, headers: Mapping[str, str]) -> bool:
-    """Check a Virtuous delivery against the tenant's header and encoding settings and its
-    webhook secrets (active and pending, so a rotation overlaps)."""
-    from tenants.models import Credential
-    from tenants.selectors import credential_secrets_for_verification
-
-    secrets = credential_secrets_for_verification(
-        tenant=tenant, platform=Credential.Platform.VIRTUOUS, purpose=Credential.Purpose.WEBHOOK_SECRET
-    )
-    return verify_signature(
-        body=body,
-        header_value=headers.get(tenant.virtuous_signature_header or DEFAULT_SIGNATURE_HEADER),
-        secrets=secrets,
-        encoding=tenant.virtuous_signature_encoding,
-    )
 
 
 def _decode(value: str, encoding: str) -> list[bytes]:

@@ -4,8 +4,8 @@
    contact event that confirms one of our contact writes, is ours: the outbound item is confirmed,
    the Virtuous id stored, and nothing else happens to the partner side. Confirmations happen in
    every rollout mode: they belong to the one-way push, which is live before inbound is.
-2. **Per-record sync state** for contacts linked to a two-way partner (Mailchimp, Constant
-   Contact): a change that only repeats the shared fields Virtuous last had (our own write coming
+2. **Per-record sync state** for contacts linked to a two-way partner (a provider with a
+   partner side): a change that only repeats the shared fields Virtuous last had (our own write coming
    back, a webhook and a poll of one version) is dropped; a change older than the version we hold
    is stale and skipped; a real change puts the record in ``virtuous_pending`` for the tenant's
    cooldown (outbound writes for it wait) and, in ``full`` mode, queues the partner-side write.
@@ -139,10 +139,10 @@ def _contact(run: _Run) -> tuple[str, int]:
         if isinstance(r, dict) and r.get("source") in ours and r.get("id")
     ]
     confirmed = 0
-    two_way_sources = set(two_way.two_way_connections(tenant=run.tenant)) if run.local else set()
+    two_way_sources = two_way.two_way_connections(tenant=run.tenant) if run.local else {}
     for source, reference in references:
         two_way_link = source in two_way_sources
-        if two_way_link and not _shows_our_write(run, source, reference):
+        if two_way_link and not _shows_our_write(run, two_way_sources[source], reference):
             continue
         confirmed += outbound_confirm(
             tenant=run.tenant,
@@ -170,14 +170,14 @@ def _contact(run: _Run) -> tuple[str, int]:
     return origin, confirmed
 
 
-def _shows_our_write(run: _Run, source: str, reference: str) -> bool:
+def _shows_our_write(run: _Run, connection: Any, reference: str) -> bool:
     """For a two-way contact, an event confirms our sent write only if it shows what we wrote:
     an edit made in Virtuous while our transaction waits for the nightly batch is not it."""
     payload = (
         OutboundItem.objects.filter(
             tenant=run.tenant,
             operation=Operation.CONTACT_TRANSACTION,
-            external_source=source,
+            external_source=connection.source_name,
             external_id=reference,
             state__in=ON_THE_WAY,
         )
@@ -187,7 +187,7 @@ def _shows_our_write(run: _Run, source: str, reference: str) -> bool:
     )
     if payload is None:
         return True
-    target = two_way.TARGETS["mailchimp"]  # names and e-mail read the same for every partner
+    target = two_way.target_for(connection.provider)
     ours, theirs = two_way.partner_view(payload, target), two_way.virtuous_view(run.change.record, target)
     return all(not ours[f] or ours[f] == theirs[f] for f in ("firstName", "lastName", "email"))
 
@@ -243,7 +243,7 @@ def _known_partner(tenant: Tenant, row: SyncRecord, target: two_way.TwoWayTarget
 
 
 def _contact_linked(run: _Run, row: SyncRecord, connection: Any, *, ours: bool) -> None:
-    target = two_way.TARGETS[connection.provider]
+    target = two_way.target_for(connection.provider)
     label = f"{row.partner_source}/{row.partner_id}"
     view = two_way.virtuous_view(run.change.record, target)
     digest = two_way.fingerprint(view)

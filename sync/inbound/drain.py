@@ -17,8 +17,9 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from integrations.common.mapping import MappingContext, event_map
 from integrations.models import InboundEvent
-from integrations.registry import MappingContext, event_map, provider_get
+from integrations.registry import provider_get
 from integrations.types import MalformedPayload, MappingError
 from sync.inbound.apply import virtuous_change_apply
 from sync.models import Origin

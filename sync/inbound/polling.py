@@ -16,13 +16,15 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from integrations.common.mapping import MappingContext
+from integrations.common.polling import PollContext
+from integrations.common.secrets import connection_secret
 from integrations.models import Connection
-from integrations.registry import MappingContext, PollContext, provider_get
+from integrations.registry import provider_get
 from integrations.services import inbound_event_record_polled
 from integrations.types import PolledRecord
 from sync.models import SyncCheckpoint
 from sync.ops import alerts
-from tenants import selectors
 
 logger = logging.getLogger("giftline.sync.polling")
 
@@ -84,12 +86,7 @@ def connection_poll(*, connection: Connection) -> dict[str, int]:
             connection=connection, resource=resource, timestamp=ts, record_id=rid
         ),
         emit=emit,
-        secret=lambda purpose: selectors.credential_secret(
-            tenant=connection.tenant,
-            platform=spec.credential_platform,
-            purpose=purpose,
-            scope=connection.credential_scope,
-        ),
+        secret=lambda purpose: connection_secret(connection, purpose),
         mapping=MappingContext.from_connection(connection),
     )
     try:

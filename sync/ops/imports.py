@@ -768,9 +768,11 @@ def historical_spool_from_connection(
     """
     from dataclasses import replace
 
-    from integrations.registry import MappingContext, PollContext, event_map, provider_get
+    from integrations.common.mapping import MappingContext, event_map
+    from integrations.common.polling import PollContext
+    from integrations.common.secrets import connection_secret
+    from integrations.registry import provider_get
     from integrations.types import MalformedPayload, MappingError, PolledRecord
-    from tenants import selectors
 
     spec = provider_get(connection.provider)
     if spec.poll is None:
@@ -808,12 +810,7 @@ def historical_spool_from_connection(
             load_checkpoint=lambda resource: (start, ""),
             save_checkpoint=lambda resource, timestamp, record_id: None,
             emit=emit,
-            secret=lambda purpose: selectors.credential_secret(
-                tenant=connection.tenant,
-                platform=spec.credential_platform,
-                purpose=purpose,
-                scope=connection.credential_scope,
-            ),
+            secret=lambda purpose: connection_secret(connection, purpose),
             mapping=mapping,
         )
         spec.poll(connection, context)

@@ -1,7 +1,7 @@
 """The partner side of two-way sync at capture: a change a two-way partner reports, before it is queued.
 
 Once inbound processing is on (``from_elsewhere`` or ``full``), a contact change captured from
-Mailchimp or Constant Contact is checked against the record's sync state:
+a two-way partner is checked against the record's sync state:
 
 - it only shows the state our last partner write left (our write echoing back through the
   partner's webhook or poll): dropped, nothing is queued;
@@ -39,7 +39,7 @@ class PartnerCapture:
 def partner_capture(*, event: InboundEvent, request: OutboundRequest) -> PartnerCapture:
     """Decide about one Contact Transaction a two-way partner's event maps to (see the module)."""
     connection = event.connection
-    target = two_way.TARGETS.get(connection.provider)
+    target = two_way.target_for(connection.provider)
     tenant = connection.tenant
     if (
         target is None

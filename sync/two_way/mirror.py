@@ -15,7 +15,8 @@ from typing import IO, Any
 from django.db import transaction
 from django.utils import timezone
 
-from integrations.common.parsing import contact_email, to_date, to_datetime, to_decimal, to_int
+from integrations.common.parsing import to_date, to_datetime, to_decimal, to_int
+from integrations.virtuous.records import contact_email
 from sync.models import VirtuousContactMirror, VirtuousGiftMirror, VirtuousRecurringGiftMirror
 from tenants.models import Tenant
 

@@ -1,14 +1,14 @@
 """Two-way sync: the shared fields of a contact, as each side has them, and what to write back.
 
-A contact is linked to a partner platform (Mailchimp, Constant Contact) by a SyncRecord keyed on
-the partner's id. Both directions compare the same small *shared view* of a contact, computed
+A contact is linked to a partner platform (a provider whose spec has a partner side) by a
+SyncRecord keyed on the partner's id. Both directions compare the same small *shared view* of a contact, computed
 the same way from a Virtuous contact and from the Contact Transaction a partner change maps to:
 
     {"firstName", "lastName", "email", "optedOut", "tags"}
 
-``tags`` are the partner's own tags as Virtuous carries them, with the integration's prefix
-("MC: vip" is the Mailchimp tag "vip"); ``None`` when the side did not say (Mailchimp webhooks
-carry no member tags). ``optedOut`` is the integration's opt-out tag ("Mailchimp: Unsubscribed").
+``tags`` are the partner's own tags as Virtuous carries them, with the partner side's member tag
+prefix ("<prefix>: vip" is the partner's tag "vip"); ``None`` when the side did not say (some
+webhooks carry no member tags). ``optedOut`` is the partner side's opt-out tag ("<prefix>: Unsubscribed").
 Only these fields ever travel back to a partner; e-mail identifies the member and is never
 rewritten there, and nobody is re-subscribed from the CRM side (consent comes from the person).
 """
@@ -17,39 +17,35 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
 from typing import Any
 
-from integrations.common.parsing import contact_email, contact_primary_individual
+from integrations.common.partners import PartnerSide
 from integrations.models import Connection
+from integrations.registry import partner_get, partner_keys
 from integrations.types import Operation, OutboundRequest
+from integrations.virtuous.records import contact_email, contact_primary_individual
 from tenants.models import Tenant
 
-
-@dataclass(frozen=True)
-class TwoWayTarget:
-    """How one partner platform names its tags and opt-outs inside Virtuous."""
-
-    provider: str
-    member_tag_prefix: str
-    opt_out_prefix: str
-
-
-TARGETS = {
-    "mailchimp": TwoWayTarget("mailchimp", "MC", "Mailchimp"),
-    "constant_contact": TwoWayTarget("constant_contact", "CC", "Constant Contact"),
-}
-OPT_OUT_REASONS = ("Unsubscribed", "Cleaned")
+# How one partner platform names its tags and opt-outs inside Virtuous: its provider's partner side.
+TwoWayTarget = PartnerSide
 SHARED_FIELDS = ("firstName", "lastName", "optedOut", "tags")
 # Under the per-field ownership policy, who owns each shared field unless the connection says.
 DEFAULT_OWNERS = {"firstName": "virtuous", "lastName": "virtuous", "optedOut": "partner", "tags": "partner"}
 
 
+def target_for(provider: str) -> TwoWayTarget | None:
+    """The partner side of ``provider`` (from the registry); None when it is not a two-way partner."""
+    return partner_get(provider)
+
+
 def two_way_connections(*, tenant: Tenant) -> dict[str, Connection]:
     """The tenant's active two-way partner connections by the source name they write with."""
+    partners = partner_keys()
     return {
         c.source_name: c
-        for c in Connection.objects.filter(tenant=tenant, provider__in=TARGETS, is_active=True).order_by("pk")
+        for c in Connection.objects.filter(tenant=tenant, provider__in=partners, is_active=True).order_by(
+            "pk"
+        )
     }
 
 
@@ -66,7 +62,7 @@ def _tag_names(tags: Any) -> list[str]:
 
 def _view(first: Any, last: Any, email: Any, tags: list[str], target: TwoWayTarget) -> dict[str, Any]:
     member = f"{target.member_tag_prefix}: "
-    opt_outs = {f"{target.opt_out_prefix}: {reason}" for reason in OPT_OUT_REASONS}
+    opt_outs = {f"{target.opt_out_prefix}: {reason}" for reason in target.opt_out_reasons}
     own = sorted({t[len(member) :] for t in tags if t.startswith(member)})
     return {
         "firstName": str(first or "").strip(),
@@ -99,7 +95,7 @@ def partner_view(payload: dict[str, Any], target: TwoWayTarget) -> dict[str, Any
     tags = _tag_names(payload.get("tags"))
     view = _view(payload.get("firstName"), payload.get("lastName"), payload.get("email"), tags, target)
     member = f"{target.member_tag_prefix}: "
-    opt_outs = {f"{target.opt_out_prefix}: {reason}" for reason in OPT_OUT_REASONS}
+    opt_outs = {f"{target.opt_out_prefix}: {reason}" for reason in target.opt_out_reasons}
     rest = {k: v for k, v in payload.items() if k not in ("firstName", "lastName", "email", "tags")}
     rest["tags"] = sorted({t for t in tags if not t.startswith(member) and t not in opt_outs})
     view["rest"] = hashlib.sha256(json.dumps(rest, sort_keys=True, default=str).encode()).hexdigest()[:32]

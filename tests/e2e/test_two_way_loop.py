@@ -17,7 +17,7 @@ import responses
 from django.test import Client
 from django.urls import reverse
 
-from integrations.mailchimp.contacts import subscriber_hash
+from integrations.mailchimp.mapping import subscriber_hash
 from integrations.models import InboundEvent
 from integrations.sandbox.models import SandboxContact, SandboxGift, SandboxWebhook
 from integrations.sandbox.services import sandbox_batch_run, sandbox_contact_edit, sandbox_gift_create

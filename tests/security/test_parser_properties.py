@@ -18,7 +18,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from integrations.registry import MappingContext, event_map, event_parse, provider_get, provider_keys
+from integrations.common.mapping import MappingContext, event_map
+from integrations.common.webhooks import event_parse
+from integrations.registry import provider_get, provider_keys
 from integrations.types import MalformedPayload, MappingError, Outcome, WebhookRequest
 
 FIXTURES = Path(__file__).resolve().parents[1] / "integrations"

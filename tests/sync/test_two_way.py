@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from unittest import mock as umock
 
 import pytest
 import responses
 from django.utils import timezone
 
-from integrations.mailchimp.contacts import subscriber_hash
+from integrations.mailchimp.mapping import subscriber_hash
 from integrations.models import InboundEvent
 from integrations.services import connection_create, inbound_event_record_polled
 from integrations.types import Operation, OutboundRequest, PolledRecord
@@ -29,7 +28,7 @@ from sync.models import (
 from sync.outbound.drain import outbound_claim
 from sync.outbound.enqueue import outbound_enqueue
 from sync.two_way import state as two_way
-from sync.two_way.partner_drain import constant_contact_write, partner_drain, sync_records_cooldown_expire
+from sync.two_way.partner_drain import partner_drain, sync_records_cooldown_expire
 from tenants.models import Tenant
 from tenants.services import credential_set
 
@@ -37,7 +36,7 @@ EMAIL = "ada@example.org"
 HASH = subscriber_hash(EMAIL)
 LIST = "abc123"
 MEMBER_URL = f"https://us19.api.mailchimp.com/3.0/lists/{LIST}/members/{HASH}"
-TARGET = two_way.TARGETS["mailchimp"]
+TARGET = two_way.target_for("mailchimp")
 
 
 def _mode(tenant, mode, policy=Tenant.ConflictPolicy.VIRTUOUS_CANONICAL):
@@ -426,40 +425,3 @@ def test_partner_writes_stop_when_the_rollout_is_rolled_back(tenant, linked):
     with responses.RequestsMock():
         partner_drain(tenant=tenant)
     assert _partner_items(tenant).get().state == "dead"
-
-
-def test_constant_contact_write_reads_then_replaces_with_lists_by_name(tenant):
-    connection = connection_create(tenant=tenant, provider="constant_contact", capture_mode="polling")
-    guid = "1c5e2a7e-0000-4000-8000-000000000001"
-    current = {
-        "contact_id": guid,
-        "email_address": {"address": EMAIL, "permission_to_send": "implicit"},
-        "first_name": "Ada",
-        "last_name": "Lovelace",
-        "list_memberships": ["list-1"],
-        "phone_numbers": [{"phone_number": "555"}],
-    }
-    with (
-        umock.patch("integrations.constant_contact.oauth.TokenStore.access_token", return_value="tok"),
-        umock.patch("integrations.constant_contact.throttle.ApplicationThrottle.acquire"),
-        responses.RequestsMock() as http,
-    ):
-        http.add(responses.GET, f"https://api.cc.email/v3/contacts/{guid}", json=current)
-        http.add(
-            responses.GET,
-            "https://api.cc.email/v3/contact_lists",
-            json={
-                "lists": [
-                    {"list_id": "list-1", "name": "Donors"},
-                    {"list_id": "list-2", "name": "Volunteers"},
-                ]
-            },
-        )
-        http.add(responses.PUT, f"https://api.cc.email/v3/contacts/{guid}", json=current)
-        constant_contact_write(
-            connection, guid, {"lastName": "Byron", "tagsAdd": ["Volunteers"], "tagsRemove": ["Donors"]}
-        )
-        body = json.loads(http.calls[2].request.body)
-    assert body["last_name"] == "Byron" and body["first_name"] == "Ada"
-    assert body["list_memberships"] == ["list-2"] and body["phone_numbers"] == [{"phone_number": "555"}]
-    assert body["update_source"] == "Account"

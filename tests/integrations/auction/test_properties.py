@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 
 from integrations.auction import webhooks
 from integrations.auction.mapping import HANDLERS
+from integrations.common.mapping import MappingContext
 from integrations.models import InboundEvent
-from integrations.registry import MappingContext
 from integrations.types import MalformedPayload, MappingError
 from sync.inbound.drain import inbound_event_process
 from sync.models import OutboundItem

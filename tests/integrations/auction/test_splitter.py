@@ -6,7 +6,7 @@ import pytest
 
 from integrations.auction import webhooks
 from integrations.auction.mapping import order_completed, order_reversed
-from integrations.registry import MappingContext
+from integrations.common.mapping import MappingContext
 from integrations.types import MappingError
 from sync.inbound.drain import inbound_drain
 from sync.models import OutboundItem

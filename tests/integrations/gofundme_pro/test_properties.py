@@ -8,10 +8,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from integrations.common.mapping import MappingContext
 from integrations.gofundme_pro import webhooks
 from integrations.gofundme_pro.mapping import HANDLERS
 from integrations.models import InboundEvent
-from integrations.registry import MappingContext
 from integrations.types import MalformedPayload, MappingError
 from sync.inbound.drain import inbound_event_process
 from sync.models import OutboundItem

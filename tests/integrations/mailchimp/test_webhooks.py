@@ -7,8 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from integrations.mailchimp import webhooks
-from integrations.mailchimp.contacts import subscriber_hash
-from integrations.mailchimp.mapping import HANDLERS
+from integrations.mailchimp.mapping import HANDLERS, subscriber_hash
 from integrations.models import InboundEvent
 from integrations.types import MalformedPayload, WebhookRequest
 from sync.inbound.drain import inbound_drain
@@ -329,7 +328,7 @@ def test_any_form_body_parses_or_is_malformed_never_crashes(pairs, raw):
     status=st.sampled_from(["subscribed", "pending", "unsubscribed", "cleaned", "archived", "bogus", ""]),
 )
 def test_any_member_maps_or_raises_a_clear_error(email, first, phone, status):
-    from integrations.registry import MappingContext
+    from integrations.common.mapping import MappingContext
     from integrations.types import MappingError
 
     ctx = MappingContext(tenant_slug="alpha", time_zone="UTC", source_name="Mailchimp")

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from integrations.registry import MappingContext
+from integrations.common.mapping import MappingContext
 from integrations.stripe import mapping
 from integrations.stripe.mapping import HANDLERS, amount_from_minor
 from integrations.types import MalformedPayload, MappingError, Operation

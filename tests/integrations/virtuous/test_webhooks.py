@@ -8,7 +8,11 @@ import hmac
 
 import pytest
 
-from integrations.virtuous.webhooks import sign, verify_delivery, verify_signature
+from integrations.common.secrets import connection_secrets
+from integrations.registry import provider_get
+from integrations.types import WebhookRequest
+from integrations.virtuous.services import virtuous_connection_get_or_create
+from integrations.virtuous.webhooks import sign, verify_signature
 from tenants import services
 from tenants.models import Credential
 
@@ -81,6 +85,14 @@ def _set_secret(tenant, secret, *, activate=True):
     )
 
 
+def _delivery_verifies(*, tenant, body, headers) -> bool:
+    """The receive view's check: the Virtuous provider's verify, with the connection's secrets."""
+    connection = virtuous_connection_get_or_create(tenant=tenant)
+    connection.tenant = tenant  # the tests change signature settings in memory
+    request = WebhookRequest(body=body, headers=headers, content_type="application/json", query={})
+    return provider_get("virtuous").verify(request, connection, connection_secrets(connection)).ok
+
+
 def test_delivery_uses_the_tenants_header_encoding_and_secrets(tenant, other_tenant):
     # given: the old secret is active, the new one pending (mid-rotation); the outsider has its own
     _set_secret(tenant, OLD_SECRET)
@@ -89,10 +101,12 @@ def test_delivery_uses_the_tenants_header_encoding_and_secrets(tenant, other_ten
     # then
     assert tenant.virtuous_signature_header == "X-Virtuous-Signature"
     assert tenant.virtuous_signature_encoding == "auto"
-    assert verify_delivery(tenant=tenant, body=BODY, headers={"X-Virtuous-Signature": sign(BODY, SECRET)})
-    assert verify_delivery(tenant=tenant, body=BODY, headers={"X-Virtuous-Signature": sign(BODY, OLD_SECRET)})
-    assert not verify_delivery(tenant=tenant, body=BODY, headers={})
-    assert not verify_delivery(
+    assert _delivery_verifies(tenant=tenant, body=BODY, headers={"X-Virtuous-Signature": sign(BODY, SECRET)})
+    assert _delivery_verifies(
+        tenant=tenant, body=BODY, headers={"X-Virtuous-Signature": sign(BODY, OLD_SECRET)}
+    )
+    assert not _delivery_verifies(tenant=tenant, body=BODY, headers={})
+    assert not _delivery_verifies(
         tenant=other_tenant, body=BODY, headers={"X-Virtuous-Signature": sign(BODY, SECRET)}
     )
 
@@ -101,9 +115,9 @@ def test_delivery_honours_a_custom_header_and_strict_encoding(tenant):
     _set_secret(tenant, SECRET)
     tenant.virtuous_signature_header = "X-Signature"
     tenant.virtuous_signature_encoding = "base64"
-    assert verify_delivery(tenant=tenant, body=BODY, headers={"X-Signature": sign(BODY, SECRET, "base64")})
-    assert not verify_delivery(tenant=tenant, body=BODY, headers={"X-Signature": sign(BODY, SECRET)})
-    assert not verify_delivery(
+    assert _delivery_verifies(tenant=tenant, body=BODY, headers={"X-Signature": sign(BODY, SECRET, "base64")})
+    assert not _delivery_verifies(tenant=tenant, body=BODY, headers={"X-Signature": sign(BODY, SECRET)})
+    assert not _delivery_verifies(
         tenant=tenant, body=BODY, headers={"X-Virtuous-Signature": sign(BODY, SECRET, "base64")}
     )
 

@@ -1,7 +1,7 @@
-"""Contact Transaction building shared by the e-mail platforms (Mailchimp and Constant Contact).
+"""Contact Transaction building shared by the e-mail platforms (Mailchimp, Constant Contact).
 
-Both platforms sync people, not money: every change is a Contact Transaction keyed on the
-platform's stable member id. Three rules live here so both providers apply them the same way:
+These platforms sync people, not money: every change is a Contact Transaction keyed on the
+platform's stable member id. Three rules live here so every such provider applies them the same way:
 
 - **Versioned queue keys.** The outbound queue keeps a key forever, so a contact's second change
   needs a second key: ``contact_transaction:<source>:<reference>:<fingerprint of the payload>``.
@@ -20,7 +20,7 @@ import hashlib
 import json
 from typing import Any
 
-from integrations.registry import MappingContext
+from integrations.common.mapping import MappingContext
 from integrations.types import MappingError, Operation, OutboundRequest
 
 MAX_LENGTHS = {
@@ -36,11 +36,6 @@ MAX_LENGTHS = {
     "country": 100,
     "tags": 2000,
 }
-
-
-def subscriber_hash(email: str) -> str:
-    """Mailchimp's member id: the MD5 of the lower-cased address (an id, not a secret)."""
-    return hashlib.md5(email.strip().lower().encode(), usedforsecurity=False).hexdigest()
 
 
 def require_email(value: Any) -> str:
