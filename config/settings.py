@@ -169,6 +169,9 @@ VIRTUOUS_BUCKET_BURST_SECONDS = env.int("VIRTUOUS_BUCKET_BURST_SECONDS", default
 # bucket can let its burst through on top of its rate (see integrations/constant_contact/throttle.py).
 CONSTANT_CONTACT_REQUESTS_PER_SECOND = env.int("CONSTANT_CONTACT_REQUESTS_PER_SECOND", default=3)
 CONSTANT_CONTACT_REQUESTS_PER_DAY = env.int("CONSTANT_CONTACT_REQUESTS_PER_DAY", default=9600)
+# Where ``tenants`` learns which credential platforms exist (tenants knows no provider by name):
+# a dotted path to a function returning {platform: label}, the integrations registry.
+CREDENTIAL_PLATFORMS = "integrations.registry.credential_platforms"
 HTTP_USER_AGENT = env.str("HTTP_USER_AGENT", default="Giftline/0.1 (+https://github.com/giftline)")
 
 # Webhook bodies above this are refused (413) and recorded; Stripe events are well under it.

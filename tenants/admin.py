@@ -19,6 +19,7 @@ from django.utils.functional import cached_property
 
 from tenants import selectors, services
 from tenants.models import AuditEvent, Credential, Tenant
+from tenants.platforms import credential_platforms
 
 
 def actor_for(request: HttpRequest) -> services.Actor:
@@ -224,6 +225,13 @@ class CredentialForm(forms.ModelForm):
     class Meta:
         model = Credential
         fields = ("tenant", "platform", "purpose", "scope", "expires_at")
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # The platforms are the providers' (settings.CREDENTIAL_PLATFORMS), not model choices.
+        self.fields["platform"] = forms.ChoiceField(
+            choices=[("", "---------"), *sorted(credential_platforms().items())]
+        )
 
 
 @admin.register(Credential)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.core.checks import Error, Tags, register
+from django.core.exceptions import ImproperlyConfigured
 
 from tenants import crypto
+from tenants.models import Credential
+from tenants.platforms import credential_platforms
 
 
 @register(Tags.security, deploy=False)
@@ -21,6 +24,7 @@ def giftline_settings_check(app_configs, **kwargs) -> list[Error]:
                 id="giftline.E001",
             )
         )
+    errors += _platforms_check()
     if not settings.DEBUG:
         if settings.SECRET_KEY == settings.INSECURE_DEV_SECRET_KEY or len(settings.SECRET_KEY) < 40:
             errors.append(
@@ -39,3 +43,21 @@ def giftline_settings_check(app_configs, **kwargs) -> list[Error]:
                 )
             )
     return errors
+
+
+def _platforms_check() -> list[Error]:
+    """Credentials are validated against the hook in CREDENTIAL_PLATFORMS: it must answer, and
+    name Virtuous (every tenant's API token is stored under it)."""
+    try:
+        platforms = credential_platforms()
+    except (ImproperlyConfigured, LookupError, ImportError) as exc:
+        return [Error(f"The credential platforms cannot be listed: {exc}", id="giftline.E004")]
+    if Credential.Platform.VIRTUOUS not in platforms:
+        return [
+            Error(
+                f"CREDENTIAL_PLATFORMS lists no {Credential.Platform.VIRTUOUS!r} platform.",
+                hint="Point CREDENTIAL_PLATFORMS at integrations.registry.credential_platforms.",
+                id="giftline.E004",
+            )
+        ]
+    return []

@@ -130,14 +130,11 @@ class Credential(models.Model):
     secret is added as ``pending`` (accepted for verification), then activated, retiring the old.
     """
 
-    class Platform(models.TextChoices):
-        VIRTUOUS = "virtuous", "Virtuous CRM+"
-        STRIPE = "stripe", "Stripe"
-        MAILCHIMP = "mailchimp", "Mailchimp"
-        CONSTANT_CONTACT = "constant_contact", "Constant Contact"
-        DONORBOX = "donorbox", "Donorbox"
-        GOFUNDME_PRO = "gofundme_pro", "GoFundMe Pro"
-        AUCTION = "auction", "Auction/event platform"
+    class Platform:
+        """Platforms are the providers' and are validated against the provider registry
+        (``tenants.platforms``); only Virtuous, whose token onboarding stores, is named here."""
+
+        VIRTUOUS = "virtuous"
 
     class Purpose(models.TextChoices):
         API_TOKEN = "api_token", "API token / key"
@@ -153,7 +150,10 @@ class Credential(models.Model):
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="credentials")
-    platform = models.CharField(max_length=32, choices=Platform.choices)
+    platform = models.CharField(
+        max_length=32,
+        help_text="A provider's credential platform (settings.CREDENTIAL_PLATFORMS lists them).",
+    )
     purpose = models.CharField(max_length=32, choices=Purpose.choices)
     scope = models.CharField(
         max_length=64, blank=True, help_text="Narrows a credential to one connection (its public id)."

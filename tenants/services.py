@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from tenants import crypto
 from tenants.models import AuditEvent, Credential, Tenant
+from tenants.platforms import credential_platform_validate
 
 
 @dataclass(frozen=True)
@@ -138,8 +139,7 @@ def credential_set(
     secret = secret.strip()
     if not secret:
         raise ValueError("The secret is empty.")
-    if platform not in Credential.Platform.values:
-        raise ValueError(f"Unknown platform {platform!r}; one of: {', '.join(Credential.Platform.values)}.")
+    credential_platform_validate(platform)
     if purpose not in Credential.Purpose.values:
         raise ValueError(f"Unknown purpose {purpose!r}; one of: {', '.join(Credential.Purpose.values)}.")
     state = Credential.State.ACTIVE if activate else Credential.State.PENDING

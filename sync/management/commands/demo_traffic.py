@@ -80,7 +80,7 @@ class Command(BaseCommand):
             )
             services.credential_set(
                 tenant=tenant,
-                platform=Credential.Platform.DONORBOX,
+                platform="donorbox",
                 purpose=Credential.Purpose.WEBHOOK_SECRET,
                 secret=DEMO_DONORBOX_SECRET,
                 scope=connection.credential_scope,

@@ -4,6 +4,7 @@ from django.utils.dateparse import parse_datetime
 from tenants import services
 from tenants.management.base import CLI, TenantCommand, read_secret_from_stdin, tenant_from_arg
 from tenants.models import Credential
+from tenants.platforms import credential_platforms
 
 
 class Command(TenantCommand):
@@ -11,7 +12,7 @@ class Command(TenantCommand):
 
     def add_arguments(self, parser):
         super().add_arguments(parser)
-        parser.add_argument("platform", choices=Credential.Platform.values)
+        parser.add_argument("platform", choices=sorted(credential_platforms()))
         parser.add_argument("purpose", choices=Credential.Purpose.values)
         parser.add_argument("--scope", default="", help="Limit to one connection (its public id)")
         parser.add_argument(
