@@ -13,7 +13,6 @@ from integrations.gofundme_pro.mapping import HANDLERS
 from integrations.models import InboundEvent
 from sync.inbound.drain import inbound_drain
 from sync.models import OutboundItem
-from tenants.services import credential_set
 from tests.integrations.conftest import FIXTURES, fixture_bytes
 
 SECRET = "whsec_" + base64.b64encode(b"giftline-gfm-current-key-01").decode()
@@ -21,11 +20,15 @@ OLD_SECRET = "whsec_" + base64.b64encode(b"giftline-gfm-previous-key-2").decode(
 
 
 @pytest.fixture
-def connection(tenant, make_connection):
-    c = make_connection(tenant, "gofundme_pro", secret=SECRET, default_project_code="")
-    c.project_code_map = {"40122": "P2P-RUN"}
-    c.save()
-    return c
+def case(webhook_case):
+    return webhook_case(
+        "gofundme_pro", SECRET, default_project_code="", project_code_map={"40122": "P2P-RUN"}
+    )
+
+
+@pytest.fixture
+def connection(case):
+    return case.connection
 
 
 def svix_headers(body: bytes, *secrets: str, msg_id="msg_2Nq8Lr0001", ts=None, prefix="svix") -> dict:
@@ -180,15 +183,8 @@ def test_same_message_twice_is_one_event_and_one_item(client, connection):
     assert OutboundItem.objects.filter(operation="gift_transaction").count() == 1
 
 
-def test_rotation_pending_secret_and_several_signatures(client, connection, tenant):
-    credential_set(
-        tenant=tenant,
-        platform="gofundme_pro",
-        purpose="webhook_secret",
-        secret=OLD_SECRET,
-        scope=connection.credential_scope,
-        activate=False,
-    )
+def test_rotation_pending_secret_and_several_signatures(client, case, connection):
+    case.add_pending_secret(OLD_SECRET)
     body = fixture_bytes("gofundme_pro", "supporter.created.json")
     assert _post(client, connection, body, svix_headers(body, OLD_SECRET, msg_id="m1")).status_code == 200
     unknown = "whsec_" + base64.b64encode(b"some-other-endpoint-key").decode()
@@ -202,7 +198,7 @@ def _tampered(body: bytes) -> tuple[bytes, dict]:
 
 
 @pytest.mark.parametrize(
-    "case,reason",
+    "kind,reason",
     [
         ("wrong_secret", "does not match any configured secret"),
         ("tampered", "does not match any configured secret"),
@@ -215,30 +211,24 @@ def _tampered(body: bytes) -> tuple[bytes, dict]:
         ("garbled_timestamp", "malformed svix-timestamp"),
     ],
 )
-def test_bad_signatures_are_refused_recorded_and_change_nothing(client, connection, case, reason):
+def test_bad_signatures_are_refused_recorded_and_change_nothing(client, connection, case, kind, reason):
     body = fixture_bytes("gofundme_pro", "transaction.created.json")
     headers = svix_headers(body, SECRET)
-    if case == "wrong_secret":
+    if kind == "wrong_secret":
         headers = svix_headers(body, "whsec_" + base64.b64encode(b"not-our-key").decode())
-    elif case == "tampered":
+    elif kind == "tampered":
         body, headers = _tampered(body)
-    elif case == "stale":
+    elif kind == "stale":
         headers = svix_headers(body, SECRET, ts=int(time.time()) - 301)
-    elif case == "future":
+    elif kind == "future":
         headers = svix_headers(body, SECRET, ts=int(time.time()) + 600)
-    elif case.startswith("no_"):
-        headers.pop(f"HTTP_SVIX_{case.removeprefix('no_').upper()}")
-    elif case == "garbled_signature":
+    elif kind.startswith("no_"):
+        headers.pop(f"HTTP_SVIX_{kind.removeprefix('no_').upper()}")
+    elif kind == "garbled_signature":
         headers["HTTP_SVIX_SIGNATURE"] = "v1"
-    elif case == "garbled_timestamp":
+    elif kind == "garbled_timestamp":
         headers["HTTP_SVIX_TIMESTAMP"] = "yesterday"
-    response = _post(client, connection, body, headers)
-    assert response.status_code == 400
-    event = InboundEvent.objects.get()
-    assert event.status == "rejected" and event.signature_valid is False
-    assert reason in event.status_reason
-    inbound_drain(seconds=0)
-    assert not OutboundItem.objects.exists()
+    case.assert_refused(_post(client, connection, body, headers), reason)
 
 
 def test_an_unusable_configured_secret_is_reported(client, tenant, make_connection):
@@ -248,13 +238,10 @@ def test_an_unusable_configured_secret_is_reported(client, tenant, make_connecti
     assert "no configured secret is a valid whsec_ secret" in InboundEvent.objects.get().status_reason
 
 
-def test_valid_signature_on_another_tenants_url_is_refused(client, connection, other_tenant, make_connection):
-    other_secret = "whsec_" + base64.b64encode(b"bravo-endpoint-secret").decode()
-    other = make_connection(other_tenant, "gofundme_pro", secret=other_secret)
+def test_valid_signature_on_another_tenants_url_is_refused(client, case, connection):
+    other = case.outsider("whsec_" + base64.b64encode(b"bravo-endpoint-secret").decode())
     body = fixture_bytes("gofundme_pro", "transaction.created.json")
-    assert _post(client, other, body, svix_headers(body, SECRET)).status_code == 400
-    event = InboundEvent.objects.get()
-    assert event.tenant == other_tenant and event.status == "rejected"
+    case.assert_outsider_refuses_our_signature(_post(client, other, body, svix_headers(body, SECRET)))
     assert not InboundEvent.objects.filter(tenant=connection.tenant).exists()
 
 

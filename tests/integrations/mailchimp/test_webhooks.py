@@ -21,10 +21,15 @@ ADA = subscriber_hash("ada.lovelace@example.org")
 
 
 @pytest.fixture
-def connection(tenant, make_connection):
-    return make_connection(
-        tenant, "mailchimp", secret=SECRET, settings={"audiences": {"a6b5da1054": "Supporters"}}
+def case(webhook_case):
+    return webhook_case(
+        "mailchimp", SECRET, content_type=FORM, settings={"audiences": {"a6b5da1054": "Supporters"}}
     )
+
+
+@pytest.fixture
+def connection(case):
+    return case.connection
 
 
 def _url(connection, secret=SECRET):
@@ -170,35 +175,17 @@ def test_same_delivery_twice_is_one_event_and_one_item(client, connection):
     assert len(_contacts()) == 1
 
 
-def test_handshake_get_answers_200_only_for_the_right_secret(client, connection, tenant):
-    from tenants.services import credential_set
-
+def test_handshake_get_answers_200_only_for_the_right_secret(client, case, connection):
     assert client.get(_url(connection)).status_code == 200
     assert client.get(_url(connection, "wrong-secret")).status_code == 403
     assert client.get(_url(connection, None)).status_code == 404
-    credential_set(
-        tenant=tenant,
-        platform="mailchimp",
-        purpose="webhook_secret",
-        secret=OLD_SECRET,
-        scope=connection.credential_scope,
-        activate=False,
-    )
+    case.add_pending_secret(OLD_SECRET)
     assert client.get(_url(connection, OLD_SECRET)).status_code == 200
     assert not InboundEvent.objects.exists()  # a handshake stores nothing
 
 
-def test_pending_and_active_path_secrets_both_verify(client, connection, tenant):
-    from tenants.services import credential_set
-
-    credential_set(
-        tenant=tenant,
-        platform="mailchimp",
-        purpose="webhook_secret",
-        secret=OLD_SECRET,
-        scope=connection.credential_scope,
-        activate=False,
-    )
+def test_pending_and_active_path_secrets_both_verify(client, case, connection):
+    case.add_pending_secret(OLD_SECRET)
     assert _post(client, connection, _fixture("subscribe"), secret=OLD_SECRET).status_code == 200
     assert _post(client, connection, _fixture("profile"), secret=SECRET).status_code == 200
     assert InboundEvent.objects.filter(status="pending").count() == 2
@@ -208,22 +195,15 @@ def test_pending_and_active_path_secrets_both_verify(client, connection, tenant)
     "secret,reason",
     [("not-the-secret", "does not match"), (None, "missing secret"), (SECRET + "x", "does not match")],
 )
-def test_wrong_or_missing_path_secret_is_refused_and_recorded(client, connection, secret, reason):
-    assert _post(client, connection, _fixture("subscribe"), secret=secret).status_code == 400
-    event = InboundEvent.objects.get()
-    assert event.status == "rejected" and event.signature_valid is False and reason in event.status_reason
-    inbound_drain(seconds=0)
-    assert not OutboundItem.objects.exists()
+def test_wrong_or_missing_path_secret_is_refused_and_recorded(client, case, connection, secret, reason):
+    case.assert_refused(_post(client, connection, _fixture("subscribe"), secret=secret), reason)
 
 
-def test_a_tenants_secret_on_another_tenants_url_is_refused(
-    client, connection, other_tenant, make_connection
-):
-    other = make_connection(other_tenant, "mailchimp", secret="bravo-mailchimp-secret-77")
-    assert _post(client, other, _fixture("subscribe"), secret=SECRET).status_code == 400
+def test_a_tenants_secret_on_another_tenants_url_is_refused(client, case, connection):
+    other = case.outsider("bravo-mailchimp-secret-77")
+    response = _post(client, other, _fixture("subscribe"), secret=SECRET)
     assert client.get(_url(other, SECRET)).status_code == 403
-    event = InboundEvent.objects.get()
-    assert event.tenant == other_tenant and event.status == "rejected"
+    case.assert_outsider_refuses_our_signature(response)
     assert (
         _post(client, connection, _fixture("subscribe"), secret="bravo-mailchimp-secret-77").status_code
         == 400
