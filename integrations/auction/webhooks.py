@@ -28,9 +28,10 @@ from integrations.common.signatures import (
     header_value,
     hmac_digest,
     matches_any,
+    signature_header,
     timestamp_outside,
 )
-from integrations.common.webhooks import NO_SECRET, VERIFIED, VerifyResult, load_json_object
+from integrations.common.webhooks import VERIFIED, VerifyResult, load_json_object
 from integrations.types import MalformedPayload, ParsedEvent, WebhookRequest
 
 ENCODINGS = ("hex", "base64")
@@ -75,11 +76,9 @@ def verify(request: WebhookRequest, connection: Any, secrets: list[str]) -> Veri
         s = scheme(connection.settings)
     except ValueError as exc:
         return VerifyResult(False, f"connection signature settings: {exc}")
-    header = header_value(request.headers, s["signature_header"]).strip()
-    if not header:
-        return VerifyResult(False, f"missing {s['signature_header']} header")
-    if not secrets:
-        return NO_SECRET
+    header, refused = signature_header(request.headers, s["signature_header"], secrets)
+    if refused:
+        return refused
     if s["signature_prefix"] and not header.startswith(s["signature_prefix"]):
         return VerifyResult(False, f"signature does not start with {s['signature_prefix']!r}")
     timestamp = None

@@ -28,6 +28,18 @@ def header_value(headers: Mapping[str, str], name: str) -> str:
     return next((v for k, v in headers.items() if k.lower() == lowered), "")
 
 
+def signature_header(
+    headers: Mapping[str, str], name: str, secrets: list[str]
+) -> tuple[str, VerifyResult | None]:
+    """The signature header's value, or the refusal when it is missing or no secret is configured."""
+    value = header_value(headers, name).strip()
+    if not value:
+        return "", VerifyResult(False, f"missing {name} header")
+    if not secrets:
+        return "", NO_SECRET
+    return value, None
+
+
 def matches_any(given: str | bytes, candidates: Iterable[str | bytes]) -> bool:
     """Whether ``given`` equals any candidate, each compared in constant time and all of them
     compared, so the time taken does not tell which one matched."""

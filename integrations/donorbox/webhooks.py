@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from integrations.common.parsing import to_datetime
-from integrations.common.signatures import header_value, hmac_digest, matches_any, timestamp_outside
-from integrations.common.webhooks import NO_SECRET, VERIFIED, VerifyResult, load_json
+from integrations.common.signatures import hmac_digest, matches_any, signature_header, timestamp_outside
+from integrations.common.webhooks import VERIFIED, VerifyResult, load_json
 from integrations.types import MalformedPayload, ParsedEvent, WebhookRequest
 
 SIGNATURE_HEADER = "Donorbox-Signature"
@@ -23,11 +23,9 @@ def sign(body: bytes, secret: str, timestamp: int) -> str:
 
 
 def verify(request: WebhookRequest, connection: Any, secrets: list[str]) -> VerifyResult:
-    header = header_value(request.headers, SIGNATURE_HEADER)
-    if not header:
-        return VerifyResult(False, f"missing {SIGNATURE_HEADER} header")
-    if not secrets:
-        return NO_SECRET
+    header, refused = signature_header(request.headers, SIGNATURE_HEADER, secrets)
+    if refused:
+        return refused
     ts_text, _, signature = header.partition(",")
     try:
         timestamp = int(ts_text.strip())

@@ -12,8 +12,8 @@ from typing import Any
 
 import stripe
 
-from integrations.common.signatures import header_value
-from integrations.common.webhooks import NO_SECRET, VERIFIED, VerifyResult, load_json_object
+from integrations.common.signatures import signature_header
+from integrations.common.webhooks import VERIFIED, VerifyResult, load_json_object
 from integrations.types import MalformedPayload, ParsedEvent, WebhookRequest
 
 SIGNATURE_HEADER = "Stripe-Signature"
@@ -40,11 +40,9 @@ def tolerance_seconds(connection: Any) -> int:
 
 def verify(request: WebhookRequest, connection: Any, secrets: list[str]) -> VerifyResult:
     """Accept the delivery when any configured secret verifies it within the tolerance."""
-    header = header_value(request.headers, SIGNATURE_HEADER)
-    if not header:
-        return VerifyResult(False, f"missing {SIGNATURE_HEADER} header")
-    if not secrets:
-        return NO_SECRET
+    header, refused = signature_header(request.headers, SIGNATURE_HEADER, secrets)
+    if refused:
+        return refused
     try:
         payload = request.body.decode("utf-8")
     except UnicodeDecodeError:
