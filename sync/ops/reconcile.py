@@ -23,13 +23,7 @@ from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from integrations.common.parsing import (
-    contact_email,
-    contact_primary_individual,
-    to_datetime,
-    to_decimal,
-    to_int,
-)
+from integrations.common.parsing import to_datetime, to_decimal, to_int
 from integrations.models import Connection, InboundEvent
 from integrations.selectors import tenant_write_sources
 from integrations.services import inbound_event_record_polled
@@ -37,6 +31,7 @@ from integrations.types import OutboundRequest, PolledRecord
 from integrations.virtuous import endpoints
 from integrations.virtuous.client import VirtuousClient
 from integrations.virtuous.errors import BudgetExhausted, ErrorClass, VirtuousError
+from integrations.virtuous.records import contact_email, contact_primary_individual
 from integrations.virtuous.services import virtuous_connection_get_or_create
 from sync.clients import virtuous_client
 from sync.inbound.drain import inbound_event_process
