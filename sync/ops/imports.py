@@ -35,6 +35,7 @@ from sync.clients import virtuous_client
 from sync.models import ImportRun, Operation, Origin, OutboundItem
 from sync.outbound.enqueue import outbound_enqueue_many
 from tenants.models import Tenant
+from tenants.services import Actor, audit_record
 
 COLUMNS = (
     "donation_id",
@@ -836,3 +837,26 @@ def _spool_row(payload: dict[str, Any]) -> dict[str, str]:
     if len(designations) > 1:
         row["source_error"] = "split designations are not supported by the import layout"
     return row
+
+
+def import_run_signoff(
+    *, run: ImportRun, actor: Actor, client: VirtuousClient | None = None, max_wait: float = 60.0
+) -> dict[str, Any]:
+    """Sign off a historical import run: compare it with Virtuous, keep the result on the run and
+    record who asked (the admin's sign-off action and the ``import_signoff`` command)."""
+    signoff = import_signoff(tenant=run.tenant, batch_label=run.batch_label, client=client, max_wait=max_wait)
+    with transaction.atomic():
+        import_run_signoff_store(run=run, signoff=signoff)
+        audit_record(
+            actor=actor,
+            action="import_run.signed_off",
+            tenant=run.tenant,
+            target=run,
+            details={
+                "batch": run.batch_label,
+                "balanced": signoff["balanced"],
+                "imported_gifts": signoff["imported_gifts"],
+                "virtuous_gifts": signoff["virtuous_gifts"],
+            },
+        )
+    return signoff

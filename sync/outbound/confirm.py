@@ -19,6 +19,7 @@ from integrations.virtuous.errors import BudgetExhausted, ErrorClass, VirtuousEr
 from sync.clients import virtuous_client
 from sync.models import Operation, OutboundItem, SyncRecord
 from tenants.models import Tenant
+from tenants.services import Actor, audit_record
 
 CONFIRMABLE_STATES = [
     OutboundItem.State.PENDING,
@@ -149,3 +150,14 @@ def _needs_review(tenant: Tenant, item: OutboundItem) -> None:
             partner_source=item.external_source,
             partner_id=item.external_id,
         ).update(status=SyncRecord.Status.NEEDS_REVIEW, updated_at=timezone.now())
+
+
+def tenant_reconcile(*, tenant: Tenant, actor: Actor, client: VirtuousClient | None = None) -> dict[str, int]:
+    """A person's "Run reconciliation now": the submitted-items lookup, audited with its counts.
+
+    The scheduled lookup runs ``outbound_reconcile_submitted`` unaudited; a run someone asked
+    for is a change they may be asked about (items confirmed or flagged for review).
+    """
+    counts = outbound_reconcile_submitted(tenant=tenant, client=client)
+    audit_record(actor=actor, action="tenant.reconciled", tenant=tenant, target=tenant, details=counts)
+    return counts

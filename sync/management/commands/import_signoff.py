@@ -5,7 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from sync.models import ImportRun
 from sync.ops import imports as bulk
-from tenants.management.base import tenant_from_arg
+from tenants.management.base import CLI, tenant_from_arg
 
 
 class Command(BaseCommand):
@@ -22,12 +22,6 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         tenant = tenant_from_arg(options["tenant"])
-        try:
-            signoff = bulk.import_signoff(
-                tenant=tenant, batch_label=options["batch"], max_wait=options["max_wait"]
-            )
-        except bulk.ImportStopped as exc:
-            raise CommandError(f"Stopped: {exc.reason}. Try again later.") from exc
         run = (
             ImportRun.objects.filter(
                 tenant=tenant, kind=ImportRun.Kind.HISTORICAL_GIFTS, batch_label=options["batch"]
@@ -35,8 +29,16 @@ class Command(BaseCommand):
             .order_by("-started_at")
             .first()
         )
-        if run is not None:
-            bulk.import_run_signoff_store(run=run, signoff=signoff)
+        try:
+            if run is not None:
+                # The same service as the admin's sign-off action: kept on the run, audited.
+                signoff = bulk.import_run_signoff(run=run, actor=CLI, max_wait=options["max_wait"])
+            else:
+                signoff = bulk.import_signoff(
+                    tenant=tenant, batch_label=options["batch"], max_wait=options["max_wait"]
+                )
+        except bulk.ImportStopped as exc:
+            raise CommandError(f"Stopped: {exc.reason}. Try again later.") from exc
         if options["csv"]:
             with options["csv"].open("w", newline="", encoding="utf-8") as handle:
                 bulk.signoff_csv_write(signoff, handle)
