@@ -52,7 +52,8 @@ from sync.models import (
     VirtuousGiftMirror,
     VirtuousRecurringGiftMirror,
 )
-from sync.ops import imports as bulk
+from sync.ops.imports.files import ImportStopped
+from sync.ops.imports.signoff import import_run_signoff_store, import_signoff, signoff_csv_write
 from sync.ops.offboard import DATA_ANONYMISE, DATA_DELETE, OffboardError, tenant_offboard
 from sync.ops.parity import parity_report
 from sync.outbound.confirm import outbound_reconcile_submitted
@@ -972,12 +973,12 @@ class ImportRunAdmin(TenantScopedAdminMixin, ReadOnlyMixin, admin.ModelAdmin):
         stream = io.StringIO()
         for run in queryset.filter(kind=ImportRun.Kind.HISTORICAL_GIFTS).select_related("tenant"):
             try:
-                signoff = bulk.import_signoff(tenant=run.tenant, batch_label=run.batch_label, max_wait=0)
-            except (bulk.ImportStopped, VirtuousError) as exc:
+                signoff = import_signoff(tenant=run.tenant, batch_label=run.batch_label, max_wait=0)
+            except (ImportStopped, VirtuousError) as exc:
                 self.message_user(request, f"{run}: {exc}", messages.ERROR)
                 return None
-            bulk.import_run_signoff_store(run=run, signoff=signoff)
-            bulk.signoff_csv_write(signoff, stream)
+            import_run_signoff_store(run=run, signoff=signoff)
+            signoff_csv_write(signoff, stream)
         response = HttpResponse(stream.getvalue(), content_type="text/csv")
         response["Content-Disposition"] = 'attachment; filename="import-signoff.csv"'
         return response
