@@ -32,7 +32,7 @@ from sync.models import (
     ReconciliationLog,
     SyncRecord,
 )
-from sync.ops.reconcile import ReconcileStopped, _budgeted, reconciliation_log
+from sync.ops.reconcile import ReconcileStopped, budgeted, reconciliation_log
 from sync.outbound.enqueue import outbound_enqueue_many
 from tenants.models import Tenant
 
@@ -110,7 +110,7 @@ def initial_reconciliation_run(
             }
         ]
         try:
-            page = _budgeted(
+            page = budgeted(
                 lambda c=conditions: client.contact_query(
                     [{"conditions": c}], sort_by=endpoints.QUERY_SORT_BY_ID, include_archived=True
                 ),

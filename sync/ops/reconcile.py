@@ -11,10 +11,9 @@ use the reserve-keeping client: reconciliation never takes the live donations' s
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections.abc import Callable, Iterator
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db.models import Q
@@ -43,9 +42,11 @@ from sync.models import (
     SyncRecord,
 )
 from sync.outbound.confirm import outbound_reconcile_submitted
+from sync.outbound.retry import budget_wait
 from tenants.models import Tenant
 
 Category = ReconciliationLog.Category
+T = TypeVar("T")
 MISSED_WEBHOOK_FIRST_LOOKBACK = dt.timedelta(days=2)
 # Overlap re-read on each pass: "Is After" is strict and clocks differ; the handler is idempotent.
 MISSED_WEBHOOK_OVERLAP = dt.timedelta(minutes=5)
@@ -66,16 +67,12 @@ def reconciliation_log(
     )
 
 
-def _budgeted(call: Callable[[], Any], max_wait: float) -> Any:
-    waited = 0.0
-    while True:
-        try:
-            return call()
-        except BudgetExhausted as exc:
-            if waited + exc.retry_in > max_wait:
-                raise ReconcileStopped("the rate budget for background work is spent") from exc
-            time.sleep(exc.retry_in)
-            waited += exc.retry_in
+def budgeted(call: Callable[[], T], max_wait: float) -> T:
+    """``call()`` within the bulk budget (``budget_wait``); a spent budget stops the pass."""
+    try:
+        return budget_wait(call, max_wait=max_wait)
+    except BudgetExhausted as exc:
+        raise ReconcileStopped("the rate budget for background work is spent") from exc
 
 
 # --- the scheduled reconciler -------------------------------------------------------------
@@ -169,7 +166,7 @@ def reconcile_missed_webhooks(
         ) - MISSED_WEBHOOK_OVERLAP
         newest = checkpoint.last_processed_timestamp
         records = client.iter_modified_since(resource, since)
-        for n, record in enumerate(_budgeted_iter(records, max_wait), start=1):
+        for n, record in enumerate(__budgeted_iter(records, max_wait), start=1):
             counts["seen"] += 1
             modified = to_datetime(record.get("modifiedDateTimeUtc"))
             if modified and (newest is None or modified > newest):
@@ -248,10 +245,10 @@ def _apply_polled(event: InboundEvent) -> dict:
     return InboundEvent.objects.values_list("result", flat=True).get(pk=event.pk) or {}
 
 
-def _budgeted_iter(records: Iterator[dict], max_wait: float) -> Iterator[dict]:
+def __budgeted_iter(records: Iterator[dict], max_wait: float) -> Iterator[dict]:
     while True:
         try:
-            record = _budgeted(lambda: next(records), max_wait)
+            record = budgeted(lambda: next(records), max_wait)
         except StopIteration:
             return
         yield record
@@ -288,12 +285,12 @@ def reconcile_drift(
             continue
         try:
             if record.resource_type == SyncRecord.ResourceType.GIFT:
-                theirs = _budgeted(
+                theirs = budgeted(
                     lambda r=record: client.gift_get_by_transaction(r.partner_source, r.partner_id), max_wait
                 )
                 differences = gift_differences(written, theirs)
             else:
-                theirs = _budgeted(
+                theirs = budgeted(
                     lambda r=record: client.contact_get_by_reference(r.partner_source, r.partner_id), max_wait
                 )
                 differences = contact_differences(written, theirs)

@@ -25,9 +25,11 @@ from integrations.constant_contact.client import ConstantContactClient, Constant
 from integrations.constant_contact.throttle import ApplicationThrottle, Throttled
 from integrations.mailchimp.client import MailchimpClient, MailchimpError
 from integrations.models import Connection
+from integrations.virtuous.errors import ErrorClass
 from sync.models import Direction, OutboundItem, SyncRecord
-from sync.outbound.drain import _dead_letter, _release, outbound_claim, outbound_reclaim_expired
-from sync.outbound.retry import next_attempt_time
+from sync.outbound.drain import outbound_claim, outbound_reclaim_expired
+from sync.outbound.retry import Decision, RetryPolicy
+from sync.outbound.transitions import items_dead_letter, items_release, items_retry
 from sync.two_way import state as two_way
 from tenants import selectors
 from tenants.models import Credential, Tenant
@@ -159,20 +161,22 @@ def partner_drain(*, tenant: Tenant, worker: str | None = None, limit: int = CLA
         result.stopped = "paused"
         return result
     claimed = outbound_claim(tenant=tenant, worker=worker, limit=limit, direction=Direction.INBOUND)
+    policy = RetryPolicy.for_tenant(tenant)
     for n, item in enumerate(claimed):
         try:
             _write_one(tenant, item)
         except Throttled as exc:
-            result.released += _release(claimed[n:], worker=worker, retry_in=exc.retry_in)
+            result.released += items_release(claimed[n:], worker=worker, retry_in=exc.retry_in)
             result.stopped = "throttled"
             return result
         except PartnerWriteError as exc:
-            if exc.retryable and item.attempts + 1 < tenant.retry_max_attempts:
-                _retry(tenant, item, str(exc))
+            error_class = ErrorClass.TRANSIENT if exc.retryable else ErrorClass.PERMANENT
+            verdict = policy.decide(error_class, item.attempts + 1)
+            if verdict.decision == Decision.RETRY:
+                items_retry([item], at=verdict.at, message=str(exc))
                 result.retried += 1
             else:
-                OutboundItem.objects.filter(pk=item.pk).update(attempts=F("attempts") + 1)
-                result.dead += _dead_letter(tenant, [item], error=None, message=str(exc))
+                result.dead += items_dead_letter(tenant, [item], message=str(exc), spend_attempt=True)
             continue
         result.written += 1
     result.stopped = "empty" if len(claimed) < limit else "limit"
@@ -224,18 +228,6 @@ def _write_one(tenant: Tenant, item: OutboundItem) -> None:
             SyncRecord.objects.filter(pk=row.pk).update(
                 partner_snapshot=two_way.snapshot_after_write(before, changes), updated_at=now
             )
-
-
-def _retry(tenant: Tenant, item: OutboundItem, message: str) -> None:
-    OutboundItem.objects.filter(pk=item.pk, state=OutboundItem.State.IN_FLIGHT).update(
-        state=OutboundItem.State.PENDING,
-        attempts=F("attempts") + 1,
-        next_attempt_at=next_attempt_time(tenant=tenant, attempts=item.attempts + 1),
-        lease_owner="",
-        lease_expires_at=None,
-        last_error=message[:2000],
-        updated_at=timezone.now(),
-    )
 
 
 def sync_records_cooldown_expire(*, now=None) -> int:

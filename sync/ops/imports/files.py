@@ -12,11 +12,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from django.utils import timezone
 
+from integrations.virtuous.errors import BudgetExhausted
 from sync.models import Operation
+from sync.outbound.retry import budget_wait
 
 COLUMNS = (
     "donation_id",
@@ -35,6 +37,7 @@ COLUMNS = (
 )
 REQUIRED_COLUMNS = ("donation_id", "donor_id", "amount", "gift_date")
 CHUNK_SIZE = 1000
+T = TypeVar("T")
 
 
 class ImportFileError(ValueError):
@@ -48,6 +51,14 @@ class ImportStopped(Exception):
         super().__init__(reason)
         self.reason = reason
         self.retry_in = retry_in
+
+
+def budgeted(call: Callable[[], T], max_wait: float) -> T:
+    """``call()`` within the bulk budget (``budget_wait``); a spent budget stops the run, resumable."""
+    try:
+        return budget_wait(call, max_wait=max_wait)
+    except BudgetExhausted as exc:
+        raise ImportStopped("rate budget for bulk work is spent", exc.retry_in) from exc
 
 
 @dataclass(frozen=True)

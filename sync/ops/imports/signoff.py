@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import csv
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, TextIO
@@ -14,10 +12,9 @@ from django.utils import timezone
 from integrations.common.parsing import to_decimal, to_int
 from integrations.virtuous import endpoints
 from integrations.virtuous.client import VirtuousClient
-from integrations.virtuous.errors import BudgetExhausted
 from sync.clients import virtuous_client
 from sync.models import ImportRun, Operation, OutboundItem
-from sync.ops.imports.files import ImportStopped
+from sync.ops.imports.files import budgeted
 from tenants.models import Tenant
 
 
@@ -102,7 +99,7 @@ def _virtuous_batch(
                     "value": str(last_id),
                 }
             )
-        page = _with_budget(
+        page = budgeted(
             lambda c=conditions: client.gift_query(
                 [{"conditions": c}], sort_by=endpoints.QUERY_SORT_BY_ID, take=endpoints.MAX_TAKE
             ),
@@ -121,18 +118,6 @@ def _virtuous_batch(
         if len(page["list"]) < endpoints.MAX_TAKE:
             return side
         last_id = max(to_int(g.get("id")) or 0 for g in page["list"])
-
-
-def _with_budget(call: Callable[[], Any], max_wait: float) -> Any:
-    waited = 0.0
-    while True:
-        try:
-            return call()
-        except BudgetExhausted as exc:
-            if waited + exc.retry_in > max_wait:
-                raise ImportStopped("rate budget for bulk work is spent", exc.retry_in) from exc
-            time.sleep(exc.retry_in)
-            waited += exc.retry_in
 
 
 SIGNOFF_COLUMNS = (

@@ -18,9 +18,9 @@ from django.utils import timezone
 
 from integrations.types import OutboundRequest
 from integrations.virtuous.client import VirtuousClient
-from integrations.virtuous.errors import BudgetExhausted, ErrorClass, VirtuousError
+from integrations.virtuous.errors import ErrorClass, VirtuousError
 from sync.models import ImportRun, Operation
-from sync.ops.imports.files import CHUNK_SIZE, ImportSettings, ImportStopped, import_rows
+from sync.ops.imports.files import CHUNK_SIZE, ImportSettings, ImportStopped, budgeted, import_rows
 
 ERRORS_KEPT = 200
 DONOR_CACHE_SIZE = 100_000
@@ -180,13 +180,7 @@ class ContactResolver:
         waited = 0.0
         for _ in range(3):
             try:
-                self.lookups += 1
-                return self.client.contact_find(**query)
-            except BudgetExhausted as exc:
-                if waited + exc.retry_in > self.max_wait:
-                    raise ImportStopped("rate budget for bulk work is spent", exc.retry_in) from exc
-                time.sleep(exc.retry_in)
-                waited += exc.retry_in
+                return budgeted(lambda: self._lookup(query), self.max_wait - waited)
             except VirtuousError as exc:
                 if exc.error_class not in (ErrorClass.TRANSIENT, ErrorClass.RATE_LIMITED):
                     raise ImportStopped(f"Contact/Find failed: {exc}") from exc
@@ -194,6 +188,10 @@ class ContactResolver:
                 time.sleep(pause)
                 waited += pause
         raise ImportStopped("Contact/Find keeps failing; resume later")
+
+    def _lookup(self, query: dict[str, str]) -> dict | None:
+        self.lookups += 1
+        return self.client.contact_find(**query)
 
 
 @dataclass
