@@ -45,8 +45,9 @@ INSTALLED_APPS = [
 # end-to-end tests and the benchmarks. It accepts any request with a sandbox token, so it is off
 # unless switched on explicitly.
 SANDBOX_ENABLED = strict_bool("SANDBOX_ENABLED", default=False)
+# The demo commands (`make run`) drive the sandbox, so they exist only beside it.
 if SANDBOX_ENABLED:
-    INSTALLED_APPS.append("integrations.sandbox")
+    INSTALLED_APPS += ["integrations.sandbox", "demo"]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
