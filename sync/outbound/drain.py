@@ -41,7 +41,14 @@ from sync.models import (
 )
 from sync.outbound.faults import fault_point
 from sync.outbound.retry import Decision, RetryPolicy, budget_wait
-from sync.outbound.transitions import items_dead_letter, items_release, items_retry, sync_records_set
+from sync.outbound.transitions import (
+    DrainCounts,
+    items_dead_letter,
+    items_done,
+    items_release,
+    items_retry,
+    sync_records_set,
+)
 from tenants.models import Tenant
 
 logger = logging.getLogger("giftline.sync.submit")
@@ -52,14 +59,10 @@ ClientFactory = Callable[..., VirtuousClient]
 
 
 @dataclass
-class DrainResult:
+class DrainResult(DrainCounts):
     submitted: int = 0
-    retried: int = 0
-    dead: int = 0
     deferred: int = 0
-    released: int = 0
     calls: int = 0
-    stopped: str = ""
 
 
 class _Stop(Exception):
@@ -447,19 +450,7 @@ def _mark_submitted(
 ) -> int:
     now = timezone.now()
     with transaction.atomic():
-        count = OutboundItem.objects.filter(
-            pk__in=[i.pk for i in group], state=OutboundItem.State.IN_FLIGHT, lease_owner=worker
-        ).update(
-            state=OutboundItem.State.SUBMITTED,
-            submitted_at=now,
-            attempts=F("attempts") + 1,
-            lease_owner="",
-            lease_expires_at=None,
-            last_status_code=200,
-            last_error_class="",
-            last_error="",
-            updated_at=now,
-        )
+        count = items_done(group, state=OutboundItem.State.SUBMITTED, worker=worker)
         for pk, virtuous_id in virtuous_ids.items():
             if virtuous_id:
                 OutboundItem.objects.filter(pk=pk).update(virtuous_id=virtuous_id)

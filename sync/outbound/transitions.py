@@ -1,4 +1,4 @@
-"""The queue item transitions out of ``in_flight`` that a failure leads to: retry, release, dead letter.
+"""The queue item transitions out of ``in_flight``: done, retry, release, dead letter.
 
 The submitter and the partner drain both move items through these; each is a conditional
 UPDATE on the item's state (and lease owner where the caller holds one), so a transition applies
@@ -7,6 +7,7 @@ at most once even if two workers raced for the item.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,6 +19,39 @@ from sync.models import DeadLetter, OutboundItem, SyncRecord
 from sync.ops import alerts
 from sync.outbound.enqueue import RESOURCE_FOR_OPERATION
 from tenants.models import Tenant
+
+
+@dataclass
+class DrainCounts:
+    """What every drain of the queue reports; each drain adds its own counters."""
+
+    retried: int = 0
+    dead: int = 0
+    released: int = 0
+    stopped: str = ""
+
+
+def items_done(items: list[OutboundItem], *, state: str, worker: str = "", **fields: Any) -> int:
+    """Out of ``in_flight`` after a 2xx (``submitted`` or ``confirmed``): one attempt spent, error cleared.
+
+    With ``worker``, only while that worker still holds the lease.
+    """
+    now = timezone.now()
+    held = OutboundItem.objects.filter(pk__in=[i.pk for i in items], state=OutboundItem.State.IN_FLIGHT)
+    if worker:
+        held = held.filter(lease_owner=worker)
+    return held.update(
+        state=state,
+        submitted_at=now,
+        attempts=F("attempts") + 1,
+        lease_owner="",
+        lease_expires_at=None,
+        last_status_code=200,
+        last_error_class="",
+        last_error="",
+        updated_at=now,
+        **fields,
+    )
 
 
 def items_retry(

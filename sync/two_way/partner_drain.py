@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
 from integrations.constant_contact.client import ConstantContactClient, ConstantContactError
@@ -29,7 +28,13 @@ from integrations.virtuous.errors import ErrorClass
 from sync.models import Direction, OutboundItem, SyncRecord
 from sync.outbound.drain import outbound_claim, outbound_reclaim_expired
 from sync.outbound.retry import Decision, RetryPolicy
-from sync.outbound.transitions import items_dead_letter, items_release, items_retry
+from sync.outbound.transitions import (
+    DrainCounts,
+    items_dead_letter,
+    items_done,
+    items_release,
+    items_retry,
+)
 from sync.two_way import state as two_way
 from tenants import selectors
 from tenants.models import Credential, Tenant
@@ -50,12 +55,8 @@ class PartnerWriteError(Exception):
 
 
 @dataclass
-class PartnerDrainResult:
+class PartnerDrainResult(DrainCounts):
     written: int = 0
-    retried: int = 0
-    dead: int = 0
-    released: int = 0
-    stopped: str = ""
 
 
 Writer = Callable[[Connection, str, dict[str, Any]], None]
@@ -201,18 +202,7 @@ def _write_one(tenant: Tenant, item: OutboundItem) -> None:
     WRITERS[connection.provider](connection, item.external_id, changes)
     now = timezone.now()
     with transaction.atomic():
-        OutboundItem.objects.filter(pk=item.pk, state=OutboundItem.State.IN_FLIGHT).update(
-            state=OutboundItem.State.CONFIRMED,
-            attempts=F("attempts") + 1,
-            submitted_at=now,
-            confirmed_at=now,
-            lease_owner="",
-            lease_expires_at=None,
-            last_status_code=200,
-            last_error="",
-            last_error_class="",
-            updated_at=now,
-        )
+        items_done([item], state=OutboundItem.State.CONFIRMED, confirmed_at=now)
         row = (
             SyncRecord.objects.select_for_update()
             .filter(
