@@ -45,8 +45,9 @@ INSTALLED_APPS = [
 # end-to-end tests and the benchmarks. It accepts any request with a sandbox token, so it is off
 # unless switched on explicitly.
 SANDBOX_ENABLED = strict_bool("SANDBOX_ENABLED", default=False)
+# The demo commands (`make run`) drive the sandbox, so they exist only beside it.
 if SANDBOX_ENABLED:
-    INSTALLED_APPS.append("integrations.sandbox")
+    INSTALLED_APPS += ["integrations.sandbox", "demo"]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -195,9 +196,6 @@ OUTBOUND_DEFER_MAX_HOURS = env.int("OUTBOUND_DEFER_MAX_HOURS", default=96)
 OUTBOUND_CONFIRM_LOOKUP_HOURS = env.int("OUTBOUND_CONFIRM_LOOKUP_HOURS", default=24)
 OUTBOUND_NEEDS_REVIEW_HOURS = env.int("OUTBOUND_NEEDS_REVIEW_HOURS", default=72)
 OUTBOUND_STALE_SECONDS = env.int("OUTBOUND_STALE_SECONDS", default=3600)
-# Test-only (tests/reliability): a named point in the submitter where a drain announces itself on
-# stderr and blocks, so a test can SIGKILL it exactly there. Empty (the default) does nothing.
-GIFTLINE_FAULT_POINT = env.str("GIFTLINE_FAULT_POINT", default="")
 INBOUND_DISPATCH_SECONDS = env.float("INBOUND_DISPATCH_SECONDS", default=55.0)
 INBOUND_MAX_ATTEMPTS = env.int("INBOUND_MAX_ATTEMPTS", default=5)
 POLL_FAILURES_BEFORE_PAUSE = env.int("POLL_FAILURES_BEFORE_PAUSE", default=3)

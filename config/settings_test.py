@@ -1,6 +1,7 @@
 """Test settings: the same settings module, with test-only environment defaults.
 
-Only overrides live here (fixed test keys, a fast hasher); no behaviour is added.
+Only overrides live here (fixed test keys, a fast hasher), and the one test-only hook: the
+submitter's fault points, which production settings never install.
 """
 
 import os
@@ -33,3 +34,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     # One file per test process, so two runs in one checkout (CI beside a developer) never collide.
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / f"test-db-{os.getpid()}.sqlite3")}  # noqa: F405
     (BASE_DIR / "var").mkdir(exist_ok=True)  # noqa: F405
+
+# tests/reliability kills drain subprocesses (started with these settings) at a named fault point.
+GIFTLINE_FAULT_POINT = env.str("GIFTLINE_FAULT_POINT", default="")  # noqa: F405
+if GIFTLINE_FAULT_POINT:
+    from sync.outbound.faults import fault_hook_install
+    from tests.reliability.faults import block_at
+
+    fault_hook_install(block_at(GIFTLINE_FAULT_POINT))

@@ -1,7 +1,8 @@
-"""The sync room's way to get a tenant's Virtuous client: a 401 pauses the tenant and alerts.
+"""The one 401 policy and the sync room's way to get a tenant's Virtuous client.
 
-Every path that calls Virtuous for a tenant (drain, reconciler, bulk validation, offboarding)
-goes through ``virtuous_client``, so a revoked key is reported the same way whichever job meets it.
+``tenant_needs_attention`` (pause the tenant and alert) is installed by ``SyncConfig.ready`` as
+the policy of every client ``VirtuousClient.for_tenant`` builds, so a revoked key is reported the
+same way whichever job meets it: drain, reconciler, import validation, offboarding, onboarding.
 """
 
 from __future__ import annotations
@@ -31,9 +32,4 @@ def tenant_needs_attention(*, tenant: Tenant, error: VirtuousError) -> None:
 def virtuous_client(
     tenant: Tenant, *, keep_reserve: bool = False, on_call: Callable[[CallRecord], None] | None = None
 ) -> VirtuousClient:
-    return VirtuousClient.for_tenant(
-        tenant,
-        keep_reserve=keep_reserve,
-        on_call=on_call,
-        on_auth_failure=lambda error: tenant_needs_attention(tenant=tenant, error=error),
-    )
+    return VirtuousClient.for_tenant(tenant, keep_reserve=keep_reserve, on_call=on_call)

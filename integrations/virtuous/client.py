@@ -34,6 +34,17 @@ DEFAULT_RETRY_AFTER = 60.0
 # X-RateLimit-Reset is documented as Unix seconds; a smaller number can only be a delay.
 _EPOCH_THRESHOLD = 1_000_000_000
 
+TenantAuthPolicy = Callable[[Any, VirtuousError], None]
+# What a 401 on a tenant's client does (pause the tenant and alert its people). The sync app
+# installs it at start-up (sync.apps); it is the only one, so every tenant client answers alike.
+_tenant_auth_policy: TenantAuthPolicy | None = None
+
+
+def tenant_auth_policy_install(policy: TenantAuthPolicy | None) -> None:
+    """Install the one 401 policy ``VirtuousClient.for_tenant`` gives every client it builds."""
+    global _tenant_auth_policy
+    _tenant_auth_policy = policy
+
 
 @dataclass(frozen=True)
 class CallRecord:
@@ -85,24 +96,26 @@ class VirtuousClient:
         *,
         keep_reserve: bool = False,
         on_call: Callable[[CallRecord], None] | None = None,
-        on_auth_failure: Callable[[VirtuousError], None] | None = None,
     ) -> VirtuousClient:
-        """A client with the tenant's token, base URL and budget; a 401 pauses the tenant
-        (or calls ``on_auth_failure``, which the sync room uses to pause and alert).
+        """A client with the tenant's token, base URL and budget; a 401 goes to the installed
+        tenant policy (pause and alert), whichever job made the client.
 
         Raises NEEDS_ATTENTION without sending when the tenant has no Virtuous API token.
         """
-        from tenants import selectors, services
+        from django.core.exceptions import ImproperlyConfigured
+
+        from tenants import selectors
         from tenants.models import Credential
+
+        policy = _tenant_auth_policy
+        if policy is None:
+            raise ImproperlyConfigured("No 401 policy is installed: the sync app installs it in ready().")
 
         token = selectors.credential_secret(
             tenant=tenant, platform=Credential.Platform.VIRTUOUS, purpose=Credential.Purpose.API_TOKEN
         )
         if not token:
             raise VirtuousError(ErrorClass.NEEDS_ATTENTION, "No Virtuous API token is set for this tenant.")
-
-        def pause_tenant(error: VirtuousError) -> None:
-            services.tenant_pause(tenant=tenant, reason="Virtuous rejected the API token (401)")
 
         return cls(
             base_url=tenant.virtuous_base_url or settings.VIRTUOUS_BASE_URL,
@@ -115,7 +128,7 @@ class VirtuousClient:
             tenant_label=tenant.slug,
             keep_reserve=keep_reserve,
             on_call=on_call,
-            on_auth_failure=on_auth_failure or pause_tenant,
+            on_auth_failure=lambda error: policy(tenant, error),
             guard_urls=bool(tenant.virtuous_base_url),
         )
 

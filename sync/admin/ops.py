@@ -10,7 +10,8 @@ from django.http import HttpResponse
 
 from integrations.virtuous.errors import VirtuousError
 from sync.models import Alert, ImportRun, ReconciliationLog
-from sync.ops import imports as bulk
+from sync.ops.imports.files import ImportStopped
+from sync.ops.imports.signoff import import_run_signoff, signoff_csv_write
 from tenants.admin import ReadOnlyMixin, TenantFilter, TenantScopedAdminMixin, actor_for
 
 
@@ -42,11 +43,11 @@ class ImportRunAdmin(TenantScopedAdminMixin, ReadOnlyMixin, admin.ModelAdmin):
         stream = io.StringIO()
         for run in queryset.filter(kind=ImportRun.Kind.HISTORICAL_GIFTS).select_related("tenant"):
             try:
-                signoff = bulk.import_run_signoff(run=run, actor=actor_for(request), max_wait=0)
-            except (bulk.ImportStopped, VirtuousError) as exc:
+                signoff = import_run_signoff(run=run, actor=actor_for(request), max_wait=0)
+            except (ImportStopped, VirtuousError) as exc:
                 self.message_user(request, f"{run}: {exc}", messages.ERROR)
                 return None
-            bulk.signoff_csv_write(signoff, stream)
+            signoff_csv_write(signoff, stream)
         response = HttpResponse(stream.getvalue(), content_type="text/csv")
         response["Content-Disposition"] = 'attachment; filename="import-signoff.csv"'
         return response

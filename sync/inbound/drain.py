@@ -21,10 +21,12 @@ from integrations.common.mapping import MappingContext, event_map
 from integrations.models import InboundEvent
 from integrations.registry import provider_get
 from integrations.types import MalformedPayload, MappingError
+from integrations.virtuous.errors import ErrorClass
+from sync.claims import rows_claim
 from sync.inbound.apply import virtuous_change_apply
 from sync.models import Origin
 from sync.outbound.enqueue import outbound_enqueue
-from sync.outbound.retry import backoff_delay
+from sync.outbound.retry import Decision, RetryPolicy
 from sync.two_way.capture import partner_capture
 
 logger = logging.getLogger("giftline.sync.inbound")
@@ -33,22 +35,21 @@ LEASE_SECONDS = 120
 
 
 def inbound_claim(*, worker: str, limit: int) -> list[InboundEvent]:
-    """Claim pending events (SKIP LOCKED where available; the UPDATE is conditional everywhere)."""
+    """Claim pending events under a lease (``rows_claim``: SKIP LOCKED, conditional UPDATE)."""
     now = timezone.now()
-    with transaction.atomic():
-        ids = list(
-            InboundEvent.objects.select_for_update(skip_locked=True)
-            .filter(status=InboundEvent.Status.PENDING, next_attempt_at__lte=now)
-            .order_by("next_attempt_at", "id")
-            .values_list("id", flat=True)[:limit]
-        )
-        if not ids:
-            return []
-        InboundEvent.objects.filter(id__in=ids, status=InboundEvent.Status.PENDING).update(
-            status=InboundEvent.Status.PROCESSING,
-            lease_owner=worker,
-            lease_until=now + timedelta(seconds=LEASE_SECONDS),
-        )
+    ids = rows_claim(
+        InboundEvent.objects.filter(status=InboundEvent.Status.PENDING, next_attempt_at__lte=now),
+        order_by=("next_attempt_at", "id"),
+        limit=limit,
+        still={"status": InboundEvent.Status.PENDING},
+        claim={
+            "status": InboundEvent.Status.PROCESSING,
+            "lease_owner": worker,
+            "lease_until": now + timedelta(seconds=LEASE_SECONDS),
+        },
+    )
+    if not ids:
+        return []
     return list(
         InboundEvent.objects.select_related("connection__tenant")
         .filter(id__in=ids, lease_owner=worker, status=InboundEvent.Status.PROCESSING)
@@ -125,14 +126,16 @@ def _finish(event: InboundEvent, status: str, reason: str, result: dict | None =
 
 
 def _retry_later(event: InboundEvent, error: Exception) -> None:
+    """An unexpected failure is transient to the retry policy: back off, then keep it as failed."""
     attempts = event.attempts + 1
-    if attempts >= settings.INBOUND_MAX_ATTEMPTS:
+    verdict = RetryPolicy.inbound().decide(ErrorClass.TRANSIENT, attempts)
+    if verdict.decision != Decision.RETRY:
         _finish(event, InboundEvent.Status.FAILED, f"{type(error).__name__}: {error}")
         return
     InboundEvent.objects.filter(pk=event.pk).update(
         status=InboundEvent.Status.PENDING,
         attempts=attempts,
-        next_attempt_at=timezone.now() + timedelta(seconds=backoff_delay(attempts=attempts, base=5, cap=600)),
+        next_attempt_at=verdict.at,
         status_reason=f"{type(error).__name__}: {error}"[:500],
         lease_owner="",
         lease_until=None,

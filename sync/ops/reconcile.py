@@ -1,4 +1,5 @@
-"""Reconciliation (spec 4.6) and the two-way initial reconciliation (seed "Pattern B").
+"""The scheduled reconciler (spec 4.6); its report is ``reconcile_report``, Pattern B is
+``initial_reconciliation``.
 
 The reconciler runs four passes per tenant, each logged in the append-only ReconciliationLog:
 stuck transactions and needs-update suspects (through ``outbound_reconcile_submitted``), missed
@@ -10,25 +11,18 @@ use the reserve-keeping client: reconciliation never takes the live donations' s
 from __future__ import annotations
 
 import datetime as dt
-import math
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from decimal import Decimal
-from statistics import median
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Q
 from django.utils import timezone
 
-from integrations.common.parsing import to_datetime, to_decimal, to_int
+from integrations.common.parsing import to_datetime, to_decimal
 from integrations.models import Connection, InboundEvent
-from integrations.selectors import tenant_write_sources
 from integrations.services import inbound_event_record_polled
-from integrations.types import OutboundRequest, PolledRecord
-from integrations.virtuous import endpoints
+from integrations.types import PolledRecord
 from integrations.virtuous.client import VirtuousClient
 from integrations.virtuous.errors import BudgetExhausted, ErrorClass, VirtuousError
 from integrations.virtuous.records import contact_email, contact_primary_individual
@@ -36,20 +30,19 @@ from integrations.virtuous.services import virtuous_connection_get_or_create
 from sync.clients import virtuous_client
 from sync.inbound.drain import inbound_event_process
 from sync.models import (
-    DeadLetter,
     ImportRun,
     Operation,
-    Origin,
     OutboundItem,
     ReconciliationLog,
     SyncCheckpoint,
     SyncRecord,
 )
 from sync.outbound.confirm import outbound_reconcile_submitted
-from sync.outbound.enqueue import outbound_enqueue_many
+from sync.outbound.retry import budget_wait
 from tenants.models import Tenant
 
 Category = ReconciliationLog.Category
+T = TypeVar("T")
 MISSED_WEBHOOK_FIRST_LOOKBACK = dt.timedelta(days=2)
 # Overlap re-read on each pass: "Is After" is strict and clocks differ; the handler is idempotent.
 MISSED_WEBHOOK_OVERLAP = dt.timedelta(minutes=5)
@@ -62,7 +55,7 @@ class ReconcileStopped(Exception):
     """The bulk share of the budget is spent (or Virtuous is failing); the pass resumes later."""
 
 
-def _log(
+def reconciliation_log(
     tenant: Tenant, category: str, resolution: str, *, run: ImportRun | None = None, **fields: Any
 ) -> None:
     ReconciliationLog.objects.create(
@@ -70,16 +63,12 @@ def _log(
     )
 
 
-def _budgeted(call: Callable[[], Any], max_wait: float) -> Any:
-    waited = 0.0
-    while True:
-        try:
-            return call()
-        except BudgetExhausted as exc:
-            if waited + exc.retry_in > max_wait:
-                raise ReconcileStopped("the rate budget for background work is spent") from exc
-            time.sleep(exc.retry_in)
-            waited += exc.retry_in
+def budgeted(call: Callable[[], T], max_wait: float) -> T:
+    """``call()`` within the bulk budget (``budget_wait``); a spent budget stops the pass."""
+    try:
+        return budget_wait(call, max_wait=max_wait)
+    except BudgetExhausted as exc:
+        raise ReconcileStopped("the rate budget for background work is spent") from exc
 
 
 # --- the scheduled reconciler -------------------------------------------------------------
@@ -138,9 +127,11 @@ def reconcile_stuck(*, tenant: Tenant, client: VirtuousClient) -> dict[str, int]
             "details": {"item": str(item.public_id), "submitted_at": candidates[item.pk]},
         }
         if item.state == OutboundItem.State.CONFIRMED:
-            _log(tenant, Category.STUCK, "confirmed: recovered by reconciliation", **common)
+            reconciliation_log(tenant, Category.STUCK, "confirmed: recovered by reconciliation", **common)
         elif item.state == OutboundItem.State.NEEDS_REVIEW:
-            _log(tenant, Category.NEEDS_UPDATE, "needs_review: surfaced to the customer", **common)
+            reconciliation_log(
+                tenant, Category.NEEDS_UPDATE, "needs_review: surfaced to the customer", **common
+            )
     return counts
 
 
@@ -171,7 +162,7 @@ def reconcile_missed_webhooks(
         ) - MISSED_WEBHOOK_OVERLAP
         newest = checkpoint.last_processed_timestamp
         records = client.iter_modified_since(resource, since)
-        for n, record in enumerate(_budgeted_iter(records, max_wait), start=1):
+        for n, record in enumerate(__budgeted_iter(records, max_wait), start=1):
             counts["seen"] += 1
             modified = to_datetime(record.get("modifiedDateTimeUtc"))
             if modified and (newest is None or modified > newest):
@@ -184,7 +175,7 @@ def reconcile_missed_webhooks(
                 result = _apply_polled(event)
                 if result.get("confirmed"):
                     counts["confirmed"] += 1
-                    _log(
+                    reconciliation_log(
                         tenant,
                         Category.MISSED_WEBHOOK,
                         "confirmed through the inbound handler",
@@ -250,10 +241,10 @@ def _apply_polled(event: InboundEvent) -> dict:
     return InboundEvent.objects.values_list("result", flat=True).get(pk=event.pk) or {}
 
 
-def _budgeted_iter(records: Iterator[dict], max_wait: float) -> Iterator[dict]:
+def __budgeted_iter(records: Iterator[dict], max_wait: float) -> Iterator[dict]:
     while True:
         try:
-            record = _budgeted(lambda: next(records), max_wait)
+            record = budgeted(lambda: next(records), max_wait)
         except StopIteration:
             return
         yield record
@@ -290,12 +281,12 @@ def reconcile_drift(
             continue
         try:
             if record.resource_type == SyncRecord.ResourceType.GIFT:
-                theirs = _budgeted(
+                theirs = budgeted(
                     lambda r=record: client.gift_get_by_transaction(r.partner_source, r.partner_id), max_wait
                 )
                 differences = gift_differences(written, theirs)
             else:
-                theirs = _budgeted(
+                theirs = budgeted(
                     lambda r=record: client.contact_get_by_reference(r.partner_source, r.partner_id), max_wait
                 )
                 differences = contact_differences(written, theirs)
@@ -326,7 +317,7 @@ def reconcile_drift(
 
 
 def _log_drift(tenant: Tenant, record: SyncRecord, resolution: str, differences: dict) -> None:
-    _log(
+    reconciliation_log(
         tenant,
         Category.DRIFT,
         resolution,
@@ -408,274 +399,3 @@ def contact_differences(ours: dict, theirs: dict) -> dict[str, list]:
         if mine and mine.lower() != str(value or "").strip().lower():
             differences[name] = [mine, value]
     return differences
-
-
-# --- the per-tenant report ----------------------------------------------------------------
-
-
-def reconcile_report(*, tenant: Tenant, days: int = 7) -> dict[str, Any]:
-    """Pending, submitted > 24 h, needs review, failed, conflicts, latency and recoveries."""
-    now = timezone.now()
-    since = now - dt.timedelta(days=days)
-    states = dict(
-        OutboundItem.objects.filter(tenant=tenant)
-        .values_list("state")
-        .annotate(n=Count("pk"))
-        .values_list("state", "n")
-    )
-    stale = now - dt.timedelta(hours=settings.OUTBOUND_CONFIRM_LOOKUP_HOURS)
-    latencies = sorted(
-        (confirmed - submitted).total_seconds()
-        for submitted, confirmed in OutboundItem.objects.filter(
-            tenant=tenant,
-            state=OutboundItem.State.CONFIRMED,
-            confirmed_at__gte=since,
-            submitted_at__isnull=False,
-        )
-        .order_by("-confirmed_at")
-        .values_list("submitted_at", "confirmed_at")[:5000]
-    )
-    return {
-        "tenant": tenant.slug,
-        "pending": states.get(OutboundItem.State.PENDING, 0) + states.get(OutboundItem.State.IN_FLIGHT, 0),
-        "submitted_over_24h": OutboundItem.objects.filter(
-            tenant=tenant, state=OutboundItem.State.SUBMITTED, submitted_at__lt=stale
-        ).count(),
-        "needs_review": states.get(OutboundItem.State.NEEDS_REVIEW, 0),
-        "failed": DeadLetter.objects.filter(tenant=tenant, resolution=DeadLetter.Resolution.OPEN).count(),
-        "conflicts": SyncRecord.objects.filter(
-            tenant=tenant, sync_state=SyncRecord.SyncState.CONFLICT
-        ).count(),
-        "latency_median_s": round(median(latencies), 1) if latencies else None,
-        "latency_p95_s": round(latencies[min(len(latencies) - 1, math.ceil(0.95 * len(latencies)) - 1)], 1)
-        if latencies
-        else None,
-        "recovered": ReconciliationLog.objects.filter(
-            tenant=tenant, category__in=[Category.STUCK, Category.MISSED_WEBHOOK], created_at__gte=since
-        ).count(),
-        "window_days": days,
-    }
-
-
-# --- Pattern B: the two-way initial reconciliation ----------------------------------------
-
-
-@dataclass
-class _Partner:
-    """Partner-side contacts, from the contact transactions we hold (the latest one per record)."""
-
-    by_key: dict[tuple[str, str], tuple[int, str, str]] = field(
-        default_factory=dict
-    )  # key → (item pk, state, email)
-    by_email: dict[str, tuple[str, str]] = field(default_factory=dict)
-
-
-def _partner_contacts(tenant: Tenant) -> _Partner:
-    partner = _Partner()
-    items = (
-        OutboundItem.objects.filter(tenant=tenant, operation=Operation.CONTACT_TRANSACTION)
-        .order_by("pk")
-        .values_list("pk", "external_source", "external_id", "state", "payload__email")
-    )
-    for pk, source, external_id, state, email in items.iterator(chunk_size=2000):
-        email = str(email or "").strip().lower()
-        partner.by_key[(source, external_id)] = (pk, state, email)
-        if email:
-            partner.by_email.setdefault(email, (source, external_id))
-    return partner
-
-
-def initial_reconciliation_estimate(*, tenant: Tenant, client: VirtuousClient) -> dict[str, Any]:
-    """Requests and hours this tenant's bulk budget needs: contact pages plus partner-only submissions."""
-    total = client.contact_query([], take=1, full=False, include_archived=True)["total"]
-    pages = max(1, math.ceil(total / endpoints.MAX_TAKE))
-    partner = OutboundItem.objects.filter(tenant=tenant, operation=Operation.CONTACT_TRANSACTION).count()
-    submissions = math.ceil(partner / max(tenant.batch_size, 1)) if tenant.batching_enabled else partner
-    hourly = tenant.usable_hourly_budget * (100 - min(tenant.bulk_reserve_percent, 99)) / 100
-    requests = pages + submissions
-    return {
-        "virtuous_contacts": total,
-        "partner_contacts": partner,
-        "requests": requests,
-        "bulk_requests_per_hour": int(hourly),
-        "hours": round(requests / hourly, 2) if hourly else None,
-    }
-
-
-def initial_reconciliation_run(
-    *,
-    run: ImportRun,
-    client: VirtuousClient,
-    virtuous_only: str = "external_only",
-    max_wait: float = 60.0,
-    on_progress: Callable[[int], None] | None = None,
-) -> ImportRun:
-    """Page every Virtuous contact after the run's last contact id and cross-match it; then settle
-    the partner-only records. Matched pairs become ``in_sync`` baselines; every decision is logged.
-
-    Resumable: the position (last Virtuous contact id) and counters commit with each page.
-    """
-    if virtuous_only not in ("external_only", "create"):
-        raise ValueError("virtuous_only must be 'external_only' or 'create'.")
-    tenant = run.tenant
-    ours = tenant_write_sources(tenant=tenant)
-    partner = _partner_contacts(tenant)
-    run.phase = ImportRun.Phase.MATCHING
-    run.save(update_fields=["phase", "updated_at"])
-    while True:
-        conditions = [
-            {
-                "parameter": endpoints.QUERY_ID_PARAMETER["contact"],
-                "operator": endpoints.QUERY_GREATER_THAN,
-                "value": str(run.last_row_committed),
-            }
-        ]
-        try:
-            page = _budgeted(
-                lambda c=conditions: client.contact_query(
-                    [{"conditions": c}], sort_by=endpoints.QUERY_SORT_BY_ID, include_archived=True
-                ),
-                max_wait,
-            )
-        except ReconcileStopped:
-            run.phase = ImportRun.Phase.PAUSED
-            run.note = "Paused: the bulk rate budget is spent; run the command again to resume."
-            run.save(update_fields=["phase", "note", "updated_at"])
-            raise
-        contacts = page["list"]
-        with transaction.atomic():
-            counters = dict(run.counters)
-            for contact in contacts:
-                outcome = _match_contact(run, contact, ours, partner, virtuous_only)
-                counters[outcome] = counters.get(outcome, 0) + 1
-            if contacts:
-                run.last_row_committed = max(to_int(c.get("id")) or 0 for c in contacts)
-            run.counters = counters
-            run.save(update_fields=["counters", "last_row_committed", "updated_at"])
-        if on_progress:
-            on_progress(sum(v for k, v in run.counters.items() if k.startswith(("matched", "virtuous_only"))))
-        if len(contacts) < endpoints.MAX_TAKE:
-            break
-    _partner_only(run, partner)
-    run.phase = ImportRun.Phase.COMPLETED
-    run.finished_at = timezone.now()
-    run.note = ""
-    run.save(update_fields=["phase", "finished_at", "note", "updated_at"])
-    return run
-
-
-def _match_contact(
-    run: ImportRun, contact: dict, ours: set[str], partner: _Partner, virtuous_only: str
-) -> str:
-    tenant = run.tenant
-    virtuous_id = str(contact.get("id", ""))
-    if contact.get("mergedIntoContactId"):
-        return "skipped_merged"
-    references = [
-        (str(r.get("source")), str(r.get("id")))
-        for r in contact.get("contactReferences") or []
-        if r.get("source") in ours and r.get("id")
-    ]
-    if references:
-        for source, partner_id in references:
-            _baseline(run, source, partner_id, virtuous_id)
-            _log(
-                tenant,
-                Category.MATCHED_BY_REFERENCE,
-                "in_sync baseline",
-                run=run,
-                resource_type="contact",
-                partner_source=source,
-                partner_id=partner_id,
-                virtuous_id=virtuous_id,
-            )
-        return "matched_by_reference"
-    email = contact_email(contact)
-    key = partner.by_email.get(email) if email else None
-    if key is not None:
-        _baseline(run, key[0], key[1], virtuous_id)
-        _log(
-            tenant,
-            Category.MATCHED_BY_EMAIL,
-            "in_sync baseline (reference added by the next contact transaction)",
-            run=run,
-            resource_type="contact",
-            partner_source=key[0],
-            partner_id=key[1],
-            virtuous_id=virtuous_id,
-            details={"email": email},
-        )
-        return "matched_by_email"
-    resolution = "create partner-side (requested)" if virtuous_only == "create" else "external-only"
-    _log(
-        tenant,
-        Category.VIRTUOUS_ONLY,
-        resolution,
-        run=run,
-        resource_type="contact",
-        virtuous_id=virtuous_id,
-        details={"name": contact.get("name", ""), "policy": virtuous_only},
-    )
-    return "virtuous_only"
-
-
-def _baseline(run: ImportRun, source: str, partner_id: str, virtuous_id: str) -> None:
-    now = timezone.now()
-    SyncRecord.objects.update_or_create(
-        tenant=run.tenant,
-        resource_type=SyncRecord.ResourceType.CONTACT,
-        partner_source=source,
-        partner_id=partner_id,
-        defaults={
-            "virtuous_id": virtuous_id,
-            "status": SyncRecord.Status.CONFIRMED,
-            "sync_state": SyncRecord.SyncState.IN_SYNC,
-            "last_synced_at": now,
-        },
-    )
-
-
-def _partner_only(run: ImportRun, partner: _Partner) -> None:
-    """Partner contacts no Virtuous contact matched in this run get a contact transaction (bulk)."""
-    tenant = run.tenant
-    matched = set(
-        SyncRecord.objects.filter(
-            tenant=tenant, resource_type=SyncRecord.ResourceType.CONTACT, last_synced_at__gte=run.started_at
-        ).values_list("partner_source", "partner_id")
-    )
-    on_the_way = {OutboundItem.State.PENDING, OutboundItem.State.IN_FLIGHT, OutboundItem.State.SUBMITTED}
-    requests: list[OutboundRequest] = []
-    counters = dict(run.counters)
-    for (source, partner_id), (pk, state, _email) in partner.by_key.items():
-        if (source, partner_id) in matched:
-            continue
-        counters["partner_only"] = counters.get("partner_only", 0) + 1
-        if state in on_the_way:
-            resolution = "already on its way to Virtuous"
-        else:
-            payload = OutboundItem.objects.values_list("payload", flat=True).get(pk=pk)
-            requests.append(
-                OutboundRequest(
-                    Operation.CONTACT_TRANSACTION,
-                    source,
-                    partner_id,
-                    payload,
-                    idempotency_key=f"{Operation.CONTACT_TRANSACTION}:{source}:{partner_id}:initial-{run.public_id}",
-                )
-            )
-            resolution = "contact transaction submitted"
-        _log(
-            tenant,
-            Category.PARTNER_ONLY,
-            resolution,
-            run=run,
-            resource_type="contact",
-            partner_source=source,
-            partner_id=partner_id,
-        )
-    for start in range(0, len(requests), 1000):
-        counters["partner_only_submitted"] = counters.get(
-            "partner_only_submitted", 0
-        ) + outbound_enqueue_many(tenant=tenant, requests=requests[start : start + 1000], origin=Origin.BULK)
-    run.counters = counters
-    run.save(update_fields=["counters", "updated_at"])

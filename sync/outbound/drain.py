@@ -4,15 +4,14 @@ One drain works one tenant: it reclaims expired leases, claims due items under a
 LOCKED on PostgreSQL; a conditional UPDATE everywhere), spends the tenant's token bucket through
 the client, batches gifts and contacts when the tenant allows it, splits a batch that fails as a
 whole so one bad item cannot poison the rest, and records every call as an Attempt. Retry state
-is ours: transient errors back off with full jitter up to the tenant's max attempts, a 429 pauses
-the tenant's calls without spending attempts, a 401 pauses the tenant, permanent errors and
-exhausted retries become dead letters.
+is ours and ``sync.outbound.retry.RetryPolicy`` decides it: transient errors back off with full
+jitter up to the tenant's max attempts, a 429 stops the tenant's calls without spending attempts,
+a 401 pauses the tenant and alerts, permanent errors and exhausted retries become dead letters.
 """
 
 from __future__ import annotations
 
 import logging
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -28,41 +27,42 @@ from django.utils import timezone
 
 from integrations.virtuous.client import CallRecord, VirtuousClient
 from integrations.virtuous.errors import BudgetExhausted, ErrorClass, VirtuousError
+from sync.claims import rows_claim
 from sync.clients import tenant_needs_attention, virtuous_client
 from sync.models import (
     PRIORITY_BULK,
     Attempt,
     AttemptItem,
-    DeadLetter,
     Direction,
     Operation,
     OutboundItem,
     SyncRecord,
     TenantQueue,
 )
-from sync.ops import alerts
-from sync.outbound.enqueue import RESOURCE_FOR_OPERATION
-from sync.outbound.retry import next_attempt_time
+from sync.outbound.faults import fault_point
+from sync.outbound.retry import Decision, RetryPolicy, budget_wait
+from sync.outbound.transitions import (
+    DrainCounts,
+    items_dead_letter,
+    items_done,
+    items_release,
+    items_retry,
+    sync_records_set,
+)
 from tenants.models import Tenant
 
 logger = logging.getLogger("giftline.sync.submit")
 
 BATCHABLE = {Operation.GIFT_TRANSACTION, Operation.CONTACT_TRANSACTION}
-# Context-dependent statuses on a write (404 indexing lag, 409 concurrent change) get a few tries only.
-CONTEXT_DEPENDENT_MAX_ATTEMPTS = 5
 
 ClientFactory = Callable[..., VirtuousClient]
 
 
 @dataclass
-class DrainResult:
+class DrainResult(DrainCounts):
     submitted: int = 0
-    retried: int = 0
-    dead: int = 0
     deferred: int = 0
-    released: int = 0
     calls: int = 0
-    stopped: str = ""
 
 
 class _Stop(Exception):
@@ -155,7 +155,7 @@ def outbound_drain(
                     )
             except _Stop as stop:
                 held = [i for g in [group, *queue] for i in g]
-                result.released += _release(held, worker=worker, retry_in=stop.retry_in)
+                result.released += items_release(held, worker=worker, retry_in=stop.retry_in)
                 result.stopped = stop.reason
                 break
         else:
@@ -171,18 +171,6 @@ def outbound_drain(
     return result
 
 
-def fault_point(name: str) -> None:
-    """Test-only crash point: when ``settings.GIFTLINE_FAULT_POINT`` names this point, say so on
-    stderr and block forever, so tests/reliability can SIGKILL the worker exactly here. A no-op
-    otherwise (the setting is empty unless a test sets it)."""
-    if name != settings.GIFTLINE_FAULT_POINT:
-        return
-    sys.stderr.write(f"fault point {name} reached\n")
-    sys.stderr.flush()
-    while True:
-        time.sleep(3600)
-
-
 def _claim_size(tenant: Tenant) -> int:
     return max(1, tenant.batch_size) if tenant.batching_enabled else settings.OUTBOUND_UNBATCHED_CLAIM
 
@@ -190,41 +178,38 @@ def _claim_size(tenant: Tenant) -> int:
 def outbound_claim(
     *, tenant: Tenant, worker: str, limit: int, direction: str = Direction.OUTBOUND
 ) -> list[OutboundItem]:
-    """Claim up to ``limit`` due items of one tenant, live before bulk, under a lease.
-
-    On PostgreSQL the candidate rows are locked with SKIP LOCKED so concurrent drains never wait
-    on or take each other's rows; the UPDATE is conditional on the state everywhere, so even
-    without row locks (SQLite) an item is claimed by exactly one worker.
-    """
+    """Claim up to ``limit`` due items of one tenant, live before bulk, under a lease (``rows_claim``)."""
     now = timezone.now()
-    lease_until = now + timedelta(seconds=settings.OUTBOUND_LEASE_SECONDS)
-    with transaction.atomic():
-        ids = list(
-            OutboundItem.objects.select_for_update(skip_locked=True)
-            .filter(
-                tenant=tenant, direction=direction, state=OutboundItem.State.PENDING, next_attempt_at__lte=now
-            )
-            .order_by("priority", "next_attempt_at", "id")
-            .values_list("id", flat=True)[:limit]
-        )
-        if not ids:
-            return []
-        OutboundItem.objects.filter(id__in=ids, state=OutboundItem.State.PENDING).update(
-            state=OutboundItem.State.IN_FLIGHT,
-            lease_owner=worker,
-            lease_expires_at=lease_until,
-            updated_at=now,
-        )
+    order = ("priority", "next_attempt_at", "id")
+    ids = rows_claim(
+        OutboundItem.objects.filter(
+            tenant=tenant, direction=direction, state=OutboundItem.State.PENDING, next_attempt_at__lte=now
+        ),
+        order_by=order,
+        limit=limit,
+        still={"state": OutboundItem.State.PENDING},
+        claim={
+            "state": OutboundItem.State.IN_FLIGHT,
+            "lease_owner": worker,
+            "lease_expires_at": now + timedelta(seconds=settings.OUTBOUND_LEASE_SECONDS),
+            "updated_at": now,
+        },
+    )
+    if not ids:
+        return []
     claimed = list(
         OutboundItem.objects.filter(
             id__in=ids, lease_owner=worker, state=OutboundItem.State.IN_FLIGHT
-        ).order_by("priority", "next_attempt_at", "id")
+        ).order_by(*order)
     )
     exhausted = [i for i in claimed if i.attempts >= tenant.retry_max_attempts]
     for item in exhausted:
         # Reclaimed after crashes until its attempts ran out: never retried forever.
-        _dead_letter(
-            tenant, [item], error=None, message="Attempts exhausted (worker lost the item repeatedly)"
+        items_dead_letter(
+            tenant,
+            [item],
+            message="Attempts exhausted (worker lost the item repeatedly)",
+            spend_attempt=False,
         )
     return [i for i in claimed if i not in exhausted]
 
@@ -285,22 +270,17 @@ def _send_group(
     bulk = group[0].priority >= PRIORITY_BULK
     client = client_for(bulk)
     recorder.operation, recorder.items = group[0].operation, group
-    while True:
-        try:
-            virtuous_ids = _call(client, group)
-            break
-        except BudgetExhausted as exc:
-            if exc.retry_in <= max_budget_wait and time.monotonic() + exc.retry_in < deadline:
-                time.sleep(exc.retry_in)
-                continue
-            raise _Stop("budget", exc.retry_in) from exc
-        except _Deferred as exc:
-            _defer(tenant, group[0], exc.reason, result)
-            return
-        except VirtuousError as exc:
-            result.calls += 1
-            _handle_error(tenant=tenant, group=group, queue=queue, exc=exc, result=result)
-            return
+    try:
+        virtuous_ids = budget_wait(lambda: _call(client, group), max_wait=max_budget_wait, deadline=deadline)
+    except BudgetExhausted as exc:
+        raise _Stop("budget", exc.retry_in) from exc
+    except _Deferred as exc:
+        _defer(tenant, group[0], exc.reason, result)
+        return
+    except VirtuousError as exc:
+        result.calls += 1
+        _handle_error(tenant=tenant, group=group, queue=queue, exc=exc, result=result)
+        return
     fault_point("after_2xx")
     result.calls += 1
     result.submitted += _mark_submitted(tenant, group, worker=worker, virtuous_ids=virtuous_ids)
@@ -424,40 +404,45 @@ def _handle_error(
     exc: VirtuousError,
     result: DrainResult,
 ) -> None:
-    cls = exc.error_class
-    if cls == ErrorClass.RATE_LIMITED:
-        raise _Stop("rate_limited", exc.retry_after or 60.0) from exc
-    if cls == ErrorClass.NEEDS_ATTENTION:
-        _needs_attention(tenant, exc)
-        raise _Stop("paused", 0.0) from exc
-    if cls == ErrorClass.PERMANENT and len(group) > 1:
+    if exc.error_class == ErrorClass.PERMANENT and len(group) > 1:
         # The batch failed as a whole: halve it until the bad item stands alone.
         middle = len(group) // 2
         queue[0:0] = [group[:middle], group[middle:]]
         return
-    if cls == ErrorClass.PERMANENT:
-        result.dead += _dead_letter(tenant, group, error=exc, message=exc.message)
-        return
-    cap = tenant.retry_max_attempts
-    if cls in (ErrorClass.NOT_FOUND, ErrorClass.CONFLICT):
-        cap = min(cap, CONTEXT_DEPENDENT_MAX_ATTEMPTS)
-    exhausted = [i for i in group if i.attempts + 1 >= cap]
-    retry = [i for i in group if i not in exhausted]
-    if exhausted:
-        result.dead += _dead_letter(tenant, exhausted, error=exc, message=f"Retries exhausted: {exc.message}")
-    for item in retry:
-        OutboundItem.objects.filter(pk=item.pk, state=OutboundItem.State.IN_FLIGHT).update(
-            state=OutboundItem.State.PENDING,
-            attempts=F("attempts") + 1,
-            next_attempt_at=next_attempt_time(tenant=tenant, attempts=item.attempts + 1),
-            lease_owner="",
-            lease_expires_at=None,
-            last_status_code=exc.status_code,
-            last_error_class=cls,
-            last_error=exc.message[:2000],
-            updated_at=timezone.now(),
+    now = timezone.now()
+    policy = RetryPolicy.for_tenant(tenant)
+    verdicts = [
+        (item, policy.decide(exc.error_class, item.attempts + 1, retry_after=exc.retry_after, now=now))
+        for item in group
+    ]
+    stop = verdicts[0][1]
+    if stop.decision == Decision.STOP:
+        if stop.at is None:  # 401: the tenant is paused and alerted
+            _needs_attention(tenant, exc)
+            raise _Stop("paused", 0.0) from exc
+        raise _Stop("rate_limited", (stop.at - now).total_seconds()) from exc
+    dead = [(item, v) for item, v in verdicts if v.decision == Decision.DEAD_LETTER]
+    if dead:
+        exhausted = dead[0][1].exhausted
+        result.dead += items_dead_letter(
+            tenant,
+            [item for item, _ in dead],
+            message=f"Retries exhausted: {exc.message}" if exhausted else exc.message,
+            spend_attempt=True,
+            status_code=exc.status_code,
+            error_class=exc.error_class,
+            details=exc.details,
         )
-    result.retried += len(retry)
+    for item, verdict in verdicts:
+        if verdict.decision == Decision.RETRY:
+            items_retry(
+                [item],
+                at=verdict.at,
+                message=exc.message,
+                status_code=exc.status_code,
+                error_class=exc.error_class,
+            )
+            result.retried += 1
 
 
 def _mark_submitted(
@@ -465,23 +450,11 @@ def _mark_submitted(
 ) -> int:
     now = timezone.now()
     with transaction.atomic():
-        count = OutboundItem.objects.filter(
-            pk__in=[i.pk for i in group], state=OutboundItem.State.IN_FLIGHT, lease_owner=worker
-        ).update(
-            state=OutboundItem.State.SUBMITTED,
-            submitted_at=now,
-            attempts=F("attempts") + 1,
-            lease_owner="",
-            lease_expires_at=None,
-            last_status_code=200,
-            last_error_class="",
-            last_error="",
-            updated_at=now,
-        )
+        count = items_done(group, state=OutboundItem.State.SUBMITTED, worker=worker)
         for pk, virtuous_id in virtuous_ids.items():
             if virtuous_id:
                 OutboundItem.objects.filter(pk=pk).update(virtuous_id=virtuous_id)
-        _sync_records_set(tenant, group, status=SyncRecord.Status.SUBMITTED, last_synced_at=now)
+        sync_records_set(tenant, group, status=SyncRecord.Status.SUBMITTED, last_synced_at=now)
     return count
 
 
@@ -489,7 +462,9 @@ def _defer(tenant: Tenant, item: OutboundItem, reason: str, result: DrainResult)
     """Wait for the record this write depends on; give up (dead letter) after the defer window."""
     now = timezone.now()
     if item.created_at < now - timedelta(hours=settings.OUTBOUND_DEFER_MAX_HOURS):
-        result.dead += _dead_letter(tenant, [item], error=None, message=f"Gave up waiting: {reason}")
+        result.dead += items_dead_letter(
+            tenant, [item], message=f"Gave up waiting: {reason}", spend_attempt=False
+        )
         return
     OutboundItem.objects.filter(pk=item.pk, state=OutboundItem.State.IN_FLIGHT).update(
         state=OutboundItem.State.PENDING,
@@ -504,78 +479,9 @@ def _defer(tenant: Tenant, item: OutboundItem, reason: str, result: DrainResult)
     result.deferred += 1
 
 
-def _release(items: list[OutboundItem], *, worker: str, retry_in: float) -> int:
-    """Hand claimed, unsent items back without spending an attempt (budget, 429, pause)."""
-    if not items:
-        return 0
-    now = timezone.now()
-    return OutboundItem.objects.filter(
-        pk__in=[i.pk for i in items], state=OutboundItem.State.IN_FLIGHT, lease_owner=worker
-    ).update(
-        state=OutboundItem.State.PENDING,
-        next_attempt_at=now + timedelta(seconds=retry_in),
-        lease_owner="",
-        lease_expires_at=None,
-        updated_at=now,
-    )
-
-
-def _dead_letter(
-    tenant: Tenant, items: list[OutboundItem], *, error: VirtuousError | None, message: str
-) -> int:
-    now = timezone.now()
-    with transaction.atomic():
-        for item in items:
-            moved = OutboundItem.objects.filter(pk=item.pk, state=OutboundItem.State.IN_FLIGHT).update(
-                state=OutboundItem.State.DEAD,
-                attempts=F("attempts") + (1 if error else 0),
-                lease_owner="",
-                lease_expires_at=None,
-                last_status_code=error.status_code if error else None,
-                last_error_class=error.error_class if error else "",
-                last_error=message[:2000],
-                updated_at=now,
-            )
-            if not moved:
-                continue
-            item.refresh_from_db(fields=["attempts", "payload"])
-            DeadLetter.objects.create(
-                tenant=tenant,
-                item=item,
-                operation_type=item.operation,
-                original_payload=item.payload,
-                status_code=error.status_code if error else None,
-                error_class=error.error_class if error else "",
-                attempt_count=item.attempts,
-                last_error=message[:2000],
-                error_details=error.details if error else [],
-            )
-        _sync_records_set(tenant, items, status=SyncRecord.Status.FAILED)
-        alerts.alert_raise(
-            tenant=tenant,
-            kind="dead_letter",
-            subject=f"{tenant.name}: {len(items)} item(s) moved to dead letters",
-            body=f"Last error: {message[:500]}\nReview them in the admin under Dead letters.",
-        )
-    return len(items)
-
-
 def _needs_attention(tenant: Tenant, exc: VirtuousError) -> str:
     tenant_needs_attention(tenant=tenant, error=exc)
     return "paused"
-
-
-def _sync_records_set(tenant: Tenant, items: list[OutboundItem], **fields: Any) -> None:
-    by_type: dict[str, dict[str, list[str]]] = {}
-    for item in items:
-        resource = RESOURCE_FOR_OPERATION.get(item.operation)
-        if resource:
-            by_type.setdefault(resource, {}).setdefault(item.external_source, []).append(item.external_id)
-    for resource, sources in by_type.items():
-        for source, ids in sources.items():
-            SyncRecord.objects.filter(
-                tenant=tenant, resource_type=resource, partner_source=source, partner_id__in=ids
-            ).update(**fields, updated_at=timezone.now())
 
 
 def tenant_queue_next_wake(*, tenant: Tenant) -> None:

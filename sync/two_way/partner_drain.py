@@ -15,14 +15,21 @@ import uuid
 from dataclasses import dataclass
 
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
 from integrations.common.partners import PartnerThrottled, PartnerWriteError
 from integrations.models import Connection
+from integrations.virtuous.errors import ErrorClass
 from sync.models import Direction, OutboundItem, SyncRecord
-from sync.outbound.drain import _dead_letter, _release, outbound_claim, outbound_reclaim_expired
-from sync.outbound.retry import next_attempt_time
+from sync.outbound.drain import outbound_claim, outbound_reclaim_expired
+from sync.outbound.retry import Decision, RetryPolicy
+from sync.outbound.transitions import (
+    DrainCounts,
+    items_dead_letter,
+    items_done,
+    items_release,
+    items_retry,
+)
 from sync.two_way import state as two_way
 from tenants.models import Tenant
 
@@ -32,12 +39,8 @@ CLAIM = 25
 
 
 @dataclass
-class PartnerDrainResult:
+class PartnerDrainResult(DrainCounts):
     written: int = 0
-    retried: int = 0
-    dead: int = 0
-    released: int = 0
-    stopped: str = ""
 
 
 def partner_drain(*, tenant: Tenant, worker: str | None = None, limit: int = CLAIM) -> PartnerDrainResult:
@@ -50,20 +53,22 @@ def partner_drain(*, tenant: Tenant, worker: str | None = None, limit: int = CLA
         result.stopped = "paused"
         return result
     claimed = outbound_claim(tenant=tenant, worker=worker, limit=limit, direction=Direction.INBOUND)
+    policy = RetryPolicy.for_tenant(tenant)
     for n, item in enumerate(claimed):
         try:
             _write_one(tenant, item)
         except PartnerThrottled as exc:
-            result.released += _release(claimed[n:], worker=worker, retry_in=exc.retry_in)
+            result.released += items_release(claimed[n:], worker=worker, retry_in=exc.retry_in)
             result.stopped = "throttled"
             return result
         except PartnerWriteError as exc:
-            if exc.retryable and item.attempts + 1 < tenant.retry_max_attempts:
-                _retry(tenant, item, str(exc))
+            error_class = ErrorClass.TRANSIENT if exc.retryable else ErrorClass.PERMANENT
+            verdict = policy.decide(error_class, item.attempts + 1)
+            if verdict.decision == Decision.RETRY:
+                items_retry([item], at=verdict.at, message=str(exc))
                 result.retried += 1
             else:
-                OutboundItem.objects.filter(pk=item.pk).update(attempts=F("attempts") + 1)
-                result.dead += _dead_letter(tenant, [item], error=None, message=str(exc))
+                result.dead += items_dead_letter(tenant, [item], message=str(exc), spend_attempt=True)
             continue
         result.written += 1
     result.stopped = "empty" if len(claimed) < limit else "limit"
@@ -89,18 +94,7 @@ def _write_one(tenant: Tenant, item: OutboundItem) -> None:
     side.writer(connection, item.external_id, changes)
     now = timezone.now()
     with transaction.atomic():
-        OutboundItem.objects.filter(pk=item.pk, state=OutboundItem.State.IN_FLIGHT).update(
-            state=OutboundItem.State.CONFIRMED,
-            attempts=F("attempts") + 1,
-            submitted_at=now,
-            confirmed_at=now,
-            lease_owner="",
-            lease_expires_at=None,
-            last_status_code=200,
-            last_error="",
-            last_error_class="",
-            updated_at=now,
-        )
+        items_done([item], state=OutboundItem.State.CONFIRMED, confirmed_at=now)
         row = (
             SyncRecord.objects.select_for_update()
             .filter(
@@ -116,18 +110,6 @@ def _write_one(tenant: Tenant, item: OutboundItem) -> None:
             SyncRecord.objects.filter(pk=row.pk).update(
                 partner_snapshot=two_way.snapshot_after_write(before, changes), updated_at=now
             )
-
-
-def _retry(tenant: Tenant, item: OutboundItem, message: str) -> None:
-    OutboundItem.objects.filter(pk=item.pk, state=OutboundItem.State.IN_FLIGHT).update(
-        state=OutboundItem.State.PENDING,
-        attempts=F("attempts") + 1,
-        next_attempt_at=next_attempt_time(tenant=tenant, attempts=item.attempts + 1),
-        lease_owner="",
-        lease_expires_at=None,
-        last_error=message[:2000],
-        updated_at=timezone.now(),
-    )
 
 
 def sync_records_cooldown_expire(*, now=None) -> int:

@@ -13,8 +13,8 @@ from integrations.sandbox.models import SandboxGift
 from integrations.sandbox.services import sandbox_batch_run, sandbox_contact_create, sandbox_contact_edit
 from integrations.types import Operation, OutboundRequest
 from sync.models import ImportRun, Origin, OutboundItem, ReconciliationLog, SyncCheckpoint, SyncRecord
-from sync.ops import imports as bulk
-from sync.ops import reconcile
+from sync.ops import reconcile, reconcile_report
+from sync.ops.imports.signoff import import_signoff
 from sync.outbound.drain import outbound_drain
 from sync.outbound.enqueue import outbound_enqueue
 from tenants.models import Tenant
@@ -107,7 +107,7 @@ def test_stuck_gift_is_recovered_and_a_long_missing_one_is_surfaced(world):
     # and the outsider's item was not touched
     assert OutboundItem.objects.get(tenant=bravo, external_id="g-1").state == "submitted"
     assert not ReconciliationLog.objects.filter(tenant=bravo).exists()
-    report = reconcile.reconcile_report(tenant=alpha)
+    report = reconcile_report.reconcile_report(tenant=alpha)
     assert (report["needs_review"], report["recovered"], report["submitted_over_24h"]) == (1, 1, 0)
 
 
@@ -226,7 +226,7 @@ def test_import_resolves_contacts_and_signs_off_per_project(world, tmp_path):
     outbound_drain(tenant=alpha)
     sandbox_batch_run(organization=org)
     # when Virtuous holds three of the four (donor-8 is in its needs-update bucket)
-    signoff = bulk.import_signoff(tenant=alpha, batch_label="Historical-Import-2026-11")
+    signoff = import_signoff(tenant=alpha, batch_label="Historical-Import-2026-11")
     rows = {r["project_code"]: r for r in signoff["projects"]}
     assert (rows["FOOD"]["imported_count"], rows["FOOD"]["imported_sum"]) == (3, Decimal("35.00"))
     assert (rows["FOOD"]["virtuous_count"], rows["FOOD"]["virtuous_sum"]) == (2, Decimal("30.00"))
@@ -238,4 +238,4 @@ def test_import_resolves_contacts_and_signs_off_per_project(world, tmp_path):
     lines = list(csv.reader((tmp_path / "s.csv").open()))
     assert lines[-2] == ["TOTAL", "4", "50.50", "3", "45.50", "1", "5.00"]
     assert ImportRun.objects.get(tenant=alpha, kind="historical_gifts").signoff["imported_gifts"] == 4
-    assert bulk.import_signoff(tenant=bravo, batch_label="Historical-Import-2026-11")["virtuous_gifts"] == 0
+    assert import_signoff(tenant=bravo, batch_label="Historical-Import-2026-11")["virtuous_gifts"] == 0

@@ -10,7 +10,16 @@ from django.core.management import CommandError, call_command
 
 from integrations.virtuous.errors import BudgetExhausted
 from sync.models import ImportRun, Origin, OutboundItem
-from sync.ops import imports as bulk
+from sync.ops.imports import enqueue as import_enqueue
+from sync.ops.imports.enqueue import historical_import_enqueue, import_run_open
+from sync.ops.imports.files import (
+    ImportSettings,
+    ImportStopped,
+    historical_spool_from_connection,
+    import_rows,
+    input_fingerprint,
+)
+from sync.ops.imports.validate import ContactResolver, RowError, historical_import_validate, row_validate
 from sync.outbound.drain import outbound_drain
 from sync.outbound.enqueue import outbound_enqueue
 from tests.sync.conftest import gift_request
@@ -34,7 +43,7 @@ def _good(n, donor=None, project="spring"):
 
 
 def _settings(**kw):
-    return bulk.ImportSettings(
+    return ImportSettings(
         transaction_source="Giftline",
         batch_label="Historical-Import-2026-11",
         project_map={"spring": "SPR", "fall": "FAL"},
@@ -43,11 +52,11 @@ def _settings(**kw):
 
 
 def _run(tenant, path, settings):
-    return bulk.import_run_open(
+    return import_run_open(
         tenant=tenant,
         kind=ImportRun.Kind.HISTORICAL_GIFTS,
         source_label=str(path),
-        fingerprint=bulk.input_fingerprint(path, settings),
+        fingerprint=input_fingerprint(path, settings),
         transaction_source=settings.transaction_source,
         batch_label=settings.batch_label,
     )[0]
@@ -90,7 +99,7 @@ def test_each_structural_error_is_reported_in_its_category_and_blocks_the_run(te
     run = _run(tenant, path, settings)
     report = io.StringIO()
     # when it is validated
-    bulk.historical_import_validate(run=run, path=path, settings=settings, report=report, today=TODAY)
+    historical_import_validate(run=run, path=path, settings=settings, report=report, today=TODAY)
     # then every category is counted, the report lists the rows, and the run is blocked
     run.refresh_from_db()
     c = run.counters
@@ -109,8 +118,8 @@ def test_each_structural_error_is_reported_in_its_category_and_blocks_the_run(te
     assert lines[6][:4] == ["7", "h-7", "donor-7", "unmapped_project"]
     assert run.project_totals == {"SPR": [1, "10.50"]}
     # and nothing is enqueued without --skip-invalid
-    with pytest.raises(bulk.ImportStopped):
-        bulk.historical_import_enqueue(run=run, path=path, settings=settings, today=TODAY)
+    with pytest.raises(ImportStopped):
+        historical_import_enqueue(run=run, path=path, settings=settings, today=TODAY)
     assert not OutboundItem.objects.exists()
 
 
@@ -120,9 +129,9 @@ def test_contact_resolution_categories_look_each_donor_up_once(tenant, tmp_path)
     settings = _settings()
     run = _run(tenant, path, settings)
     stub = FindStub(by_reference={"donor-1"}, by_email={"d2@example.org"})
-    resolver = bulk.ContactResolver(stub, reference_source="Giftline")
+    resolver = ContactResolver(stub, reference_source="Giftline")
     # when validated with contact resolution
-    bulk.historical_import_validate(run=run, path=path, settings=settings, resolver=resolver, today=TODAY)
+    historical_import_validate(run=run, path=path, settings=settings, resolver=resolver, today=TODAY)
     # then gifts are counted per category and each donor cost at most two lookups
     run.refresh_from_db()
     assert run.counters["contact_matched_by_reference"] == 2
@@ -138,10 +147,10 @@ def test_a_spent_budget_pauses_validation_and_the_rerun_resumes_after_the_commit
     settings = _settings()
     run = _run(tenant, path, settings)
     stub = FindStub(by_reference={f"donor-{n}" for n in range(1, 7)}, exhaust_after=3)
-    resolver = bulk.ContactResolver(stub, reference_source="Giftline", max_wait=0)
+    resolver = ContactResolver(stub, reference_source="Giftline", max_wait=0)
     # when the validation runs out of budget
-    with pytest.raises(bulk.ImportStopped):
-        bulk.historical_import_validate(
+    with pytest.raises(ImportStopped):
+        historical_import_validate(
             run=run, path=path, settings=settings, resolver=resolver, chunk_size=2, today=TODAY
         )
     run.refresh_from_db()
@@ -150,7 +159,7 @@ def test_a_spent_budget_pauses_validation_and_the_rerun_resumes_after_the_commit
     again = _run(tenant, path, settings)
     assert again.pk == run.pk
     stub.exhaust_after = None
-    bulk.historical_import_validate(run=again, path=path, settings=settings, resolver=resolver, today=TODAY)
+    historical_import_validate(run=again, path=path, settings=settings, resolver=resolver, today=TODAY)
     again.refresh_from_db()
     assert (again.counters["rows"], again.counters["contact_matched_by_reference"]) == (6, 6)
     assert again.phase == ImportRun.Phase.VALIDATED
@@ -160,8 +169,8 @@ def test_gift_payload_carries_batch_transaction_id_contact_and_designation(tenan
     path = _write(tmp_path, [_good(1, project="fall")])
     settings = _settings()
     run = _run(tenant, path, settings)
-    bulk.historical_import_validate(run=run, path=path, settings=settings, today=TODAY)
-    bulk.historical_import_enqueue(run=run, path=path, settings=settings, today=TODAY)
+    historical_import_validate(run=run, path=path, settings=settings, today=TODAY)
+    historical_import_enqueue(run=run, path=path, settings=settings, today=TODAY)
     item = OutboundItem.objects.get(tenant=tenant)
     assert (item.origin, item.priority, item.external_id) == (Origin.BULK, 10, "h-1")
     p = item.payload
@@ -184,8 +193,8 @@ def test_interrupted_enqueue_resumes_without_losing_or_doubling_a_gift(
     path = _write(tmp_path, [_good(n) for n in range(1, 6)])
     settings = _settings()
     run = _run(tenant, path, settings)
-    bulk.historical_import_validate(run=run, path=path, settings=settings, today=TODAY)
-    real = bulk.outbound_enqueue_many
+    historical_import_validate(run=run, path=path, settings=settings, today=TODAY)
+    real = import_enqueue.outbound_enqueue_many
     calls = {"n": 0}
 
     def crash_on_second(**kwargs):
@@ -194,15 +203,15 @@ def test_interrupted_enqueue_resumes_without_losing_or_doubling_a_gift(
             raise RuntimeError("worker killed")
         return real(**kwargs)
 
-    monkeypatch.setattr(bulk, "outbound_enqueue_many", crash_on_second)
+    monkeypatch.setattr(import_enqueue, "outbound_enqueue_many", crash_on_second)
     with pytest.raises(RuntimeError):
-        bulk.historical_import_enqueue(run=run, path=path, settings=settings, chunk_size=2, today=TODAY)
+        historical_import_enqueue(run=run, path=path, settings=settings, chunk_size=2, today=TODAY)
     run.refresh_from_db()
     assert (run.last_row_committed, OutboundItem.objects.filter(tenant=tenant).count()) == (2, 2)
     # when the run is resumed
-    monkeypatch.setattr(bulk, "outbound_enqueue_many", real)
+    monkeypatch.setattr(import_enqueue, "outbound_enqueue_many", real)
     run = _run(tenant, path, settings)
-    bulk.historical_import_enqueue(run=run, path=path, settings=settings, chunk_size=2, today=TODAY)
+    historical_import_enqueue(run=run, path=path, settings=settings, chunk_size=2, today=TODAY)
     # then every gift is queued exactly once, and the outsider has nothing
     run.refresh_from_db()
     ids = sorted(OutboundItem.objects.filter(tenant=tenant).values_list("external_id", flat=True))
@@ -269,7 +278,7 @@ def test_xlsx_is_read_in_streaming_mode(tenant, tmp_path):
     sheet.append(HEADER)
     sheet.append(["h-1", "donor-1", "", "", "", 25.5, dt.date(2025, 2, 3), "spring"])
     workbook.save(tmp_path / "gifts.xlsx")
-    rows = list(bulk.import_rows(tmp_path / "gifts.xlsx"))
+    rows = list(import_rows(tmp_path / "gifts.xlsx"))
     assert rows[0][1]["amount"] == "25.5" and rows[0][1]["gift_date"] == "2025-02-03"
 
 
@@ -329,21 +338,21 @@ def test_a_connection_window_is_read_through_its_mapper_and_unmapped_projects_fa
         default_project_code="FALLBACK",
     )
     spool = tmp_path / "spool.csv"
-    written = bulk.historical_spool_from_connection(
+    written = historical_spool_from_connection(
         connection=connection, since=dt.date(2025, 1, 1), until=dt.date(2025, 1, 31), path=spool
     )
     # then the window's two donations are in the file, the unmapped one as a source error
     assert written == 2
-    rows = dict(bulk.import_rows(spool))
+    rows = dict(import_rows(spool))
     assert (
         rows[1]["donation_id"] == "1"
         and rows[1]["project_code"] == "GEN"
         and rows[1]["donor_id"] == "donor-7"
     )
-    settings = bulk.ImportSettings("Donorbox", "Historical-Import-2026-11", {"10": "GEN"})
-    assert bulk.row_validate(rows[1], settings, today=TODAY).amount == Decimal("12.00")
-    with pytest.raises(bulk.RowError) as error:
-        bulk.row_validate(rows[2], settings, today=TODAY)
+    settings = ImportSettings("Donorbox", "Historical-Import-2026-11", {"10": "GEN"})
+    assert row_validate(rows[1], settings, today=TODAY).amount == Decimal("12.00")
+    with pytest.raises(RowError) as error:
+        row_validate(rows[2], settings, today=TODAY)
     assert error.value.category == "source_mapping"
 
 

@@ -88,7 +88,7 @@ class _SlowFake:
         self.lock = threading.Lock()
         self.sent: list[str] = []
 
-    def for_tenant(self, tenant, *, keep_reserve=False, on_call=None, on_auth_failure=None):
+    def for_tenant(self, tenant, *, keep_reserve=False, on_call=None):
         return self
 
     def gift_transactions(self, *, transaction_source, transactions, **kw):

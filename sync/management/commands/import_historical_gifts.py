@@ -11,7 +11,19 @@ from integrations.models import Connection
 from integrations.virtuous.errors import VirtuousError
 from sync.clients import virtuous_client
 from sync.models import ImportRun
-from sync.ops import imports as bulk
+from sync.ops.imports.enqueue import historical_import_enqueue, import_run_open
+from sync.ops.imports.files import (
+    CHUNK_SIZE,
+    ImportFileError,
+    ImportSettings,
+    ImportStopped,
+    batch_label_default,
+    count_rows,
+    historical_spool_from_connection,
+    input_fingerprint,
+    project_map_load,
+)
+from sync.ops.imports.validate import ContactResolver, historical_import_validate
 from sync.progress import ProgressBar
 from tenants.management.base import tenant_from_arg
 
@@ -47,7 +59,7 @@ class Command(BaseCommand):
         )
         parser.add_argument("--report", type=Path, help="Write the validation report (CSV) here")
         parser.add_argument("--max-wait", type=float, default=60.0, help="Seconds to wait for rate budget")
-        parser.add_argument("--chunk-size", type=int, default=bulk.CHUNK_SIZE)
+        parser.add_argument("--chunk-size", type=int, default=CHUNK_SIZE)
         parser.add_argument(
             "--benchmark", action="store_true", help="Report rows/s and peak memory at the end"
         )
@@ -59,10 +71,10 @@ class Command(BaseCommand):
         if options["connection"]:
             connection = self._connection(tenant, options["connection"])
         project_map = self._project_map(options, connection)
-        settings = bulk.ImportSettings(
+        settings = ImportSettings(
             transaction_source=options["source"]
             or (connection.source_name if connection else tenant.source_name),
-            batch_label=options["batch"] or bulk.batch_label_default(),
+            batch_label=options["batch"] or batch_label_default(),
             project_map=project_map,
             currency=options["currency"].upper(),
             gift_type=options["gift_type"],
@@ -71,8 +83,8 @@ class Command(BaseCommand):
         if not path.exists():
             raise CommandError(f"No such file: {path}")
         try:
-            fingerprint = bulk.input_fingerprint(path, settings)
-            run, resumed = bulk.import_run_open(
+            fingerprint = input_fingerprint(path, settings)
+            run, resumed = import_run_open(
                 tenant=tenant,
                 kind=ImportRun.Kind.HISTORICAL_GIFTS,
                 source_label=str(
@@ -84,7 +96,7 @@ class Command(BaseCommand):
             )
             if resumed:
                 self.stdout.write(f"Resuming run {run.public_id} ({run.phase}).")
-            total = bulk.count_rows(path)
+            total = count_rows(path)
             if run.phase in (ImportRun.Phase.VALIDATING, ImportRun.Phase.PAUSED):
                 self._validate(tenant, run, path, settings, options, total)
             self._print_report(run)
@@ -94,7 +106,7 @@ class Command(BaseCommand):
             if run.phase == ImportRun.Phase.BLOCKED and not options["skip_invalid"]:
                 raise CommandError(f"{run.note}. Nothing was enqueued.")
             bar = ProgressBar("enqueue", total)
-            bulk.historical_import_enqueue(
+            historical_import_enqueue(
                 run=run,
                 path=path,
                 settings=settings,
@@ -103,9 +115,9 @@ class Command(BaseCommand):
                 chunk_size=options["chunk_size"],
             )
             bar.close(run.last_row_committed)
-        except bulk.ImportFileError as exc:
+        except ImportFileError as exc:
             raise CommandError(str(exc)) from exc
-        except bulk.ImportStopped as exc:
+        except ImportStopped as exc:
             raise CommandError(f"Stopped: {exc.reason}. Run the same command again to resume.") from exc
         c = run.counters
         self.stdout.write(
@@ -124,7 +136,7 @@ class Command(BaseCommand):
     def _project_map(self, options, connection) -> dict[str, str]:
         if options["project_map"]:
             try:
-                return bulk.project_map_load(options["project_map"])
+                return project_map_load(options["project_map"])
             except (OSError, ValueError) as exc:
                 raise CommandError(f"Cannot read the project map: {exc}") from exc
         if connection is not None and connection.project_code_map:
@@ -139,7 +151,7 @@ class Command(BaseCommand):
         )
         bar = ProgressBar("read source")
         try:
-            written = bulk.historical_spool_from_connection(
+            written = historical_spool_from_connection(
                 connection=connection,
                 since=options["since"],
                 until=options["until"],
@@ -161,13 +173,13 @@ class Command(BaseCommand):
                 raise CommandError(
                     f"{exc} Use --skip-contact-resolution to validate structure only."
                 ) from exc
-            resolver = bulk.ContactResolver(
+            resolver = ContactResolver(
                 client, reference_source=settings.transaction_source, max_wait=options["max_wait"]
             )
         bar = ProgressBar("validate", total)
         report = options["report"].open("a", newline="", encoding="utf-8") if options["report"] else None
         try:
-            bulk.historical_import_validate(
+            historical_import_validate(
                 run=run,
                 path=path,
                 settings=settings,

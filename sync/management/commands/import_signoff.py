@@ -4,7 +4,8 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from sync.models import ImportRun
-from sync.ops import imports as bulk
+from sync.ops.imports.files import ImportStopped
+from sync.ops.imports.signoff import import_run_signoff, import_signoff, signoff_csv_write
 from tenants.management.base import CLI, tenant_from_arg
 
 
@@ -32,18 +33,18 @@ class Command(BaseCommand):
         try:
             if run is not None:
                 # The same service as the admin's sign-off action: kept on the run, audited.
-                signoff = bulk.import_run_signoff(run=run, actor=CLI, max_wait=options["max_wait"])
+                signoff = import_run_signoff(run=run, actor=CLI, max_wait=options["max_wait"])
             else:
-                signoff = bulk.import_signoff(
+                signoff = import_signoff(
                     tenant=tenant, batch_label=options["batch"], max_wait=options["max_wait"]
                 )
-        except bulk.ImportStopped as exc:
+        except ImportStopped as exc:
             raise CommandError(f"Stopped: {exc.reason}. Try again later.") from exc
         if options["csv"]:
             with options["csv"].open("w", newline="", encoding="utf-8") as handle:
-                bulk.signoff_csv_write(signoff, handle)
+                signoff_csv_write(signoff, handle)
         else:
-            bulk.signoff_csv_write(signoff, self.stdout)
+            signoff_csv_write(signoff, self.stdout)
         state = "balanced" if signoff["balanced"] else "NOT balanced"
         (sys.stderr if options["csv"] is None else self.stdout).write(
             f"{signoff['imported_gifts']} imported, {signoff['virtuous_gifts']} in Virtuous: {state}.\n"

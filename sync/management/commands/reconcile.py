@@ -3,7 +3,7 @@ import csv
 from django.core.management.base import BaseCommand, CommandError
 
 from integrations.virtuous.errors import VirtuousError
-from sync.ops import reconcile
+from sync.ops import reconcile, reconcile_report
 from tenants.management.base import tenant_from_arg
 
 PASSES = ("stuck", "missed_webhooks", "drift")
@@ -40,7 +40,7 @@ class Command(BaseCommand):
                 raise CommandError(str(exc)) from exc
             for name, counts in results.items():
                 self.stdout.write(f"{name}: " + " ".join(f"{k}={v}" for k, v in counts.items()))
-        report = reconcile.reconcile_report(tenant=tenant)
+        report = reconcile_report.reconcile_report(tenant=tenant)
         if options["csv"]:
             writer = csv.writer(self.stdout)
             writer.writerow(list(report))

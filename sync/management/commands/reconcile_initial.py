@@ -5,8 +5,8 @@ from django.core.management.base import BaseCommand, CommandError
 from integrations.virtuous.errors import VirtuousError
 from sync.clients import virtuous_client
 from sync.models import ImportRun
-from sync.ops import imports as bulk
-from sync.ops import reconcile
+from sync.ops import initial_reconciliation, reconcile
+from sync.ops.imports.enqueue import import_run_open
 from sync.progress import ProgressBar
 from tenants.management.base import tenant_from_arg
 
@@ -41,7 +41,7 @@ class Command(BaseCommand):
         tenant = tenant_from_arg(options["tenant"])
         try:
             client = virtuous_client(tenant, keep_reserve=True)
-            estimate = reconcile.initial_reconciliation_estimate(tenant=tenant, client=client)
+            estimate = initial_reconciliation.initial_reconciliation_estimate(tenant=tenant, client=client)
         except VirtuousError as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(
@@ -52,7 +52,7 @@ class Command(BaseCommand):
         if options["estimate_only"]:
             return
         policy = options["virtuous_only"].replace("-", "_")
-        run, resumed = bulk.import_run_open(
+        run, resumed = import_run_open(
             tenant=tenant,
             kind=ImportRun.Kind.INITIAL_RECONCILIATION,
             source_label=f"Virtuous contacts × partner contacts ({policy})",
@@ -62,7 +62,7 @@ class Command(BaseCommand):
             self.stdout.write(f"Resuming after Virtuous contact {run.last_row_committed}.")
         bar = ProgressBar("match", estimate["virtuous_contacts"])
         try:
-            reconcile.initial_reconciliation_run(
+            initial_reconciliation.initial_reconciliation_run(
                 run=run,
                 client=client,
                 virtuous_only=policy,

@@ -11,9 +11,7 @@ from django.core.management import CommandError, call_command
 
 from integrations.sandbox import services
 from integrations.sandbox.models import SandboxCounters, SandboxGift, SandboxOrganization
-from tenants import selectors
-from tenants.models import Credential, Tenant
-from tests.integrations.sandbox.conftest import BASE, SandboxApi, contact_item, counters, gift_item
+from tests.integrations.sandbox.conftest import SandboxApi, contact_item, counters, gift_item
 
 
 def _run(*args) -> str:
@@ -137,30 +135,3 @@ def test_admin_add_shows_the_token_once(client, superuser):
     org = SandboxOrganization.objects.get()
     assert org.name == "Admin Made (Sandbox)"
     assert services.sandbox_org_authenticate(token=token) == org
-
-
-def test_demo_setup_points_the_demo_tenant_at_the_sandbox(db, client, settings):
-    settings.DEBUG = True
-    first = _run("demo_setup")
-    _run("demo_setup")
-    tenant = Tenant.objects.get(slug="demo")
-    assert tenant.virtuous_base_url == "http://127.0.0.1:8000/sandbox/virtuous"
-    assert tenant.virtuous_org_name == "Demo Nonprofit (Sandbox)"
-    assert "virtuous: Demo Nonprofit (Sandbox) at http://127.0.0.1:8000/sandbox/virtuous/" in first
-    assert SandboxOrganization.objects.filter(name="Demo Nonprofit (Sandbox)").count() == 1
-    token = selectors.credential_secret(
-        tenant=tenant, platform=Credential.Platform.VIRTUOUS, purpose=Credential.Purpose.API_TOKEN
-    )
-    assert token not in first
-    assert SandboxApi(client, token).get("Organization/Current").status_code == 200
-    active = Credential.objects.filter(tenant=tenant, state="active")
-    assert active.count() == 1 and Credential.objects.filter(tenant=tenant).count() == 1  # second run kept it
-
-    active.update(state="retired")
-    _run("demo_setup")
-    new_token = selectors.credential_secret(
-        tenant=tenant, platform=Credential.Platform.VIRTUOUS, purpose=Credential.Purpose.API_TOKEN
-    )
-    assert new_token != token
-    assert client.get(BASE + "Health", HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 401
-    assert SandboxApi(client, new_token).get("Health").status_code == 200

@@ -12,6 +12,7 @@ import responses
 from integrations.common.ratelimit import DatabaseBackend, TenantBudget
 from integrations.virtuous.client import VirtuousClient
 from integrations.virtuous.errors import BudgetExhausted, ErrorClass, VirtuousError
+from sync.models import Alert
 from tenants.models import AuditEvent, Tenant
 from tests.conftest import OTHER_VIRTUOUS_TOKEN, VIRTUOUS_TOKEN
 from tests.integrations.virtuous.conftest import BASE, TOKEN
@@ -285,7 +286,11 @@ def test_401_pauses_only_that_tenant_and_is_not_retried(tenant, other_tenant):
     tenant.refresh_from_db()
     other_tenant.refresh_from_db()
     assert tenant.status == Tenant.Status.PAUSED
-    assert tenant.paused_reason == "Virtuous rejected the API token (401)"
+    # the one 401 policy (sync.clients, installed for every tenant client): pause and alert
+    assert tenant.paused_reason == (
+        "Virtuous needs attention (HTTP 401): Authorization has been denied for this request."
+    )
+    assert Alert.objects.filter(tenant=tenant, kind="tenant_paused").count() == 1
     assert other_tenant.status == Tenant.Status.ACTIVE
     assert AuditEvent.objects.filter(action="tenant.paused").count() == 1
     assert AuditEvent.objects.get(action="tenant.paused").tenant == tenant
