@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from django import forms
 from django.conf import settings
 from django.contrib import admin
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
+from integrations.common.connection_settings import SettingsInvalid
 from integrations.models import Connection
 from integrations.registry import provider_get
 from integrations.virtuous.services import connection_webhook_url
@@ -13,8 +15,26 @@ from tenants.admin import TenantFilter, TenantScopedAdminMixin, actor_for
 from tenants.services import audit_record
 
 
+class ConnectionForm(forms.ModelForm):
+    """Settings are checked against the provider's declared schema, one message per bad key."""
+
+    class Meta:
+        model = Connection
+        fields = ("settings",)  # the admin adds the rest of its editable fields
+
+    def clean_settings(self):
+        raw = self.cleaned_data.get("settings")
+        try:
+            return provider_get(self.instance.provider).settings_schema.validate(raw)
+        except SettingsInvalid as exc:
+            raise forms.ValidationError(
+                [forms.ValidationError(f"{name}: {message}") for name, message in exc.errors.items()]
+            ) from exc
+
+
 @admin.register(Connection)
 class ConnectionAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
+    form = ConnectionForm
     list_display = (
         "tenant",
         "provider",
@@ -34,6 +54,7 @@ class ConnectionAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
         "provider",
         "webhook_url",
         "setup_steps",
+        "settings_reference",
         "consecutive_failures",
         "paused_until",
         "last_poll_at",
@@ -54,7 +75,8 @@ class ConnectionAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
         "project_code_map",
         "field_map",
         "settings",
-        *readonly_fields[5:],
+        "settings_reference",
+        *readonly_fields[6:],
     )
 
     def has_add_permission(self, request):
@@ -74,6 +96,15 @@ class ConnectionAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
     def setup_steps(self, obj: Connection):
         return format_html(
             '<div style="white-space:pre-wrap">{}</div>', provider_get(obj.provider).setup_steps
+        )
+
+    @admin.display(description="Settings this provider takes")
+    def settings_reference(self, obj: Connection):
+        lines = provider_get(obj.provider).settings_schema.describe()
+        if not lines:
+            return "None."
+        return format_html(
+            "<ul>{}</ul>", format_html_join("", "<li><code>{}</code></li>", ((line,) for line in lines))
         )
 
     def save_model(self, request, obj, form, change):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import IntegrityError, transaction
 
@@ -16,6 +17,8 @@ from tenants import selectors
 from tenants.models import Credential
 
 logger = logging.getLogger("giftline.capture")
+# What a provider's verify could raise on a value it did not expect (it should return a verdict).
+_VERIFY_ERRORS = (KeyError, IndexError, TypeError, ValueError, ArithmeticError, AttributeError)
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,20 @@ def inbound_event_receive(
         row.body = request.body[:max_bytes]
         return _store(row, InboundEvent.Status.REJECTED, problem, status=problem_status(problem))
     row.body = request.body
-    verdict = spec.verify(request, connection, connection_secrets(connection))
+    try:
+        verdict = spec.verify(request, connection, connection_secrets(connection))
+    except _VERIFY_ERRORS as exc:
+        # Settings are read with defaults and clamping, so this is a bug, not a bad setting. The
+        # delivery is still recorded, and 503 asks the sender to retry once it is fixed.
+        logger.exception(
+            "capture.verify_failed tenant=%s connection=%s", connection.tenant.slug, connection.public_id
+        )
+        return _store(
+            row,
+            InboundEvent.Status.REJECTED,
+            f"Could not check the signature: {type(exc).__name__}: {exc}",
+            status=503,
+        )
     row.signature_valid = verdict.ok
     if not verdict.ok:
         logger.warning(
@@ -169,6 +185,7 @@ def connection_create(
     spec = provider_get(provider)
     if capture_mode not in spec.capture_modes:
         raise ValueError(f"{spec.label} supports capture modes: {', '.join(spec.capture_modes)}")
+    settings = spec.settings_schema.validate(settings)  # SettingsInvalid (a ValueError) names each bad key
     connection = Connection.objects.create(
         tenant=tenant,
         provider=provider,
@@ -176,7 +193,7 @@ def connection_create(
         capture_mode=capture_mode,
         source_name=source_name or spec.default_source_name,
         default_project_code=default_project_code,
-        settings=settings or {},
+        settings=settings,
     )
     audit_record(
         actor=actor or SYSTEM,
@@ -225,3 +242,27 @@ def connection_onboard(
                     actor=actor or SYSTEM,
                 )
     return connection
+
+
+def connection_settings_update(
+    *, connection: Connection, changes: dict[str, Any], unset: tuple[str, ...] = (), actor=None
+) -> dict[str, Any]:
+    """Set (and unset) settings of a connection after validating the result as a whole; audited
+    with the keys changed, not their values (a base URL or an audience name is not a secret, but
+    the audit log is no place for configuration dumps)."""
+    from tenants.services import SYSTEM, audit_record
+
+    spec = provider_get(connection.provider)
+    merged = {k: v for k, v in (connection.settings or {}).items() if k not in unset}
+    merged.update(changes)
+    cleaned = spec.settings_schema.validate(merged)
+    Connection.objects.filter(pk=connection.pk).update(settings=cleaned)
+    connection.settings = cleaned
+    audit_record(
+        actor=actor or SYSTEM,
+        action="connection.settings_changed",
+        tenant=connection.tenant,
+        target=connection,
+        details={"set": sorted(changes), "unset": sorted(unset)},
+    )
+    return cleaned

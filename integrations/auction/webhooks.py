@@ -25,7 +25,7 @@ import time
 from typing import Any
 
 from integrations.common.parsing import json_loads, to_datetime
-from integrations.registry import VerifyResult
+from integrations.registry import VerifyResult, connection_settings, connection_settings_errors
 from integrations.types import MalformedPayload, ParsedEvent, WebhookRequest
 
 ALGORITHMS = {"sha256": hashlib.sha256, "sha512": hashlib.sha512, "sha1": hashlib.sha1}
@@ -38,6 +38,8 @@ DEFAULTS = {
     "timestamp_header": "",
     "tolerance_seconds": 300,
 }
+HEADER_NAME = r"[A-Za-z0-9-]{1,64}"
+SCHEME_CHOICES = ("signature_header", "signature_algorithm", "signature_encoding", "timestamp_header")
 MAX_ID = 64
 LINE_EVENTS = ("order.refunded", "order.voided")  # they name the lines they undo
 
@@ -67,10 +69,14 @@ def sign(
 
 def verify(request: WebhookRequest, connection: Any, secrets: list[str]) -> VerifyResult:
     """Check the HMAC of the raw body against each configured secret (active, then pending)."""
-    try:
-        s = scheme(connection.settings)
-    except ValueError as exc:
-        return VerifyResult(False, f"connection signature settings: {exc}")
+    # A stored scheme choice we cannot honour is refused with its reason, never guessed; a number
+    # (the tolerance) is clamped into its safe range instead.
+    errors = connection_settings_errors(connection)
+    wrong = [f"{name} {message}" for name, message in errors.items() if name in SCHEME_CHOICES]
+    if wrong:
+        return VerifyResult(False, "connection signature settings: " + "; ".join(wrong))
+    settings = connection_settings(connection)
+    s = scheme(settings)
     header = _header(request.headers, s["signature_header"]).strip()
     if not header:
         return VerifyResult(False, f"missing {s['signature_header']} header")
@@ -87,13 +93,13 @@ def verify(request: WebhookRequest, connection: Any, secrets: list[str]) -> Veri
             timestamp = int(ts_text)
         except ValueError:
             return VerifyResult(False, f"malformed {s['timestamp_header']} header")
-        tolerance = int(s["tolerance_seconds"])
+        tolerance = s["tolerance_seconds"]
         if abs(time.time() - timestamp) > tolerance:
             return VerifyResult(False, f"timestamp outside the {tolerance} s tolerance")
     if s["signature_encoding"] == "hex":  # hex digests arrive in either case
         header = s["signature_prefix"] + header[len(s["signature_prefix"]) :].lower()
     for secret in secrets:
-        expected = sign(request.body, secret, connection.settings, timestamp)
+        expected = sign(request.body, secret, settings, timestamp)
         if hmac.compare_digest(expected.encode(), header.encode()):
             return VerifyResult(True)
     return VerifyResult(False, "signature does not match any configured secret")

@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from integrations.common.http import HttpSession
 from integrations.constant_contact.throttle import ApplicationThrottle
+from integrations.registry import connection_settings
 from tenants import selectors
 from tenants.models import Credential
 from tenants.services import credential_set
@@ -104,7 +105,7 @@ class TokenStore:
         )
 
     def _exchange(self) -> str:
-        client_id = (self.connection.settings or {}).get("client_id")
+        client_id = connection_settings(self.connection)["client_id"]
         client_secret = self._secret(Credential.Purpose.OAUTH_CLIENT_SECRET)
         refresh_token = self._secret(Credential.Purpose.OAUTH_REFRESH_TOKEN)
         if not client_id or not client_secret or not refresh_token:

@@ -1,3 +1,4 @@
+from integrations.common.connection_settings import Choice, Int, Map, SettingsSchema, Text
 from integrations.constant_contact import mapping, poller, webhooks
 from integrations.registry import ProviderSpec
 
@@ -14,6 +15,32 @@ PROVIDER = ProviderSpec(
     capture_modes=("polling", "hybrid"),
     poll=poller.poll,
     handshake=webhooks.handshake,
+    settings_schema=SettingsSchema(
+        (
+            Choice(
+                "webhook_auth",
+                help="How partner webhooks are authenticated (see webhooks.py).",
+                default="path_secret",
+                choices=webhooks.AUTH_MODES,
+            ),
+            Text("client_id", help="The application's OAuth client id.", max_length=100),
+            Text(
+                "account_id", help="The Constant Contact account id partner events must name.", max_length=100
+            ),
+            Int(
+                "overlap_seconds",
+                help="Each poll re-reads this much before its checkpoint.",
+                default=60,
+                maximum=3600,
+            ),
+            Map(
+                "field_owners",
+                help="Per-field ownership policy: shared field → virtuous or partner (default names owned by Virtuous).",
+                keys=("firstName", "lastName", "optedOut", "tags"),
+                values=Choice("owner", choices=("virtuous", "partner")),
+            ),
+        )
+    ),
     setup_steps=(
         "Contacts are polled (Constant Contact has no contact webhooks). Authorise the account with scopes "
         "contact_data and offline_access, put the application's client_id (and the account_id) in the "

@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from integrations.common.parsing import to_datetime
-from integrations.registry import VerifyResult
+from integrations.registry import VerifyResult, connection_settings
 from integrations.types import MalformedPayload, ParsedEvent, WebhookRequest
 
 SIGNATURE_HEADER = "Donorbox-Signature"
@@ -37,7 +37,7 @@ def verify(request: WebhookRequest, connection: Any, secrets: list[str]) -> Veri
         timestamp = int(ts_text.strip())
     except ValueError:
         return VerifyResult(False, "malformed signature header")
-    tolerance = int((connection.settings or {}).get("tolerance_seconds", DEFAULT_TOLERANCE_SECONDS))
+    tolerance = connection_settings(connection)["tolerance_seconds"]
     if abs(time.time() - timestamp) > tolerance:
         return VerifyResult(False, f"timestamp outside the {tolerance} s tolerance")
     for secret in secrets:

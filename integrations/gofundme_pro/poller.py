@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from integrations.common.parsing import to_datetime
 from integrations.gofundme_pro.client import BASE_URL, TOKEN_URL, GoFundMeProClient, TokenRejected
-from integrations.registry import PollContext
+from integrations.registry import PollContext, connection_settings
 from integrations.types import PolledRecord
 from tenants import selectors
 from tenants import services as tenant_services
@@ -48,7 +48,7 @@ def state_key(resource: str, record_id: str, updated_at: datetime) -> str:
 
 def poll(connection: Any, ctx: PollContext) -> int:
     """Read every resource's changes since its checkpoint; returns how many records were read."""
-    settings = connection.settings or {}
+    settings = connection_settings(connection)
     client_id = settings.get("client_id")
     organization_id = settings.get("organization_id")
     if not client_id or not organization_id:

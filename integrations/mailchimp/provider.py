@@ -1,3 +1,4 @@
+from integrations.common.connection_settings import Choice, Int, Map, SettingsSchema, Text
 from integrations.mailchimp import mapping, poller, webhooks
 from integrations.registry import ProviderSpec
 
@@ -14,6 +15,37 @@ PROVIDER = ProviderSpec(
     capture_modes=("webhook", "polling", "hybrid"),
     poll=poller.poll,
     handshake=webhooks.handshake,
+    settings_schema=SettingsSchema(
+        (
+            Map(
+                "audiences",
+                help="Audience (list) id → name; the name becomes the tag 'Mailchimp: <name>'.",
+                values=Text("audience name", max_length=100),
+            ),
+            Int(
+                "overlap_seconds",
+                help="Each poll re-reads this much before its checkpoint.",
+                default=60,
+                maximum=3600,
+            ),
+            Text(
+                "opt_out_custom_field",
+                help="Virtuous custom field set to the opt-out reason, if any.",
+                max_length=100,
+            ),
+            Text(
+                "two_way_list_id",
+                help="Audience two-way writes go to (default: the first of audiences).",
+                max_length=40,
+            ),
+            Map(
+                "field_owners",
+                help="Per-field ownership policy: shared field → virtuous or partner (default names owned by Virtuous).",
+                keys=("firstName", "lastName", "optedOut", "tags"),
+                values=Choice("owner", choices=("virtuous", "partner")),
+            ),
+        )
+    ),
     setup_steps=(
         "Generate a long random secret and store it with: manage.py credential_set TENANT mailchimp "
         "webhook_secret --scope CONNECTION_ID. In Mailchimp: Audience → Settings → Webhooks → Create, paste "
