@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django import forms
 from django.conf import settings
 from django.contrib import admin
+from django.db.models import Sum
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from integrations.common.connection_settings import SettingsInvalid
-from integrations.models import Connection
+from integrations.models import Connection, RejectedDeliveryCount
 from integrations.registry import provider_get
 from integrations.virtuous.services import connection_webhook_url
 from tenants.admin import TenantFilter, TenantScopedAdminMixin, actor_for
@@ -55,6 +59,7 @@ class ConnectionAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
         "webhook_url",
         "setup_steps",
         "settings_reference",
+        "rejected_last_day",
         "consecutive_failures",
         "paused_until",
         "last_poll_at",
@@ -107,6 +112,14 @@ class ConnectionAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
             "<ul>{}</ul>", format_html_join("", "<li><code>{}</code></li>", ((line,) for line in lines))
         )
 
+    @admin.display(description="Rejected deliveries, last 24 h")
+    def rejected_last_day(self, obj: Connection):
+        totals = RejectedDeliveryCount.objects.filter(
+            connection=obj, minute__gte=timezone.now() - timedelta(days=1)
+        ).aggregate(received=Sum("received"), stored=Sum("stored"))
+        received, stored = totals["received"] or 0, totals["stored"] or 0
+        return f"{received} rejected, {stored} recorded as events, {received - stored} only counted (over the cap)"
+
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
         if form.changed_data:
@@ -117,3 +130,24 @@ class ConnectionAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
                 target=obj,
                 details={"fields": sorted(form.changed_data)},
             )
+
+
+@admin.register(RejectedDeliveryCount)
+class RejectedDeliveryCountAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
+    """Every rejected delivery is counted here per connection and minute, stored or not."""
+
+    list_display = ("minute", "tenant", "connection", "received", "stored", "not_stored", "last_reason")
+    list_filter = (TenantFilter,)
+    list_select_related = ("tenant", "connection")
+    date_hierarchy = "minute"
+    ordering = ("-minute",)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="Only counted")
+    def not_stored(self, obj: RejectedDeliveryCount) -> int:
+        return obj.not_stored
