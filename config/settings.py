@@ -177,6 +177,36 @@ HTTP_USER_AGENT = env.str("HTTP_USER_AGENT", default="Giftline/0.1 (+https://git
 
 # Webhook bodies above this are refused (413) and recorded; Stripe events are well under it.
 WEBHOOK_MAX_BODY_BYTES = env.int("WEBHOOK_MAX_BODY_BYTES", default=1024 * 1024)
+# A rejected delivery (bad signature, wrong content type, oversized) keeps its metadata, the
+# SHA-256 of its body and this many leading bytes, never the body; at most this many rejected rows
+# per connection and minute are stored, the rest only counted (RejectedDeliveryCount).
+REJECTED_BODY_PREFIX_BYTES = env.int("REJECTED_BODY_PREFIX_BYTES", default=256)
+REJECTED_STORED_PER_CONNECTION_PER_MINUTE = env.int("REJECTED_STORED_PER_CONNECTION_PER_MINUTE", default=30)
+
+# --- Retention (docs/decisions.md, issue 14) -------------------------------------------------
+# The daily purge (schedule "data-purge", command data_purge) keeps: webhook bodies of handled
+# events and rejected deliveries for RETENTION_WEBHOOK_BODY_DAYS, attempt rows of finished items
+# for RETENTION_ATTEMPT_DAYS, resolved dead letters for RETENTION_DEAD_LETTER_DAYS. Each is
+# overridable per tenant (Tenant.retention_*). The reconciliation log and the audit log are kept.
+RETENTION_WEBHOOK_BODY_DAYS = env.int("RETENTION_WEBHOOK_BODY_DAYS", default=30)
+RETENTION_ATTEMPT_DAYS = env.int("RETENTION_ATTEMPT_DAYS", default=30)
+RETENTION_DEAD_LETTER_DAYS = env.int("RETENTION_DEAD_LETTER_DAYS", default=90)
+# Rows per DELETE/UPDATE, and batches per kind and tenant in one run (the rest waits for the next).
+PURGE_BATCH_SIZE = env.int("PURGE_BATCH_SIZE", default=1000)
+PURGE_MAX_BATCHES = env.int("PURGE_MAX_BATCHES", default=200)
+for _name in (
+    "REJECTED_BODY_PREFIX_BYTES",
+    "RETENTION_WEBHOOK_BODY_DAYS",
+    "RETENTION_ATTEMPT_DAYS",
+    "RETENTION_DEAD_LETTER_DAYS",
+    "PURGE_BATCH_SIZE",
+    "PURGE_MAX_BATCHES",
+):
+    if globals()[_name] < 1:
+        raise ImproperlyConfigured(f"{_name}={globals()[_name]} must be at least 1.")
+if REJECTED_STORED_PER_CONNECTION_PER_MINUTE < 0:
+    raise ImproperlyConfigured("REJECTED_STORED_PER_CONNECTION_PER_MINUTE must be 0 or more.")
+
 # Public base URL used to show each connection's webhook URL (admin, connection_create).
 PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000")
 

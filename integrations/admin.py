@@ -2,19 +2,43 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from django import forms
 from django.conf import settings
 from django.contrib import admin
-from django.utils.html import format_html
+from django.db.models import Sum
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
 
-from integrations.models import Connection
+from integrations.common.connection_settings import SettingsInvalid
+from integrations.models import Connection, RejectedDeliveryCount
 from integrations.registry import provider_get
 from integrations.virtuous.services import connection_webhook_url
 from tenants.admin import TenantFilter, TenantScopedAdminMixin, actor_for
 from tenants.services import audit_record
 
 
+class ConnectionForm(forms.ModelForm):
+    """Settings are checked against the provider's declared schema, one message per bad key."""
+
+    class Meta:
+        model = Connection
+        fields = ("settings",)  # the admin adds the rest of its editable fields
+
+    def clean_settings(self):
+        raw = self.cleaned_data.get("settings")
+        try:
+            return provider_get(self.instance.provider).settings_schema.validate(raw)
+        except SettingsInvalid as exc:
+            raise forms.ValidationError(
+                [forms.ValidationError(f"{name}: {message}") for name, message in exc.errors.items()]
+            ) from exc
+
+
 @admin.register(Connection)
 class ConnectionAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
+    form = ConnectionForm
     list_display = (
         "tenant",
         "provider",
@@ -34,6 +58,8 @@ class ConnectionAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
         "provider",
         "webhook_url",
         "setup_steps",
+        "settings_reference",
+        "rejected_last_day",
         "consecutive_failures",
         "paused_until",
         "last_poll_at",
@@ -54,7 +80,8 @@ class ConnectionAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
         "project_code_map",
         "field_map",
         "settings",
-        *readonly_fields[5:],
+        "settings_reference",
+        *readonly_fields[6:],
     )
 
     def has_add_permission(self, request):
@@ -76,6 +103,23 @@ class ConnectionAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
             '<div style="white-space:pre-wrap">{}</div>', provider_get(obj.provider).setup_steps
         )
 
+    @admin.display(description="Settings this provider takes")
+    def settings_reference(self, obj: Connection):
+        lines = provider_get(obj.provider).settings_schema.describe()
+        if not lines:
+            return "None."
+        return format_html(
+            "<ul>{}</ul>", format_html_join("", "<li><code>{}</code></li>", ((line,) for line in lines))
+        )
+
+    @admin.display(description="Rejected deliveries, last 24 h")
+    def rejected_last_day(self, obj: Connection):
+        totals = RejectedDeliveryCount.objects.filter(
+            connection=obj, minute__gte=timezone.now() - timedelta(days=1)
+        ).aggregate(received=Sum("received"), stored=Sum("stored"))
+        received, stored = totals["received"] or 0, totals["stored"] or 0
+        return f"{received} rejected, {stored} recorded as events, {received - stored} only counted (over the cap)"
+
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
         if form.changed_data:
@@ -86,3 +130,24 @@ class ConnectionAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
                 target=obj,
                 details={"fields": sorted(form.changed_data)},
             )
+
+
+@admin.register(RejectedDeliveryCount)
+class RejectedDeliveryCountAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
+    """Every rejected delivery is counted here per connection and minute, stored or not."""
+
+    list_display = ("minute", "tenant", "connection", "received", "stored", "not_stored", "last_reason")
+    list_filter = (TenantFilter,)
+    list_select_related = ("tenant", "connection")
+    date_hierarchy = "minute"
+    ordering = ("-minute",)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="Only counted")
+    def not_stored(self, obj: RejectedDeliveryCount) -> int:
+        return obj.not_stored

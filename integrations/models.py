@@ -131,6 +131,13 @@ class InboundEvent(models.Model):
         blank=True, help_text="The raw bytes as received (or the polled record as JSON)"
     )
     content_type = models.CharField(max_length=100, blank=True)
+    body_sha256 = models.CharField(
+        max_length=64, blank=True, help_text="SHA-256 of the body as received (kept after the body is purged)"
+    )
+    body_size = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Bytes received, or declared when too large to read"
+    )
+    body_purged_at = models.DateTimeField(null=True, blank=True, help_text="When retention removed the body")
     remote_addr = models.GenericIPAddressField(null=True, blank=True)
     signature_valid = models.BooleanField(null=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
@@ -160,6 +167,33 @@ class InboundEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider} {self.event_type or '?'} ({self.status})"
+
+
+class RejectedDeliveryCount(models.Model):
+    """Rejected deliveries to one connection in one minute: every one is counted here; only the
+    first ``REJECTED_STORED_PER_CONNECTION_PER_MINUTE`` also get an InboundEvent row, so a flood
+    from one address cannot grow storage faster than that."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="rejected_counts")
+    minute = models.DateTimeField(help_text="Start of the minute (UTC)")
+    received = models.PositiveIntegerField(default=0, help_text="Rejected deliveries in this minute")
+    stored = models.PositiveIntegerField(default=0, help_text="Of those, recorded as InboundEvent rows")
+    last_reason = models.CharField(max_length=500, blank=True)
+    last_remote_addr = models.GenericIPAddressField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["connection", "minute"], name="rejectedcount_one_per_minute"),
+        ]
+        indexes = [models.Index(fields=["tenant", "-minute"], name="rejectedcount_tenant_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.connection_id} @ {self.minute:%Y-%m-%d %H:%M}: {self.received} rejected"
+
+    @property
+    def not_stored(self) -> int:
+        return self.received - self.stored
 
 
 class RateBucket(models.Model):

@@ -12,6 +12,7 @@ from functools import cache
 from importlib import import_module
 from typing import Any
 
+from integrations.common.connection_settings import SettingsInvalid, SettingsSchema
 from integrations.common.mapping import Handler
 from integrations.common.partners import PartnerSide
 from integrations.common.polling import PollContext
@@ -46,6 +47,9 @@ class ProviderSpec:
     setup_steps: str = ""
     # What the onboarding form asks for: keys of Connection.settings, and the secrets (purposes).
     settings_fields: tuple[str, ...] = ()
+    # Every key a connection's settings may hold: types, ranges, defaults (validated where typed,
+    # read with defaults and clamping where used; see integrations/common/connection_settings.py).
+    settings_schema: SettingsSchema = SettingsSchema()
     secret_purposes: tuple[str, ...] = ("webhook_secret",)
     # "source": handlers map events to Virtuous writes; "crm": Virtuous itself, applied by the sync room.
     kind: str = "source"
@@ -83,3 +87,18 @@ def credential_platforms() -> dict[str, str]:
     """Every credential platform a provider uses, with a label: what ``tenants`` validates
     credentials against (settings.CREDENTIAL_PLATFORMS names this function)."""
     return {provider_get(key).credential_platform: provider_get(key).label for key in provider_keys()}
+
+
+def connection_settings_errors(connection: Any) -> dict[str, str]:
+    """What is wrong with a connection's stored settings (setting name → message); {} when valid."""
+    try:
+        provider_get(connection.provider).settings_schema.validate(connection.settings)
+    except SettingsInvalid as exc:
+        return exc.errors
+    return {}
+
+
+def connection_settings(connection: Any) -> dict[str, Any]:
+    """A connection's settings read through its provider's schema: every declared key, with
+    defaults and clamping, so a stored value can never break the code that uses it."""
+    return provider_get(connection.provider).settings_schema.read(connection.settings)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from uuid import UUID
+
 from django.db.models import QuerySet
 
 from integrations.models import Connection
@@ -10,6 +12,10 @@ from tenants.models import Tenant
 
 def connection_list(*, tenant: Tenant) -> QuerySet[Connection]:
     return Connection.objects.filter(tenant=tenant)
+
+
+def connection_get(*, tenant: Tenant, public_id: UUID | str) -> Connection:
+    return connection_list(tenant=tenant).get(public_id=public_id)
 
 
 def tenant_write_sources(*, tenant: Tenant) -> set[str]:

@@ -2,42 +2,60 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
+from django.conf import settings as django_settings
 from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
 
 from integrations.common.http import redact_headers
 from integrations.common.secrets import connection_secret_store, connection_secrets
 from integrations.common.webhooks import event_parse
-from integrations.models import Connection, InboundEvent
+from integrations.models import Connection, InboundEvent, RejectedDeliveryCount
 from integrations.registry import ProviderSpec, provider_get
 from integrations.types import MalformedPayload, ParsedEvent, PolledRecord, WebhookRequest
 from tenants.services import SYSTEM
 
 logger = logging.getLogger("giftline.capture")
+# What a provider's verify could raise on a value it did not expect (it should return a verdict).
+_VERIFY_ERRORS = (KeyError, IndexError, TypeError, ValueError, ArithmeticError, AttributeError)
 
 
 @dataclass(frozen=True)
 class Receipt:
-    """The receive view's answer: what happened, and the HTTP status to return."""
+    """The receive view's answer: what happened, and the HTTP status to return. ``event`` is None
+    for a rejected delivery over the per-minute cap: counted, not stored."""
 
-    event: InboundEvent
+    event: InboundEvent | None
     http_status: int
     message: str
 
 
 def inbound_event_receive(
-    *, connection: Connection, request: WebhookRequest, remote_addr: str | None, max_bytes: int
+    *,
+    connection: Connection,
+    request: WebhookRequest,
+    remote_addr: str | None,
+    max_bytes: int,
+    body_size: int | None = None,
 ) -> Receipt:
     """Check, record and dedupe one webhook delivery. Never calls any other system.
 
-    Every delivery leaves a row: rejected ones (signature, size, content type) and malformed
-    ones are kept for inspection with their reason; unsupported event types are recorded as
-    ignored and acknowledged; a repeat of an event already recorded is acknowledged as a duplicate.
+    Every delivery is recorded: malformed ones are kept whole for inspection; unsupported event
+    types are recorded as ignored and acknowledged; a repeat of an event already recorded is
+    acknowledged as a duplicate. Rejected ones (signature, size, content type) keep their metadata,
+    reason, hash and a short prefix, not the body, and beyond a cap per connection and minute are
+    only counted. ``body_size`` is what the sender declared when the body was too large to read
+    (``request.body`` is then empty).
     """
     spec = provider_get(connection.provider)
+    size = len(request.body) if body_size is None else body_size
     row = InboundEvent(
         tenant_id=connection.tenant_id,
         connection=connection,
@@ -46,24 +64,35 @@ def inbound_event_receive(
         headers=redact_headers(request.headers),
         content_type=request.content_type[:100],
         remote_addr=remote_addr,
+        body_size=size,
     )
-    problem = _precheck(spec, request, max_bytes)
+    problem = _precheck(spec, request, max_bytes, size)
     if problem:
-        row.body = request.body[:max_bytes]
-        return _store(row, InboundEvent.Status.REJECTED, problem, status=problem_status(problem))
+        return _reject(row, request, problem, status=problem_status(problem), oversized=size > max_bytes)
     row.body = request.body
-    verdict = spec.verify(request, connection, connection_secrets(connection))
+    row.body_sha256 = hashlib.sha256(request.body).hexdigest()
+    try:
+        verdict = spec.verify(request, connection, connection_secrets(connection))
+    except _VERIFY_ERRORS as exc:
+        # Settings are read with defaults and clamping, so this is a bug, not a bad setting. The
+        # delivery is still recorded, and 503 asks the sender to retry once it is fixed.
+        logger.exception(
+            "capture.verify_failed tenant=%s connection=%s", connection.tenant.slug, connection.public_id
+        )
+        return _reject(
+            row, request, f"Could not check the signature: {type(exc).__name__}: {exc}", status=503
+        )
     row.signature_valid = verdict.ok
     if not verdict.ok:
-        logger.warning(
-            "capture.bad_signature tenant=%s connection=%s reason=%s",
-            connection.tenant.slug,
-            connection.public_id,
-            verdict.reason,
-        )
-        return _store(
-            row, InboundEvent.Status.REJECTED, f"Signature check failed: {verdict.reason}", status=400
-        )
+        receipt = _reject(row, request, f"Signature check failed: {verdict.reason}", status=400)
+        if receipt.event is not None:  # past the cap, the counter row says it (no log line per request)
+            logger.warning(
+                "capture.bad_signature tenant=%s connection=%s reason=%s",
+                connection.tenant.slug,
+                connection.public_id,
+                verdict.reason,
+            )
+        return receipt
     try:
         parsed = event_parse(spec, request)
     except MalformedPayload as exc:
@@ -81,13 +110,62 @@ def problem_status(problem: str) -> int:
     return 413 if problem.startswith("Body") else 415
 
 
-def _precheck(spec: ProviderSpec, request: WebhookRequest, max_bytes: int) -> str:
-    if len(request.body) > max_bytes:
-        return f"Body of {len(request.body)} bytes is over the {max_bytes}-byte limit"
+def _precheck(spec: ProviderSpec, request: WebhookRequest, max_bytes: int, size: int) -> str:
+    if size > max_bytes:
+        # max_bytes + 1 is all the view reads of a body sent without a length
+        shown = f"more than {max_bytes}" if size == max_bytes + 1 else str(size)
+        return f"Body of {shown} bytes is over the {max_bytes}-byte limit"
     media_type = request.content_type.split(";")[0].strip().lower()
     if media_type not in spec.content_types:
         return f"Content type {media_type or '(none)'!r} is not accepted; expected {', '.join(spec.content_types)}"
     return ""
+
+
+def _reject(
+    row: InboundEvent, request: WebhookRequest, reason: str, *, status: int, oversized: bool = False
+) -> Receipt:
+    """Record a rejected delivery without its body: the hash and a short prefix identify it (an
+    oversized one keeps nothing: it was never read whole). Over the cap it is only counted."""
+    if oversized:
+        row.body = b""
+    else:
+        row.body = request.body[: django_settings.REJECTED_BODY_PREFIX_BYTES]
+        row.body_sha256 = hashlib.sha256(request.body).hexdigest()
+    if not rejected_delivery_count(connection=row.connection, reason=reason, remote_addr=row.remote_addr):
+        return Receipt(event=None, http_status=status, message=reason)
+    return _store(row, InboundEvent.Status.REJECTED, reason, status=status)
+
+
+def rejected_delivery_count(
+    *, connection: Connection, reason: str, remote_addr: str | None, now: datetime | None = None
+) -> bool:
+    """Count one rejected delivery in its connection's current minute; True when it may also be
+    stored as a row. Claims a storage slot by conditional UPDATE, so concurrent requests never
+    store more than the cap."""
+    minute = (now or timezone.now()).replace(second=0, microsecond=0)
+    cap = django_settings.REJECTED_STORED_PER_CONNECTION_PER_MINUTE
+    rows = RejectedDeliveryCount.objects.filter(connection=connection, minute=minute)
+    seen = {"received": F("received") + 1, "last_reason": reason[:500], "last_remote_addr": remote_addr}
+    if rows.filter(stored__lt=cap).update(stored=F("stored") + 1, **seen):
+        return True
+    if rows.update(**seen):
+        return False
+    try:
+        with transaction.atomic():
+            RejectedDeliveryCount.objects.create(
+                tenant_id=connection.tenant_id,
+                connection=connection,
+                minute=minute,
+                received=1,
+                stored=1 if cap > 0 else 0,
+                last_reason=reason[:500],
+                last_remote_addr=remote_addr,
+            )
+    except IntegrityError:  # another request created this minute's row first
+        return rejected_delivery_count(
+            connection=connection, reason=reason, remote_addr=remote_addr, now=minute
+        )
+    return cap > 0
 
 
 def _store(row: InboundEvent, outcome: str, reason: str, *, status: int) -> Receipt:
@@ -123,6 +201,7 @@ def _insert(row: InboundEvent) -> None:
 
 def inbound_event_record_polled(*, connection: Connection, record: PolledRecord) -> bool:
     """Store one polled change like a webhook delivery; returns False when already recorded."""
+    body = json.dumps(record.payload, default=str).encode()
     row = InboundEvent(
         tenant_id=connection.tenant_id,
         connection=connection,
@@ -130,7 +209,9 @@ def inbound_event_record_polled(*, connection: Connection, record: PolledRecord)
         capture=InboundEvent.Capture.POLL,
         event_type=record.event_type,
         dedupe_key=record.dedupe_key[:255],
-        body=json.dumps(record.payload, default=str).encode(),
+        body=body,
+        body_sha256=hashlib.sha256(body).hexdigest(),
+        body_size=len(body),
         content_type="application/json",
         occurred_at=record.modified_at,
         status=InboundEvent.Status.PENDING,
@@ -160,6 +241,7 @@ def connection_create(
     spec = provider_get(provider)
     if capture_mode not in spec.capture_modes:
         raise ValueError(f"{spec.label} supports capture modes: {', '.join(spec.capture_modes)}")
+    settings = spec.settings_schema.validate(settings)  # SettingsInvalid (a ValueError) names each bad key
     connection = Connection.objects.create(
         tenant=tenant,
         provider=provider,
@@ -167,7 +249,7 @@ def connection_create(
         capture_mode=capture_mode,
         source_name=source_name or spec.default_source_name,
         default_project_code=default_project_code,
-        settings=settings or {},
+        settings=settings,
     )
     audit_record(
         actor=actor or SYSTEM,
@@ -207,3 +289,27 @@ def connection_onboard(
             if value.strip():
                 connection_secret_store(connection, purpose, value, actor=actor or SYSTEM)
     return connection
+
+
+def connection_settings_update(
+    *, connection: Connection, changes: dict[str, Any], unset: tuple[str, ...] = (), actor=None
+) -> dict[str, Any]:
+    """Set (and unset) settings of a connection after validating the result as a whole; audited
+    with the keys changed, not their values (a base URL or an audience name is not a secret, but
+    the audit log is no place for configuration dumps)."""
+    from tenants.services import SYSTEM, audit_record
+
+    spec = provider_get(connection.provider)
+    merged = {k: v for k, v in (connection.settings or {}).items() if k not in unset}
+    merged.update(changes)
+    cleaned = spec.settings_schema.validate(merged)
+    Connection.objects.filter(pk=connection.pk).update(settings=cleaned)
+    connection.settings = cleaned
+    audit_record(
+        actor=actor or SYSTEM,
+        action="connection.settings_changed",
+        tenant=connection.tenant,
+        target=connection,
+        details={"set": sorted(changes), "unset": sorted(unset)},
+    )
+    return cleaned

@@ -13,7 +13,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from integrations.common.secrets import connection_secrets
-from integrations.models import Connection
+from integrations.models import Connection, InboundEvent
 from integrations.registry import provider_get
 from integrations.services import inbound_event_receive
 from integrations.types import WebhookRequest
@@ -27,8 +27,14 @@ def receive(request: HttpRequest, token: UUID, secret: str = "") -> HttpResponse
     if connection is None:
         return JsonResponse({"error": "unknown webhook URL"}, status=404)
     max_bytes = settings.WEBHOOK_MAX_BODY_BYTES
-    declared = int(request.META.get("CONTENT_LENGTH") or 0)
-    body = request.read(max_bytes + 1) if declared <= max_bytes * 4 else b"x" * (max_bytes + 1)
+    declared = _declared_length(request)
+    if declared is not None and declared > max_bytes:
+        body, size = b"", declared  # not read at all: nothing of an oversized body is kept
+    else:
+        body = request.read(max_bytes + 1)  # one byte more than the limit tells "too large"
+        size = len(body)
+        if size > max_bytes:
+            body = b""
     hook = WebhookRequest(
         body=body,
         headers=dict(request.headers),
@@ -45,9 +51,27 @@ def receive(request: HttpRequest, token: UUID, secret: str = "") -> HttpResponse
     if request.method != "POST":
         return JsonResponse({"error": "this webhook URL accepts POST only"}, status=405)
     receipt = inbound_event_receive(
-        connection=connection, request=hook, remote_addr=request.META.get("REMOTE_ADDR"), max_bytes=max_bytes
+        connection=connection,
+        request=hook,
+        remote_addr=request.META.get("REMOTE_ADDR"),
+        max_bytes=max_bytes,
+        body_size=size,
     )
+    event = receipt.event  # None: rejected and over the per-minute cap, so counted but not stored
     return JsonResponse(
-        {"status": receipt.event.status, "id": str(receipt.event.public_id), "detail": receipt.message},
+        {
+            "status": event.status if event else InboundEvent.Status.REJECTED,
+            "id": str(event.public_id) if event else None,
+            "detail": receipt.message,
+        },
         status=receipt.http_status,
     )
+
+
+def _declared_length(request: HttpRequest) -> int | None:
+    """The Content-Length the sender declared; None when absent or not a number."""
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or "")
+    except ValueError:
+        return None
+    return length if length >= 0 else None

@@ -60,6 +60,13 @@ def declared_schedules() -> list[dict]:
             "minutes": None,
         },
         {
+            # Retention (sync/ops/retention.py): bounded batches, so it never holds a worker long.
+            "name": "data-purge",
+            "func": "sync.tasks.data_purge",
+            "schedule_type": Schedule.DAILY,
+            "minutes": None,
+        },
+        {
             "name": "outbound-drift-weekly",
             "func": "sync.tasks.drift_all",
             "schedule_type": Schedule.WEEKLY,
@@ -83,7 +90,7 @@ def schedules_apply() -> tuple[int, int]:
                 "repeats": -1,
             },
         )
-    prefixes = ("outbound-", "inbound-", "connections-")
+    prefixes = ("outbound-", "inbound-", "connections-", "data-")
     stale = Schedule.objects.filter(name__regex=r"^(" + "|".join(prefixes) + ")").exclude(name__in=names)
     removed, _ = stale.delete()
     return len(declared), removed

@@ -9,7 +9,7 @@ from integrations.models import Connection
 from sync.inbound import drain as inbound
 from sync.inbound import polling
 from sync.models import Alert
-from sync.ops import alerts, reconcile
+from sync.ops import alerts, reconcile, retention
 from sync.outbound import confirm, dispatch
 from sync.two_way import partner_drain as partner_submit
 from tenants.models import Tenant
@@ -64,6 +64,11 @@ def reconcile_tenant(tenant_id: int) -> dict:
 def drift_tenant(tenant_id: int) -> dict:
     tenant = Tenant.objects.get(pk=tenant_id)
     return reconcile.reconcile_run(tenant=tenant, passes=("drift",))
+
+
+def data_purge() -> dict[str, dict[str, int]]:
+    """Daily: purge what each tenant's retention allows (see sync/ops/retention.py)."""
+    return retention.data_purge().counts
 
 
 def alert_deliver(alert_id: int) -> bool:

@@ -160,6 +160,16 @@ class TenantAdmin(admin.ModelAdmin):
             },
         ),
         ("Alerts", {"fields": ("alert_emails", "alert_webhook_url")}),
+        (
+            "Retention (blank: platform default)",
+            {
+                "fields": (
+                    "retention_webhook_body_days",
+                    "retention_attempt_days",
+                    "retention_dead_letter_days",
+                )
+            },
+        ),
         ("Access", {"fields": ("assigned_staff",)}),
         ("History", {"fields": ("created_at", "updated_at")}),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 
@@ -95,6 +96,28 @@ class Tenant(models.Model):
     )
     inbound_cooldown_seconds = models.PositiveIntegerField(default=300)
 
+    # Retention overrides (blank = the platform default in settings, RETENTION_*_DAYS).
+    retention_webhook_body_days = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Days to keep webhook bodies of handled events and rejected deliveries. "
+        "Blank: the platform default (30).",
+    )
+    retention_attempt_days = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Days to keep Virtuous call attempts of finished items. Blank: the platform default (30).",
+    )
+    retention_dead_letter_days = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Days to keep resolved dead letters (open ones are never purged). "
+        "Blank: the platform default (90).",
+    )
+
     alert_emails = models.TextField(blank=True, help_text="One address per line or comma-separated.")
     alert_webhook_url = models.URLField(blank=True, help_text="Optional Slack-style incoming webhook.")
 
@@ -116,6 +139,15 @@ class Tenant(models.Model):
     def usable_hourly_budget(self) -> int:
         """Requests/hour we allow ourselves after the safety headroom."""
         return self.hourly_request_budget * (100 - min(self.budget_headroom_percent, 100)) // 100
+
+    @property
+    def retention(self) -> dict[str, int]:
+        """Days each purgeable kind of data is kept for this tenant (override, else default)."""
+        return {
+            "webhook_body_days": self.retention_webhook_body_days or settings.RETENTION_WEBHOOK_BODY_DAYS,
+            "attempt_days": self.retention_attempt_days or settings.RETENTION_ATTEMPT_DAYS,
+            "dead_letter_days": self.retention_dead_letter_days or settings.RETENTION_DEAD_LETTER_DAYS,
+        }
 
     @property
     def alert_email_list(self) -> list[str]:

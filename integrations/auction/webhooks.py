@@ -32,6 +32,7 @@ from integrations.common.signatures import (
     timestamp_outside,
 )
 from integrations.common.webhooks import VERIFIED, VerifyResult, load_json_object
+from integrations.registry import connection_settings, connection_settings_errors
 from integrations.types import MalformedPayload, ParsedEvent, WebhookRequest
 
 ENCODINGS = ("hex", "base64")
@@ -43,6 +44,8 @@ DEFAULTS = {
     "timestamp_header": "",
     "tolerance_seconds": 300,
 }
+HEADER_NAME = r"[A-Za-z0-9-]{1,64}"
+SCHEME_CHOICES = ("signature_header", "signature_algorithm", "signature_encoding", "timestamp_header")
 MAX_ID = 64
 LINE_EVENTS = ("order.refunded", "order.voided")  # they name the lines they undo
 
@@ -72,10 +75,14 @@ def sign(
 
 def verify(request: WebhookRequest, connection: Any, secrets: list[str]) -> VerifyResult:
     """Check the HMAC of the raw body against each configured secret (active, then pending)."""
-    try:
-        s = scheme(connection.settings)
-    except ValueError as exc:
-        return VerifyResult(False, f"connection signature settings: {exc}")
+    # A stored scheme choice we cannot honour is refused with its reason, never guessed; a number
+    # (the tolerance) is clamped into its safe range instead.
+    errors = connection_settings_errors(connection)
+    wrong = [f"{name} {message}" for name, message in errors.items() if name in SCHEME_CHOICES]
+    if wrong:
+        return VerifyResult(False, "connection signature settings: " + "; ".join(wrong))
+    settings = connection_settings(connection)
+    s = scheme(settings)
     header, refused = signature_header(request.headers, s["signature_header"], secrets)
     if refused:
         return refused
@@ -95,9 +102,7 @@ def verify(request: WebhookRequest, connection: Any, secrets: list[str]) -> Veri
             return stale
     if s["signature_encoding"] == "hex":  # hex digests arrive in either case
         header = s["signature_prefix"] + header[len(s["signature_prefix"]) :].lower()
-    if matches_any(
-        header, [sign(request.body, secret, connection.settings, timestamp) for secret in secrets]
-    ):
+    if matches_any(header, [sign(request.body, secret, settings, timestamp) for secret in secrets]):
         return VERIFIED
     return VerifyResult(False, "signature does not match any configured secret")
 

@@ -25,6 +25,7 @@ from integrations.common.http import HttpSession
 from integrations.common.oauth import AccessToken, TokenCache
 from integrations.common.secrets import connection_secret, connection_secret_store
 from integrations.constant_contact.throttle import ApplicationThrottle
+from integrations.registry import connection_settings
 from tenants.models import Credential
 
 TOKEN_URL = "https://authz.constantcontact.com/oauth2/default/v1/token"
@@ -81,7 +82,7 @@ class TokenStore:
         )
 
     def _exchange(self) -> str:
-        client_id = (self.connection.settings or {}).get("client_id")
+        client_id = connection_settings(self.connection)["client_id"]
         client_secret = connection_secret(self.connection, Credential.Purpose.OAUTH_CLIENT_SECRET)
         refresh_token = connection_secret(self.connection, Credential.Purpose.OAUTH_REFRESH_TOKEN)
         if not client_id or not client_secret or not refresh_token:

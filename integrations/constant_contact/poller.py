@@ -25,6 +25,7 @@ from integrations.common.parsing import to_datetime
 from integrations.common.polling import PollContext
 from integrations.constant_contact.client import ConstantContactClient, ConstantContactError
 from integrations.constant_contact.throttle import ApplicationThrottle, Throttled
+from integrations.registry import connection_settings
 from integrations.types import PolledRecord
 
 logger = logging.getLogger("giftline.constant_contact")
@@ -40,7 +41,7 @@ PASSES = (
 
 def poll(connection: Any, ctx: PollContext) -> int:
     """Run both passes; returns how many contacts were read."""
-    settings = connection.settings or {}
+    settings = connection_settings(connection)
     client = ConstantContactClient(
         connection, throttle=ApplicationThrottle(), tenant_label=ctx.mapping.tenant_slug
     )

@@ -1,3 +1,4 @@
+from integrations.common.connection_settings import Choice, Int, Map, SettingsSchema, Text
 from integrations.common.partners import PartnerSide
 from integrations.constant_contact import mapping, partner, poller, webhooks
 from integrations.registry import ProviderSpec
@@ -15,6 +16,32 @@ PROVIDER = ProviderSpec(
     capture_modes=("polling", "hybrid"),
     poll=poller.poll,
     handshake=webhooks.handshake,
+    settings_schema=SettingsSchema(
+        (
+            Choice(
+                "webhook_auth",
+                help="How partner webhooks are authenticated (see webhooks.py).",
+                default="path_secret",
+                choices=webhooks.AUTH_MODES,
+            ),
+            Text("client_id", help="The application's OAuth client id.", max_length=100),
+            Text(
+                "account_id", help="The Constant Contact account id partner events must name.", max_length=100
+            ),
+            Int(
+                "overlap_seconds",
+                help="Each poll re-reads this much before its checkpoint.",
+                default=60,
+                maximum=3600,
+            ),
+            Map(
+                "field_owners",
+                help="Per-field ownership policy: shared field → virtuous or partner (default names owned by Virtuous).",
+                keys=("firstName", "lastName", "optedOut", "tags"),
+                values=Choice("owner", choices=("virtuous", "partner")),
+            ),
+        )
+    ),
     partner=PartnerSide(
         writer=partner.constant_contact_write,
         member_tag_prefix=mapping.LIST_TAG_PREFIX,

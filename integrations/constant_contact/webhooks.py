@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from integrations.common.signatures import matches_any, path_secret_handshake, path_secret_matches
 from integrations.common.webhooks import NO_SECRET, VERIFIED, VerifyResult, load_json
+from integrations.registry import connection_settings, connection_settings_errors
 from integrations.types import MalformedPayload, ParsedEvent, WebhookRequest
 
 AUTH_MODES = ("path_secret", "api_key")
@@ -41,11 +42,10 @@ def _object(body: bytes) -> dict[str, Any]:
 
 def verify(request: WebhookRequest, connection: Any, secrets: list[str]) -> VerifyResult:
     """Authenticate a partner notification the way the connection's ``webhook_auth`` says."""
-    mode = (connection.settings or {}).get("webhook_auth", "path_secret")
-    if mode == "path_secret":
-        return path_secret_matches(request, secrets)
-    if mode != "api_key":
+    if "webhook_auth" in connection_settings_errors(connection):  # never guess how to authenticate
         return VerifyResult(False, f"webhook_auth must be one of {', '.join(AUTH_MODES)}")
+    if connection_settings(connection)["webhook_auth"] == "path_secret":
+        return path_secret_matches(request, secrets)
     if not secrets:
         return NO_SECRET
     try:

@@ -14,6 +14,7 @@ from integrations.common.parsing import to_datetime
 from integrations.common.polling import PollContext
 from integrations.donorbox.client import DonorboxClient
 from integrations.donorbox.webhooks import state_key
+from integrations.registry import connection_settings
 from integrations.types import PolledRecord
 from tenants.models import Credential
 
@@ -21,7 +22,7 @@ SAVE_EVERY = 100
 
 
 def poll(connection: Any, ctx: PollContext) -> int:
-    settings = connection.settings or {}
+    settings = connection_settings(connection)
     api_key = ctx.secret(Credential.Purpose.API_TOKEN)
     if not api_key or not settings.get("account_email"):
         raise ValueError(

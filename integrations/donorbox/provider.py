@@ -1,3 +1,4 @@
+from integrations.common.connection_settings import Email, Int, SettingsSchema, Url, tolerance_setting
 from integrations.donorbox import mapping, poller, webhooks
 from integrations.registry import ProviderSpec
 
@@ -14,6 +15,19 @@ PROVIDER = ProviderSpec(
     capture_modes=("webhook", "polling", "hybrid"),
     poll=poller.poll,
     settings_fields=("account_email",),
+    settings_schema=SettingsSchema(
+        (
+            tolerance_setting(webhooks.DEFAULT_TOLERANCE_SECONDS),
+            Email(
+                "account_email", help="The Donorbox account's login e-mail (the API's user name; polling)."
+            ),
+            Url("base_url", help="Donorbox API base URL.", default="https://donorbox.org"),
+            Int("rescan_days", help="Days each poll re-reads before its checkpoint.", default=7, maximum=30),
+            Int(
+                "initial_days", help="How far back the first poll reads.", default=30, minimum=1, maximum=365
+            ),
+        )
+    ),
     secret_purposes=("webhook_secret", "api_token"),
     setup_steps=(
         "In Donorbox: Integrations → API & Zapier Integration → Custom Webhooks → add endpoint. Paste the webhook "

@@ -12,6 +12,7 @@ from typing import Any
 from integrations.common.parsing import to_datetime
 from integrations.common.signatures import hmac_digest, matches_any, signature_header, timestamp_outside
 from integrations.common.webhooks import VERIFIED, VerifyResult, load_json
+from integrations.registry import connection_settings
 from integrations.types import MalformedPayload, ParsedEvent, WebhookRequest
 
 SIGNATURE_HEADER = "Donorbox-Signature"
@@ -31,8 +32,7 @@ def verify(request: WebhookRequest, connection: Any, secrets: list[str]) -> Veri
         timestamp = int(ts_text.strip())
     except ValueError:
         return VerifyResult(False, "malformed signature header")
-    tolerance = int((connection.settings or {}).get("tolerance_seconds", DEFAULT_TOLERANCE_SECONDS))
-    stale = timestamp_outside(timestamp, tolerance)
+    stale = timestamp_outside(timestamp, connection_settings(connection)["tolerance_seconds"])
     if stale:
         return stale
     expected = [sign(request.body, secret, timestamp).partition(",")[2] for secret in secrets]

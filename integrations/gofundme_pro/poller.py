@@ -24,6 +24,7 @@ from integrations.common.oauth import TokenCache
 from integrations.common.parsing import to_datetime
 from integrations.common.polling import PollContext
 from integrations.gofundme_pro.client import BASE_URL, TOKEN_URL, GoFundMeProClient, TokenRejected
+from integrations.registry import connection_settings
 from integrations.types import PolledRecord
 from tenants.models import Credential
 
@@ -46,7 +47,7 @@ def state_key(resource: str, record_id: str, updated_at: datetime) -> str:
 
 def poll(connection: Any, ctx: PollContext) -> int:
     """Read every resource's changes since its checkpoint; returns how many records were read."""
-    settings = connection.settings or {}
+    settings = connection_settings(connection)
     client_id = settings.get("client_id")
     organization_id = settings.get("organization_id")
     if not client_id or not organization_id:

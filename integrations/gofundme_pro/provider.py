@@ -1,4 +1,6 @@
+from integrations.common.connection_settings import Int, SettingsSchema, Text, Url
 from integrations.gofundme_pro import mapping, poller, webhooks
+from integrations.gofundme_pro.client import BASE_URL, TOKEN_URL
 from integrations.registry import ProviderSpec
 
 PROVIDER = ProviderSpec(
@@ -13,6 +15,35 @@ PROVIDER = ProviderSpec(
     handlers=mapping.HANDLERS,
     capture_modes=("webhook", "polling", "hybrid"),
     poll=poller.poll,
+    settings_schema=SettingsSchema(
+        (
+            Text("client_id", help="API client id (Apps & Integrations → API).", max_length=100),
+            Text(
+                "organization_id",
+                help="The GoFundMe Pro organization id.",
+                max_length=20,
+                pattern=r"\d+",
+                pattern_help="must be the numeric organization id",
+            ),
+            Url("base_url", help="API base URL.", default=BASE_URL),
+            Url("token_url", help="OAuth token URL.", default=TOKEN_URL),
+            Int(
+                "initial_days", help="How far back the first poll reads.", default=30, minimum=1, maximum=365
+            ),
+            Text(
+                "transactions_with",
+                help="'with' embeds for transactions.",
+                default="supporter",
+                max_length=200,
+            ),
+            Text(
+                "recurring_donation_plans_with",
+                help="'with' embeds for recurring donation plans.",
+                default="supporter",
+                max_length=200,
+            ),
+        )
+    ),
     setup_steps=(
         "In GoFundMe Pro: Apps & Integrations → Webhooks → Endpoints → Add Endpoint. Paste the webhook URL and "
         "subscribe to transaction.*, supporter.* and recurring_donation_plan.*; copy the endpoint's signing secret "

@@ -17,6 +17,7 @@ from typing import Any
 from integrations.common.parsing import to_datetime
 from integrations.common.polling import PollContext
 from integrations.mailchimp.client import MailchimpClient, MailchimpError
+from integrations.registry import connection_settings
 from integrations.types import PolledRecord
 from tenants.models import Credential
 
@@ -28,7 +29,7 @@ _LIST_ID = re.compile(r"^[0-9A-Za-z]{1,20}$")
 
 def poll(connection: Any, ctx: PollContext) -> int:
     """Read every configured audience; returns how many members were read."""
-    settings = connection.settings or {}
+    settings = connection_settings(connection)
     api_key = ctx.secret(Credential.Purpose.API_TOKEN)
     audiences = settings.get("audiences") or {}
     if not api_key or not isinstance(audiences, dict) or not audiences:

@@ -1,3 +1,4 @@
+from integrations.common.connection_settings import Choice, Int, Map, SettingsSchema, Text
 from integrations.common.partners import PartnerSide
 from integrations.mailchimp import mapping, partner, poller, webhooks
 from integrations.registry import ProviderSpec
@@ -15,6 +16,37 @@ PROVIDER = ProviderSpec(
     capture_modes=("webhook", "polling", "hybrid"),
     poll=poller.poll,
     handshake=webhooks.handshake,
+    settings_schema=SettingsSchema(
+        (
+            Map(
+                "audiences",
+                help="Audience (list) id → name; the name becomes the tag 'Mailchimp: <name>'.",
+                values=Text("audience name", max_length=100),
+            ),
+            Int(
+                "overlap_seconds",
+                help="Each poll re-reads this much before its checkpoint.",
+                default=60,
+                maximum=3600,
+            ),
+            Text(
+                "opt_out_custom_field",
+                help="Virtuous custom field set to the opt-out reason, if any.",
+                max_length=100,
+            ),
+            Text(
+                "two_way_list_id",
+                help="Audience two-way writes go to (default: the first of audiences).",
+                max_length=40,
+            ),
+            Map(
+                "field_owners",
+                help="Per-field ownership policy: shared field → virtuous or partner (default names owned by Virtuous).",
+                keys=("firstName", "lastName", "optedOut", "tags"),
+                values=Choice("owner", choices=("virtuous", "partner")),
+            ),
+        )
+    ),
     partner=PartnerSide(
         writer=partner.mailchimp_write,
         member_tag_prefix=mapping.MEMBER_TAG_PREFIX,

@@ -20,6 +20,7 @@ from typing import Any
 from django.utils import timezone
 
 from integrations.common.polling import PollContext
+from integrations.registry import connection_settings
 from integrations.stripe.client import StripeSource
 from integrations.stripe.mapping import HANDLERS
 from integrations.types import PolledRecord
@@ -31,7 +32,7 @@ EVENT_HORIZON_DAYS = 30  # Stripe's event retention
 
 def poll(connection: Any, ctx: PollContext) -> int:
     """Read new events, then new charges; returns how many records were emitted."""
-    settings = connection.settings or {}
+    settings = connection_settings(connection)
     api_key = ctx.secret(Credential.Purpose.API_TOKEN)
     if not api_key:
         raise ValueError(

@@ -1,3 +1,4 @@
+from integrations.common.connection_settings import Int, SettingsSchema, Text, tolerance_setting
 from integrations.registry import ProviderSpec
 from integrations.stripe import mapping, poller, webhooks
 
@@ -13,6 +14,25 @@ PROVIDER = ProviderSpec(
     handlers=mapping.HANDLERS,
     capture_modes=("webhook", "polling", "hybrid"),
     poll=poller.poll,
+    settings_schema=SettingsSchema(
+        (
+            tolerance_setting(webhooks.DEFAULT_TOLERANCE_SECONDS),
+            Text(
+                "campaign_metadata_key",
+                help="Metadata key on the charge or subscription naming the campaign (project map key).",
+                default="campaign",
+                max_length=40,
+            ),
+            Int("max_network_retries", help="Stripe library retries per polling call.", default=2, maximum=5),
+            Int(
+                "charges_initial_days",
+                help="How far back the first poll of charges reads.",
+                default=30,
+                minimum=1,
+                maximum=365,
+            ),
+        )
+    ),
     setup_steps=(
         "In the Stripe Dashboard: Developers → Webhooks → Add endpoint. Paste the webhook URL, pin the API "
         "version, and select the events " + ", ".join(mapping.HANDLERS) + ". Reveal the endpoint's signing "

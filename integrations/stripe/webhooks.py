@@ -14,6 +14,7 @@ import stripe
 
 from integrations.common.signatures import signature_header
 from integrations.common.webhooks import VERIFIED, VerifyResult, load_json_object
+from integrations.registry import connection_settings
 from integrations.types import MalformedPayload, ParsedEvent, WebhookRequest
 
 SIGNATURE_HEADER = "Stripe-Signature"
@@ -35,7 +36,9 @@ def sign(body: bytes, secret: str, timestamp: int) -> str:
 
 
 def tolerance_seconds(connection: Any) -> int:
-    return int((connection.settings or {}).get("tolerance_seconds", DEFAULT_TOLERANCE_SECONDS))
+    """The connection's tolerance, clamped to the safe range: 0 (which the library reads as "no
+    check") or a word stored before settings were validated cannot switch the check off or fail."""
+    return connection_settings(connection)["tolerance_seconds"]
 
 
 def verify(request: WebhookRequest, connection: Any, secrets: list[str]) -> VerifyResult:

@@ -28,6 +28,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from integrations.common.parsing import to_datetime, to_int
+from integrations.registry import partner_keys
 from integrations.selectors import tenant_write_sources
 from integrations.virtuous.inbound import VirtuousChange
 from sync.models import Direction, Operation, Origin, OutboundItem, SyncRecord
@@ -133,16 +134,23 @@ def _contact(run: _Run) -> tuple[str, int]:
     record = run.change.record
     virtuous_id = str(record.get("id", ""))
     ours = tenant_write_sources(tenant=run.tenant)
-    references = [
-        (str(r["source"]), str(r["id"]))
-        for r in record.get("contactReferences") or []
-        if isinstance(r, dict) and r.get("source") in ours and r.get("id")
-    ]
+    carried = record.get("contactReferences")
+    if carried is None:
+        # Not in the payload (the observed webhook shape has none): unknown, so the two-way links we
+        # hold for this Virtuous id stand in, each checked against what we wrote.
+        references = _references_by_virtuous_id(run, virtuous_id, ours)
+    else:
+        references = [
+            (str(r["source"]), str(r["id"]))
+            for r in carried
+            if isinstance(r, dict) and r.get("source") in ours and r.get("id")
+        ]
     confirmed = 0
     two_way_sources = two_way.two_way_connections(tenant=run.tenant) if run.local else {}
     for source, reference in references:
-        two_way_link = source in two_way_sources
-        if two_way_link and not _shows_our_write(run, two_way_sources[source], reference):
+        connection = two_way_sources.get(source)
+        two_way_link = connection is not None or carried is None
+        if two_way_link and not _shows_our_write(run, source, reference, connection):
             continue
         confirmed += outbound_confirm(
             tenant=run.tenant,
@@ -170,14 +178,30 @@ def _contact(run: _Run) -> tuple[str, int]:
     return origin, confirmed
 
 
-def _shows_our_write(run: _Run, connection: Any, reference: str) -> bool:
+def _references_by_virtuous_id(run: _Run, virtuous_id: str, ours: set[str]) -> list[tuple[str, str]]:
+    if not virtuous_id:
+        return []
+    return list(
+        SyncRecord.objects.filter(
+            tenant=run.tenant,
+            resource_type=SyncRecord.ResourceType.CONTACT,
+            virtuous_id=virtuous_id,
+            partner_source__in=ours,
+        )
+        .order_by("pk")
+        .values_list("partner_source", "partner_id")
+    )
+
+
+def _shows_our_write(run: _Run, source: str, reference: str, connection: Any | None) -> bool:
     """For a two-way contact, an event confirms our sent write only if it shows what we wrote:
-    an edit made in Virtuous while our transaction waits for the nightly batch is not it."""
+    an edit made in Virtuous while our transaction waits for the nightly batch is not it. Only a
+    field the payload carries and that differs counts; one it leaves out is unknown, not changed."""
     payload = (
         OutboundItem.objects.filter(
             tenant=run.tenant,
             operation=Operation.CONTACT_TRANSACTION,
-            external_source=connection.source_name,
+            external_source=source,
             external_id=reference,
             state__in=ON_THE_WAY,
         )
@@ -187,8 +211,11 @@ def _shows_our_write(run: _Run, connection: Any, reference: str) -> bool:
     )
     if payload is None:
         return True
-    target = two_way.target_for(connection.provider)
-    ours, theirs = two_way.partner_view(payload, target), two_way.virtuous_view(run.change.record, target)
+    # Names and e-mail read the same through every partner side; a link whose connection is no
+    # longer active is still compared through any of them.
+    target = two_way.target_for(connection.provider if connection is not None else partner_keys()[0])
+    ours = two_way.partner_view(payload, target)
+    theirs = two_way.virtuous_view(run.change.record, target, fallback=ours)
     return all(not ours[f] or ours[f] == theirs[f] for f in ("firstName", "lastName", "email"))
 
 
@@ -245,7 +272,10 @@ def _known_partner(tenant: Tenant, row: SyncRecord, target: two_way.TwoWayTarget
 def _contact_linked(run: _Run, row: SyncRecord, connection: Any, *, ours: bool) -> None:
     target = two_way.target_for(connection.provider)
     label = f"{row.partner_source}/{row.partner_id}"
-    view = two_way.virtuous_view(run.change.record, target)
+    known = _known_partner(run.tenant, row, target)
+    # A field the payload leaves out reads as the partner has it: unknown must never become a
+    # change written back (an absent tag list would otherwise remove every partner tag).
+    view = two_way.virtuous_view(run.change.record, target, fallback=known)
     digest = two_way.fingerprint(view)
     modified = to_datetime(run.change.record.get("modifiedDateTimeUtc"))
     seen = {"virtuous_fingerprint": digest, "virtuous_modified_at": modified or row.virtuous_modified_at}
@@ -259,7 +289,6 @@ def _contact_linked(run: _Run, row: SyncRecord, connection: Any, *, ours: bool) 
         run.actions.append(f"{label}: echo (shared fields unchanged); dropped")
         _save(run, row, quiet=True, **seen)
         return
-    known = _known_partner(run.tenant, row, target)
     if not row.virtuous_fingerprint and two_way.same_shared(view, known):
         run.did(f"{label}: Virtuous already matches the partner; baseline recorded")
         _save(run, row, **seen)

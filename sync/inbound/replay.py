@@ -31,7 +31,8 @@ def inbound_events_replay(*, events: Iterable[InboundEvent], actor: Actor) -> in
         rows = list(
             InboundEvent.objects.select_for_update()
             .select_related("tenant")
-            .filter(pk__in=ids, status__in=REPLAYABLE_STATUSES)
+            # a body removed by retention cannot be processed again
+            .filter(pk__in=ids, status__in=REPLAYABLE_STATUSES, body_purged_at__isnull=True)
             .order_by("pk")
         )
         for row in rows:

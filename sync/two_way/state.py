@@ -29,6 +29,7 @@ from tenants.models import Tenant
 # How one partner platform names its tags and opt-outs inside Virtuous: its provider's partner side.
 TwoWayTarget = PartnerSide
 SHARED_FIELDS = ("firstName", "lastName", "optedOut", "tags")
+VIEW_FIELDS = frozenset({"firstName", "lastName", "email", "optedOut", "tags"})
 # Under the per-field ownership policy, who owns each shared field unless the connection says.
 DEFAULT_OWNERS = {"firstName": "virtuous", "lastName": "virtuous", "optedOut": "partner", "tags": "partner"}
 
@@ -73,9 +74,28 @@ def _view(first: Any, last: Any, email: Any, tags: list[str], target: TwoWayTarg
     }
 
 
-def virtuous_view(record: dict[str, Any], target: TwoWayTarget) -> dict[str, Any]:
-    """The shared view of a Virtuous contact. Virtuous always carries its whole tag list, so an
-    empty list means "no partner tags" (``[]``), not "unknown"."""
+def virtuous_carried(record: dict[str, Any]) -> frozenset[str]:
+    """The shared fields a Virtuous contact payload actually carries.
+
+    Webhook shapes are unpublished and vary (spec section 3): the observed deliveries have no
+    ``contactReferences`` or ``modifiedDateTimeUtc``, an individual may come without
+    ``contactMethods``, an organisation without any individual. A field the payload does not carry
+    (absent or null) is unknown, never "changed to empty"."""
+    person = contact_primary_individual(record)
+    carried = {name for name in ("firstName", "lastName") if person.get(name) is not None}
+    if person.get("contactMethods") is not None or record.get("email") is not None:
+        carried.add("email")
+    if record.get("tags") is not None:
+        carried |= {"tags", "optedOut"}
+    return frozenset(carried)
+
+
+def virtuous_view(
+    record: dict[str, Any], target: TwoWayTarget, *, fallback: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The shared view of a Virtuous contact. A tag list Virtuous sends is its whole list, so an
+    empty one means "no partner tags" (``[]``). A field the payload does not carry takes
+    ``fallback``'s value (what we already know), so it never reads as a difference."""
     person = contact_primary_individual(record)
     view = _view(
         person.get("firstName"),
@@ -85,6 +105,10 @@ def virtuous_view(record: dict[str, Any], target: TwoWayTarget) -> dict[str, Any
         target,
     )
     view["tags"] = view["tags"] or []
+    if fallback:
+        for name in VIEW_FIELDS - virtuous_carried(record):
+            if fallback.get(name) is not None:
+                view[name] = fallback[name]
     return view
 
 

@@ -18,6 +18,7 @@ PERIODIC = {
     "sync.tasks.drift_all",
     "sync.tasks.virtuous_polls_due",
     "sync.tasks.partner_dispatch",
+    "sync.tasks.data_purge",
 }
 
 

@@ -1,6 +1,9 @@
+import json
+
 from django.conf import settings
 from django.core.management.base import CommandError
 
+from integrations.common.connection_settings import SettingsInvalid
 from integrations.models import Connection
 from integrations.registry import provider_get, provider_keys
 from integrations.services import connection_create
@@ -24,6 +27,14 @@ class Command(TenantCommand):
         parser.add_argument(
             "--default-project", default="", help="Virtuous project code for unmapped donations"
         )
+        parser.add_argument(
+            "--setting",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="A connection setting (repeatable); VALUE is read as JSON when it is JSON "
+            '(300, {"id": "name"}), else as text. The provider\'s settings are listed on a bad one.',
+        )
 
     def handle(self, *args, **options):
         tenant = tenant_from_arg(options["tenant"])
@@ -35,8 +46,11 @@ class Command(TenantCommand):
                 name=options["name"],
                 source_name=options["source_name"],
                 default_project_code=options["default_project"],
+                settings=settings_from_args(options["setting"]),
                 actor=CLI,
             )
+        except SettingsInvalid as exc:
+            raise CommandError(settings_error_text(exc, options["provider"])) from exc
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
         spec = provider_get(connection.provider)
@@ -50,3 +64,24 @@ class Command(TenantCommand):
         )
         if spec.setup_steps:
             self.stdout.write(f"Setup: {spec.setup_steps}")
+
+
+def settings_from_args(pairs: list[str]) -> dict:
+    """``["tolerance_seconds=300", "audiences={...}"]`` → a dict; a value that is not JSON is text."""
+    result = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise CommandError(f"--setting {pair!r}: expected KEY=VALUE")
+        try:
+            result[key.strip()] = json.loads(value)
+        except ValueError:
+            result[key.strip()] = value
+    return result
+
+
+def settings_error_text(exc: SettingsInvalid, provider: str) -> str:
+    """One line per bad setting, then what the provider takes."""
+    lines = [f"  {name}: {message}" for name, message in exc.errors.items()]
+    reference = [f"  {line}" for line in provider_get(provider).settings_schema.describe()]
+    return "\n".join(["Invalid connection settings:", *lines, "Settings this provider takes:", *reference])

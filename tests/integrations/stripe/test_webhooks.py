@@ -90,11 +90,16 @@ def test_bad_signatures_are_refused_recorded_and_change_nothing(case, kwargs, re
     )
 
 
-def test_tolerance_is_a_connection_setting(case, connection):
+def test_tolerance_is_a_connection_setting_clamped_to_the_safe_range(case, connection):
+    body = fixture_bytes("stripe", "payment_intent.succeeded.json")
+    connection.settings = {"tolerance_seconds": 600}
+    connection.save()
+    assert _post(case, body, ts=int(time.time()) - 500).status_code == 200
+    # an hour (stored before settings were validated) is a replay window: it is used as 900 s
     connection.settings = {"tolerance_seconds": 3600}
     connection.save()
-    body = fixture_bytes("stripe", "payment_intent.succeeded.json")
-    assert _post(case, body, ts=int(time.time()) - 1800).status_code == 200
+    assert _post(case, body, ts=int(time.time()) - 1800).status_code == 400
+    assert "outside the 900 s tolerance" in InboundEvent.objects.order_by("-id").first().status_reason
 
 
 def test_tampered_body_is_refused(case):
