@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from config.metrics import observed_calls
 from integrations.virtuous.client import CallRecord, VirtuousClient
 from integrations.virtuous.errors import VirtuousError
 from sync.ops import alerts
@@ -34,6 +35,6 @@ def virtuous_client(
     return VirtuousClient.for_tenant(
         tenant,
         keep_reserve=keep_reserve,
-        on_call=on_call,
+        on_call=observed_calls(tenant, on_call),
         on_auth_failure=lambda error: tenant_needs_attention(tenant=tenant, error=error),
     )

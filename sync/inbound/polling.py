@@ -16,6 +16,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from config.metrics import poll_failed
 from integrations.models import Connection
 from integrations.registry import MappingContext, PollContext, provider_get
 from integrations.services import inbound_event_record_polled
@@ -104,6 +105,7 @@ def connection_poll(*, connection: Connection) -> dict[str, int]:
 
 
 def _poll_failed(connection: Connection, exc: Exception) -> None:
+    poll_failed(connection.tenant_id, connection.provider)
     with transaction.atomic():
         Connection.objects.filter(pk=connection.pk).update(
             consecutive_failures=F("consecutive_failures") + 1,
