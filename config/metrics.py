@@ -374,22 +374,21 @@ def metrics_render(*, database: bool = True) -> bytes:
     return generate_latest(metrics_registry(database=database))
 
 
-def metrics_allowed(request: HttpRequest) -> bool:
+def scrape_allowed(authorization: str, remote_addr: str) -> bool:
     """A scrape is allowed with ``Authorization: Bearer <METRICS_TOKEN>`` or from an address in
     ``METRICS_ALLOWED_NETWORKS``; with neither configured, never."""
     token = settings.METRICS_TOKEN
-    header = request.META.get("HTTP_AUTHORIZATION", "")
-    if token and header.startswith("Bearer ") and hmac.compare_digest(header[7:].strip(), token):
+    if token and authorization.startswith("Bearer ") and hmac.compare_digest(authorization[7:].strip(), token):
         return True
     try:
-        address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
+        address = ipaddress.ip_address(remote_addr)
     except ValueError:
         return False
     return any(address in network for network in settings.METRICS_ALLOWED_NETWORKS)
 
 
 def metrics_view(request: HttpRequest) -> HttpResponse:
-    if not metrics_allowed(request):
+    if not scrape_allowed(request.META.get("HTTP_AUTHORIZATION", ""), request.META.get("REMOTE_ADDR", "")):
         # The same answer whether or not metrics are configured, so it says nothing to a prober.
         return HttpResponse("Forbidden\n", status=403, content_type="text/plain")
     return HttpResponse(metrics_render(), content_type=CONTENT_TYPE_LATEST)
