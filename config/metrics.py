@@ -378,7 +378,11 @@ def scrape_allowed(authorization: str, remote_addr: str) -> bool:
     """A scrape is allowed with ``Authorization: Bearer <METRICS_TOKEN>`` or from an address in
     ``METRICS_ALLOWED_NETWORKS``; with neither configured, never."""
     token = settings.METRICS_TOKEN
-    if token and authorization.startswith("Bearer ") and hmac.compare_digest(authorization[7:].strip(), token):
+    if (
+        token
+        and authorization.startswith("Bearer ")
+        and hmac.compare_digest(authorization[7:].strip(), token)
+    ):
         return True
     try:
         address = ipaddress.ip_address(remote_addr)
