@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -82,7 +83,5 @@ def test_killing_the_qcluster_parent_stops_every_process_of_the_cluster(tmp_path
         survivors = [pid for pid in tree if _alive(pid)]
         assert survivors == [], f"orphaned cluster processes: {survivors}"
     finally:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(top.pid, signal.SIGKILL)  # its own session: only what this test started
-        except ProcessLookupError:
-            pass
