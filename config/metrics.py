@@ -44,6 +44,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 F = TypeVar("F", bound=Callable[..., Any])
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    # Every process writes its own files here; the first one on the machine creates the directory.
+    os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
 capture_logger = logging.getLogger("giftline.capture")
 
 VIRTUOUS_CALLS = Counter(
