@@ -8,9 +8,13 @@ in ``tenants.checks``, so a bad deployment fails at startup, not at the first re
 
 from __future__ import annotations
 
+import ipaddress
+
 from django.core.exceptions import ImproperlyConfigured
 
 from config.env import BASE_DIR, env, secret, strict_bool
+from config.logconfig import logging_config
+from config.sentry import sentry_init
 
 DEBUG = strict_bool("DEBUG", default=False)
 # Only meaningful in DEBUG; the system check refuses it when DEBUG is off.
@@ -50,6 +54,9 @@ if SANDBOX_ENABLED:
     INSTALLED_APPS += ["integrations.sandbox", "demo"]
 
 MIDDLEWARE = [
+    # Health and metrics answer before the host check and the HTTPS redirect (probes use addresses).
+    "config.middleware.OpsEndpointsMiddleware",
+    "config.middleware.RequestContextMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -116,6 +123,19 @@ if REDIS_URL:
 else:
     Q_CLUSTER["orm"] = "default"
     Q_CLUSTER["poll"] = 0.5
+    # With the ORM broker django-q2 keeps cluster heartbeats in a Django cache; a per-process
+    # memory cache would hide them from the web's readiness check, so use files on this machine.
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+        "qstats": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": env.str("Q_STATS_CACHE_DIR", default=str(BASE_DIR / "var" / "qstats")),
+        },
+    }
+    Q_CLUSTER["cache"] = "qstats"
+# Every cluster runs django-q2's scheduler unless this is off: the production profile runs one
+# scheduler process and N worker processes with Q_SCHEDULER=false (see deploy/).
+Q_CLUSTER["scheduler"] = strict_bool("Q_SCHEDULER", default=True)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -233,17 +253,37 @@ POLL_PAUSE_HOURS = env.int("POLL_PAUSE_HOURS", default=24)
 ALERT_QUIET_SECONDS = env.int("ALERT_QUIET_SECONDS", default=3600)
 GIFTLINE_ALERT_FALLBACK_EMAILS = env.list("GIFTLINE_ALERT_FALLBACK_EMAILS", default=[])
 
+# --- Running in production: logs, metrics, health, error reports (docs/metrics.md) -----------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {
-        "kv": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
-    },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "kv"}},
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {
-        "django.db.backends": {"level": "WARNING"},
-        "django_q": {"level": env.str("Q_LOG_LEVEL", default="WARNING")},
-    },
-}
+LOG_FORMAT = env.str("LOG_FORMAT", default="kv").strip().lower()
+if LOG_FORMAT not in ("kv", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r}; use kv or json.")
+LOGGING = logging_config(
+    level=LOG_LEVEL, log_format=LOG_FORMAT, q_level=env.str("Q_LOG_LEVEL", default="WARNING")
+)
+
+# /metrics (Prometheus text format) answers a bearer token or an address in the allow-list, never
+# anyone else. PROMETHEUS_MULTIPROC_DIR (read by prometheus-client itself) makes it add up every
+# gunicorn worker and qcluster process on the machine.
+METRICS_PATH = "/" + env.str("METRICS_PATH", default="/metrics").strip("/")
+METRICS_TOKEN = secret("METRICS_TOKEN") or ""
+try:
+    METRICS_ALLOWED_NETWORKS = [
+        ipaddress.ip_network(n.strip(), strict=False)
+        for n in env.list("METRICS_ALLOWED_NETWORKS", default=[])
+    ]
+except ValueError as exc:
+    raise ImproperlyConfigured(f"METRICS_ALLOWED_NETWORKS: {exc}") from exc
+METRICS_DATABASE_CACHE_SECONDS = env.float("METRICS_DATABASE_CACHE_SECONDS", default=10.0)
+HEALTH_CHECK_TIMEOUT_SECONDS = env.float("HEALTH_CHECK_TIMEOUT_SECONDS", default=2.0)
+HEALTH_SCHEDULER_STALE_SECONDS = env.int("HEALTH_SCHEDULER_STALE_SECONDS", default=180)
+HEALTH_CLUSTER_STALE_SECONDS = env.int("HEALTH_CLUSTER_STALE_SECONDS", default=30)
+
+SENTRY_DSN = secret("SENTRY_DSN") or ""
+if SENTRY_DSN:
+    sentry_init(
+        dsn=SENTRY_DSN,
+        environment=env.str("SENTRY_ENVIRONMENT", default="production"),
+        release=env.str("SENTRY_RELEASE", default=""),
+        traces_sample_rate=env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0),
+    )

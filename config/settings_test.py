@@ -19,6 +19,8 @@ os.environ.setdefault("SANDBOX_ENABLED", "true")
 os.environ.setdefault("GIFTLINE_ENV_FILE", "/nonexistent-test-env-file")
 # Token buckets in the test database, whatever REDIS_URL says; the Redis backend has its own tests.
 os.environ.setdefault("RATE_LIMIT_BACKEND", "database")
+# Scrape-time database figures are read afresh in every test.
+os.environ.setdefault("METRICS_DATABASE_CACHE_SECONDS", "0")
 
 from config.settings import *  # noqa: F403
 

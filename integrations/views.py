@@ -12,6 +12,8 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from config.logconfig import log_context_bind
+from config.metrics import webhook_observed
 from integrations.common.secrets import connection_secrets
 from integrations.models import Connection, InboundEvent
 from integrations.registry import provider_get
@@ -20,12 +22,15 @@ from integrations.types import WebhookRequest
 
 
 @csrf_exempt
+@webhook_observed
 def receive(request: HttpRequest, token: UUID, secret: str = "") -> HttpResponse:
     connection = (
         Connection.objects.select_related("tenant").filter(webhook_token=token, is_active=True).first()
     )
     if connection is None:
         return JsonResponse({"error": "unknown webhook URL"}, status=404)
+    request.giftline_provider = connection.provider  # metrics label
+    log_context_bind(tenant=connection.tenant.slug, connection=connection.public_id)
     max_bytes = settings.WEBHOOK_MAX_BODY_BYTES
     declared = _declared_length(request)
     if declared is not None and declared > max_bytes:

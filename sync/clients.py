@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from config.metrics import observed_calls
 from integrations.virtuous.client import CallRecord, VirtuousClient
 from integrations.virtuous.errors import VirtuousError
 from sync.ops import alerts
@@ -32,4 +33,6 @@ def tenant_needs_attention(*, tenant: Tenant, error: VirtuousError) -> None:
 def virtuous_client(
     tenant: Tenant, *, keep_reserve: bool = False, on_call: Callable[[CallRecord], None] | None = None
 ) -> VirtuousClient:
-    return VirtuousClient.for_tenant(tenant, keep_reserve=keep_reserve, on_call=on_call)
+    return VirtuousClient.for_tenant(
+        tenant, keep_reserve=keep_reserve, on_call=observed_calls(tenant, on_call)
+    )

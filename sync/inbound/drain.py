@@ -17,6 +17,8 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from config.logconfig import event_log_context
+from config.metrics import inbound_outcome
 from integrations.common.mapping import MappingContext, event_map
 from integrations.models import InboundEvent
 from integrations.registry import provider_get
@@ -57,6 +59,7 @@ def inbound_claim(*, worker: str, limit: int) -> list[InboundEvent]:
     )
 
 
+@event_log_context
 def inbound_event_process(*, event: InboundEvent) -> str:
     """Map one event into queue items. Returns the event's new status."""
     spec = provider_get(event.provider)
@@ -175,4 +178,5 @@ def inbound_drain(
                 _retry_later(event, exc)
                 status = "retry"
             counts[status] = counts.get(status, 0) + 1
+            inbound_outcome(event.tenant_id, status)
     return counts

@@ -16,6 +16,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from config.metrics import poll_failed
 from integrations.common.mapping import MappingContext
 from integrations.common.polling import PollContext
 from integrations.common.secrets import connection_secret
@@ -101,6 +102,7 @@ def connection_poll(*, connection: Connection) -> dict[str, int]:
 
 
 def _poll_failed(connection: Connection, exc: Exception) -> None:
+    poll_failed(connection.tenant_id, connection.provider)
     with transaction.atomic():
         Connection.objects.filter(pk=connection.pk).update(
             consecutive_failures=F("consecutive_failures") + 1,

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from config.metrics import confirmations_observe
 from integrations.virtuous.client import VirtuousClient
 from integrations.virtuous.errors import BudgetExhausted, ErrorClass, VirtuousError
 from sync.clients import virtuous_client
@@ -60,6 +61,7 @@ def outbound_confirm(
         if sent_only:
             # A contact changes over time: a change never sent yet cannot be what Virtuous shows.
             items = items.exclude(state=OutboundItem.State.PENDING, attempts=0)
+        confirmations_observe(tenant, items, now)
         count = items.update(
             state=OutboundItem.State.CONFIRMED,
             confirmed_at=now,

@@ -25,6 +25,8 @@ from django.db.models import F, Min, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from config import metrics
+from config.logconfig import tenant_log_context
 from integrations.virtuous.client import CallRecord, VirtuousClient
 from integrations.virtuous.errors import BudgetExhausted, ErrorClass, VirtuousError
 from sync.claims import rows_claim
@@ -100,6 +102,7 @@ class _AttemptRecorder:
             AttemptItem.objects.bulk_create([AttemptItem(attempt=attempt, item=i) for i in self.items])
 
 
+@tenant_log_context
 def outbound_drain(
     *,
     tenant: Tenant,
@@ -294,6 +297,7 @@ class _Deferred(Exception):
         self.reason = reason
 
 
+@metrics.calls_in_flight
 def _call(client: VirtuousClient, group: list[OutboundItem]) -> dict[int, str]:
     """Send one group; returns Virtuous ids learned on the way, by item pk."""
     first = group[0]
