@@ -203,16 +203,29 @@ ALERT_QUIET_SECONDS = env.int("ALERT_QUIET_SECONDS", default=3600)
 GIFTLINE_ALERT_FALLBACK_EMAILS = env.list("GIFTLINE_ALERT_FALLBACK_EMAILS", default=[])
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+# Webhook URLs carry secrets in their path: every logger that prints a path masks them (and the
+# console handler too, for anything else that quotes a URL). See config/logfilters.py.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"path_secrets": {"()": "config.logfilters.PathSecretFilter"}},
     "formatters": {
         "kv": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "kv"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "kv", "filters": ["path_secrets"]}
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
         "django_q": {"level": env.str("Q_LOG_LEVEL", default="WARNING")},
+        "django.request": {"filters": ["path_secrets"]},
+        # Replaces Django's own django.server handler, which would print the raw request line.
+        "django.server": {
+            "handlers": ["console"],
+            "level": "INFO",
+            "filters": ["path_secrets"],
+            "propagate": False,
+        },
     },
 }

@@ -34,6 +34,8 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from config.logfilters import REDACTED, mask_path_secrets
+
 logger = logging.getLogger("giftline.http")
 
 DEFAULT_TIMEOUT = (5.0, 30.0)  # (connect, read) seconds
@@ -57,11 +59,13 @@ class UnsafeURLError(ValueError):
 
 
 def redact_headers(headers: dict[str, Any] | None) -> dict[str, str]:
+    """Headers safe to log or store: secret ones masked, URL secrets (a Referer, a proxy's
+    X-Original-URI quoting a webhook path) masked inside the others."""
     return {
         k: (
-            "[redacted]"
+            REDACTED
             if k.lower() in SECRET_HEADERS or "signature" in k.lower() or "secret" in k.lower()
-            else str(v)
+            else mask_path_secrets(str(v))
         )
         for k, v in (headers or {}).items()
     }
