@@ -8,6 +8,8 @@ in ``tenants.checks``, so a bad deployment fails at startup, not at the first re
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from django.core.exceptions import ImproperlyConfigured
 
 from config.env import BASE_DIR, env, secret, strict_bool
@@ -152,6 +154,12 @@ DEFAULT_EXCEPTION_REPORTER_FILTER = "config.reporting.SecretSafeExceptionReporte
 
 # --- Giftline ---------------------------------------------------------------------------
 VIRTUOUS_BASE_URL = env.str("VIRTUOUS_BASE_URL", default="https://api.virtuoussoftware.com")
+# The only hosts a tenant's virtuous_base_url may name: its API token is sent there. Entries are
+# "host" or "host:port". The sandbox's hosts are added while SANDBOX_ENABLED (tenants/virtuous_hosts.py).
+VIRTUOUS_ALLOWED_HOSTS = env.list(
+    "VIRTUOUS_ALLOWED_HOSTS", default=[urlsplit(VIRTUOUS_BASE_URL).hostname or "api.virtuoussoftware.com"]
+)
+VIRTUOUS_SANDBOX_HOSTS = env.list("VIRTUOUS_SANDBOX_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 # Virtuous allows 5,000 requests/hour per organisation; the headroom keeps a safety margin
 # for the customer's other integrations that share the same organisation budget.
 VIRTUOUS_DEFAULT_HOURLY_BUDGET = env.int("VIRTUOUS_DEFAULT_HOURLY_BUDGET", default=5000)

@@ -94,12 +94,17 @@ class VirtuousClient:
         """
         from tenants import selectors, services
         from tenants.models import Credential
+        from tenants.virtuous_hosts import virtuous_base_url_problem
 
         token = selectors.credential_secret(
             tenant=tenant, platform=Credential.Platform.VIRTUOUS, purpose=Credential.Purpose.API_TOKEN
         )
         if not token:
             raise VirtuousError(ErrorClass.NEEDS_ATTENTION, "No Virtuous API token is set for this tenant.")
+        # Checked again where the token leaves: a row written before the allow-list, or by hand.
+        problem = virtuous_base_url_problem(tenant.virtuous_base_url)
+        if problem:
+            raise VirtuousError(ErrorClass.NEEDS_ATTENTION, f"Virtuous base URL refused: {problem}")
 
         def pause_tenant(error: VirtuousError) -> None:
             services.tenant_pause(tenant=tenant, reason="Virtuous rejected the API token (401)")
