@@ -29,6 +29,14 @@ CREDENTIAL_KEYS = [k.strip() for k in (secret("CREDENTIAL_KEYS") or "").split(",
 # Tenant-supplied URLs (Virtuous base URL, alert webhooks) may not point at private or loopback
 # addresses unless this is on (the demo, the sandbox and the tests need loopback).
 ALLOW_PRIVATE_NETWORK_URLS = strict_bool("ALLOW_PRIVATE_NETWORK_URLS", default=False)
+# With DEBUG off, the sandbox and private-network URLs each need an explicit acknowledgement
+# (giftline.E004/E005 in tenants/checks.py): a leftover demo .env must not open them silently.
+ALLOW_PRIVATE_NETWORK_URLS_ACKNOWLEDGED = strict_bool(
+    "ALLOW_PRIVATE_NETWORK_URLS_ACKNOWLEDGED", default=False
+)
+SANDBOX_ENABLED_ACKNOWLEDGED = strict_bool("SANDBOX_ENABLED_ACKNOWLEDGED", default=False)
+# Set only by config.settings_test: the one settings module where fault injection may be on.
+GIFTLINE_TEST_SETTINGS = False
 
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -21,7 +21,13 @@ os.environ.setdefault("GIFTLINE_ENV_FILE", "/nonexistent-test-env-file")
 # Token buckets in the test database, whatever REDIS_URL says; the Redis backend has its own tests.
 os.environ.setdefault("RATE_LIMIT_BACKEND", "database")
 
+# Tests run with DEBUG off, the sandbox and loopback URLs on: acknowledged here, and only here.
+os.environ.setdefault("SANDBOX_ENABLED_ACKNOWLEDGED", "true")
+os.environ.setdefault("ALLOW_PRIVATE_NETWORK_URLS_ACKNOWLEDGED", "true")
+
 from config.settings import *  # noqa: F403
+
+GIFTLINE_TEST_SETTINGS = True
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
