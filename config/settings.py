@@ -8,6 +8,7 @@ in ``tenants.checks``, so a bad deployment fails at startup, not at the first re
 
 from __future__ import annotations
 
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
@@ -39,12 +40,17 @@ SANDBOX_ENABLED_ACKNOWLEDGED = strict_bool("SANDBOX_ENABLED_ACKNOWLEDGED", defau
 GIFTLINE_TEST_SETTINGS = False
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "staff.admin_config.GiftlineAdminConfig",  # django.contrib.admin with the second-factor site
+    "staff",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
+    "axes",
     "django_q",
     "tenants",
     "integrations",
@@ -64,9 +70,26 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Staff logins: a lockout after repeated failures (django-axes), counted per address and per user
+# name (guesses spread over many addresses still stop), and a TOTP second factor (django-otp, staff/).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_LOCKOUT_MINUTES", default=30))
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
+AXES_RESET_ON_SUCCESS = True
+OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", default="Giftline")
+OTP_REQUIRED_GROUPS = env.list("OTP_REQUIRED_GROUPS", default=["Integration admin"])
+# Superusers hold every permission the Integration admin group has; the local demo (DEBUG) spares them.
+OTP_REQUIRED_FOR_SUPERUSERS = strict_bool("OTP_REQUIRED_FOR_SUPERUSERS", default=not DEBUG)
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
