@@ -4,12 +4,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format bench bench-quick setup docs
+.PHONY: run test lint format bench bench-quick setup docs lock
 
-$(STAMP): requirements.txt
+# Both locks are hashed (pip-compile --generate-hashes, see docs/dependencies.md): pip refuses
+# any file whose hash is not in them.
+$(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --require-hashes -r requirements.txt -r requirements-dev.txt
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -27,6 +29,12 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# Regenerate both hashed locks after editing requirements.in or requirements-dev.in.
+lock: $(STAMP)
+	$(VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links -o requirements.txt requirements.in
+	$(VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links -o requirements-dev.txt requirements-dev.in
+	$(VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links -o requirements-docs.txt requirements-docs.in
 
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
@@ -50,7 +58,7 @@ bench-quick: $(BENCH_STAMP)
 DOCS_STAMP := $(VENV)/.docs-installed
 
 $(DOCS_STAMP): requirements-docs.txt $(STAMP)
-	$(PY) -m pip install --quiet -r requirements-docs.txt
+	$(PY) -m pip install --quiet --require-hashes -r requirements-docs.txt
 	touch $(DOCS_STAMP)
 
 docs: $(DOCS_STAMP)

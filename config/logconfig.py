@@ -7,15 +7,14 @@ django-q2 task. These come from a context variable that the receive view, the dr
 hooks set (:func:`log_context`), so a call site never has to repeat them in its message.
 
 URL-path secrets (Mailchimp and Constant Contact webhooks) are masked by
-``config.logfilters.PathSecretFilter`` when that module exists; it is attached to the one console
-handler, so it covers ``django.request``, ``django.server`` and gunicorn's access log alike.
+``config.logfilters.PathSecretFilter``, on the console handler and on every logger that prints a
+path (``django.request``, ``django.server``, gunicorn's access and error logs).
 """
 
 from __future__ import annotations
 
 import contextvars
 import functools
-import importlib.util
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,8 +26,6 @@ from pythonjsonlogger.json import JsonFormatter
 # The fields a line may carry, in the order the key=value format prints them.
 CONTEXT_FIELDS = ("tenant", "connection", "item", "event", "request_id", "task")
 # The hook for issue 15's filter that masks secrets in URL paths; used only when it exists.
-PATH_SECRET_FILTER = "config.logfilters.PathSecretFilter"
-
 _context: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("giftline_log_context")
 
 
@@ -126,23 +123,16 @@ class GiftlineJsonFormatter(JsonFormatter):
         super().__init__(*args, **kwargs)
 
 
-def path_secret_filter_available() -> bool:
-    module = PATH_SECRET_FILTER.rsplit(".", 1)[0]
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
-        return False
-
-
 def logging_config(
     *, level: str = "INFO", log_format: str = "kv", q_level: str = "WARNING", gunicorn: bool = False
 ) -> dict[str, Any]:
     """The ``LOGGING`` dict of the settings, and (``gunicorn=True``) gunicorn's ``logconfig_dict``."""
     if log_format not in ("kv", "json"):
         raise ValueError(f"LOG_FORMAT={log_format!r}; use kv or json.")
-    filters: dict[str, Any] = {"context": {"()": "config.logconfig.ContextFilter"}}
-    if path_secret_filter_available():
-        filters["path_secrets"] = {"()": PATH_SECRET_FILTER}
+    filters: dict[str, Any] = {
+        "path_secrets": {"()": "config.logfilters.PathSecretFilter"},
+        "context": {"()": "config.logconfig.ContextFilter"},
+    }
     config: dict[str, Any] = {
         "version": 1,
         "disable_existing_loggers": False,
@@ -156,13 +146,23 @@ def logging_config(
                 "class": "logging.StreamHandler",
                 "formatter": log_format,
                 # Masking first, so no formatter ever sees a path secret.
-                "filters": [*(["path_secrets"] if "path_secrets" in filters else []), "context"],
+                "filters": ["path_secrets", "context"],
             }
         },
         "root": {"handlers": ["console"], "level": level},
         "loggers": {
             "django.db.backends": {"level": "WARNING"},
             "django_q": {"level": q_level},
+            # The loggers that print request paths mask them on the logger itself, so a handler
+            # added later (Sentry's, a test's) never sees a path secret either.
+            "django.request": {"filters": ["path_secrets"]},
+            # Replaces Django's own django.server handler, which would print the raw request line.
+            "django.server": {
+                "handlers": ["console"],
+                "level": "INFO",
+                "filters": ["path_secrets"],
+                "propagate": False,
+            },
         },
     }
     if gunicorn:
@@ -170,8 +170,18 @@ def logging_config(
         # the same handler, so they are JSON and masked too; it merges this over its defaults.
         config["loggers"].update(
             {
-                "gunicorn.error": {"level": level, "handlers": ["console"], "propagate": False},
-                "gunicorn.access": {"level": "INFO", "handlers": ["console"], "propagate": False},
+                "gunicorn.error": {
+                    "level": level,
+                    "handlers": ["console"],
+                    "filters": ["path_secrets"],
+                    "propagate": False,
+                },
+                "gunicorn.access": {
+                    "level": "INFO",
+                    "handlers": ["console"],
+                    "filters": ["path_secrets"],
+                    "propagate": False,
+                },
             }
         )
         config["root"] = {"handlers": ["console"], "level": level}

@@ -9,6 +9,8 @@ in ``tenants.checks``, so a bad deployment fails at startup, not at the first re
 from __future__ import annotations
 
 import ipaddress
+from datetime import timedelta
+from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -31,14 +33,27 @@ CREDENTIAL_KEYS = [k.strip() for k in (secret("CREDENTIAL_KEYS") or "").split(",
 # Tenant-supplied URLs (Virtuous base URL, alert webhooks) may not point at private or loopback
 # addresses unless this is on (the demo, the sandbox and the tests need loopback).
 ALLOW_PRIVATE_NETWORK_URLS = strict_bool("ALLOW_PRIVATE_NETWORK_URLS", default=False)
+# With DEBUG off, the sandbox and private-network URLs each need an explicit acknowledgement
+# (giftline.E004/E005 in tenants/checks.py): a leftover demo .env must not open them silently.
+ALLOW_PRIVATE_NETWORK_URLS_ACKNOWLEDGED = strict_bool(
+    "ALLOW_PRIVATE_NETWORK_URLS_ACKNOWLEDGED", default=False
+)
+SANDBOX_ENABLED_ACKNOWLEDGED = strict_bool("SANDBOX_ENABLED_ACKNOWLEDGED", default=False)
+# Set only by config.settings_test: the one settings module where fault injection may be on.
+GIFTLINE_TEST_SETTINGS = False
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "staff.admin_config.GiftlineAdminConfig",  # django.contrib.admin with the second-factor site
+    "staff",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
+    "axes",
     "django_q",
     "tenants",
     "integrations",
@@ -62,9 +77,26 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Staff logins: a lockout after repeated failures (django-axes), counted per address and per user
+# name (guesses spread over many addresses still stop), and a TOTP second factor (django-otp, staff/).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_LOCKOUT_MINUTES", default=30))
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
+AXES_RESET_ON_SUCCESS = True
+OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", default="Giftline")
+OTP_REQUIRED_GROUPS = env.list("OTP_REQUIRED_GROUPS", default=["Integration admin"])
+# Superusers hold every permission the Integration admin group has; the local demo (DEBUG) spares them.
+OTP_REQUIRED_FOR_SUPERUSERS = strict_bool("OTP_REQUIRED_FOR_SUPERUSERS", default=not DEBUG)
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
@@ -173,6 +205,12 @@ DEFAULT_EXCEPTION_REPORTER_FILTER = "config.reporting.SecretSafeExceptionReporte
 
 # --- Giftline ---------------------------------------------------------------------------
 VIRTUOUS_BASE_URL = env.str("VIRTUOUS_BASE_URL", default="https://api.virtuoussoftware.com")
+# The only hosts a tenant's virtuous_base_url may name: its API token is sent there. Entries are
+# "host" or "host:port". The sandbox's hosts are added while SANDBOX_ENABLED (tenants/virtuous_hosts.py).
+VIRTUOUS_ALLOWED_HOSTS = env.list(
+    "VIRTUOUS_ALLOWED_HOSTS", default=[urlsplit(VIRTUOUS_BASE_URL).hostname or "api.virtuoussoftware.com"]
+)
+VIRTUOUS_SANDBOX_HOSTS = env.list("VIRTUOUS_SANDBOX_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 # Virtuous allows 5,000 requests/hour per organisation; the headroom keeps a safety margin
 # for the customer's other integrations that share the same organisation budget.
 VIRTUOUS_DEFAULT_HOURLY_BUDGET = env.int("VIRTUOUS_DEFAULT_HOURLY_BUDGET", default=5000)

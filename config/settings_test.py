@@ -16,13 +16,21 @@ os.environ.setdefault("ALLOW_PRIVATE_NETWORK_URLS", "true")
 os.environ.setdefault("ALLOWED_HOSTS", "testserver,localhost,127.0.0.1")
 os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
 os.environ.setdefault("SANDBOX_ENABLED", "true")
+# Tests stand in for Virtuous at virtuous.test (responses mocks) besides the sandbox's hosts.
+os.environ.setdefault("VIRTUOUS_ALLOWED_HOSTS", "api.virtuoussoftware.com,virtuous.test")
 os.environ.setdefault("GIFTLINE_ENV_FILE", "/nonexistent-test-env-file")
 # Token buckets in the test database, whatever REDIS_URL says; the Redis backend has its own tests.
 os.environ.setdefault("RATE_LIMIT_BACKEND", "database")
 # Scrape-time database figures are read afresh in every test.
 os.environ.setdefault("METRICS_DATABASE_CACHE_SECONDS", "0")
 
+# Tests run with DEBUG off, the sandbox and loopback URLs on: acknowledged here, and only here.
+os.environ.setdefault("SANDBOX_ENABLED_ACKNOWLEDGED", "true")
+os.environ.setdefault("ALLOW_PRIVATE_NETWORK_URLS_ACKNOWLEDGED", "true")
+
 from config.settings import *  # noqa: F403
+
+GIFTLINE_TEST_SETTINGS = True
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"

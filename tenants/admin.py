@@ -117,8 +117,35 @@ class AgeFilter(admin.SimpleListFilter):
         return queryset
 
 
+class TenantAdminForm(forms.ModelForm):
+    """The tenant form, with the API token asked again whenever the Virtuous base URL changes."""
+
+    virtuous_api_token = forms.CharField(
+        required=False,
+        label="Virtuous API token",
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Required when you change the Virtuous base URL: the stored token is never sent to a "
+        "new host. Write-only; leave blank otherwise.",
+    )
+
+    # No Meta: the admin builds the form for Tenant with the fields of its fieldsets.
+
+    def clean(self):
+        cleaned = super().clean()
+        if (
+            self.instance.pk
+            and "virtuous_base_url" in self.changed_data
+            and not (cleaned.get("virtuous_api_token") or "").strip()
+        ):
+            self.add_error(
+                "virtuous_api_token", "Enter the Virtuous API token for the new base URL to change it."
+            )
+        return cleaned
+
+
 @admin.register(Tenant)
 class TenantAdmin(admin.ModelAdmin):
+    form = TenantAdminForm
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     list_display = ("name", "slug", "status", "hourly_request_budget", "inbound_mode", "created_at")
     list_filter = ("status", "inbound_mode", "batching_enabled")
@@ -133,6 +160,7 @@ class TenantAdmin(admin.ModelAdmin):
             {
                 "fields": (
                     "virtuous_base_url",
+                    "virtuous_api_token",
                     "virtuous_org_name",
                     "virtuous_time_zone",
                     "source_name",
@@ -182,12 +210,28 @@ class TenantAdmin(admin.ModelAdmin):
         if not change:
             obj.save()
             services.audit_record(actor=actor, action="tenant.created", tenant=obj, target=obj)
+            if (form.cleaned_data.get("virtuous_api_token") or "").strip():
+                services.credential_set(
+                    tenant=obj,
+                    platform=Credential.Platform.VIRTUOUS,
+                    purpose=Credential.Purpose.API_TOKEN,
+                    secret=form.cleaned_data["virtuous_api_token"],
+                    actor=actor,
+                )
             return
         changed = {
             f: form.cleaned_data[f]
             for f in form.changed_data
-            if f in form.cleaned_data and f != "assigned_staff"
+            if f in form.cleaned_data
+            and f not in ("assigned_staff", "virtuous_api_token", "virtuous_base_url")
         }
+        if "virtuous_base_url" in form.changed_data:
+            services.tenant_virtuous_url_change(
+                tenant=Tenant.objects.get(pk=obj.pk),
+                base_url=form.cleaned_data["virtuous_base_url"],
+                api_token=form.cleaned_data["virtuous_api_token"],
+                actor=actor,
+            )
         if changed:
             services.tenant_update(tenant=Tenant.objects.get(pk=obj.pk), actor=actor, changes=changed)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from django.conf import settings
 from django.core.checks import Error, Tags, register
 from django.core.exceptions import ImproperlyConfigured
@@ -32,6 +34,38 @@ def giftline_settings_check(app_configs, **kwargs) -> list[Error]:
                     "DEBUG is off but SECRET_KEY is missing, the development default, or shorter than 40 characters.",
                     hint="Set SECRET_KEY (or SECRET_KEY_FILE) to a long random value.",
                     id="giftline.E002",
+                )
+            )
+        if settings.SANDBOX_ENABLED and not settings.SANDBOX_ENABLED_ACKNOWLEDGED:
+            errors.append(
+                Error(
+                    "DEBUG is off but SANDBOX_ENABLED is on: a fake Virtuous that accepts any sandbox token "
+                    "is served under /sandbox/virtuous/ and tenants may point at it.",
+                    hint="Turn SANDBOX_ENABLED off, or set SANDBOX_ENABLED_ACKNOWLEDGED=true if this "
+                    "deployment is a staging or demo server on purpose.",
+                    id="giftline.E004",
+                )
+            )
+        if settings.ALLOW_PRIVATE_NETWORK_URLS and not settings.ALLOW_PRIVATE_NETWORK_URLS_ACKNOWLEDGED:
+            errors.append(
+                Error(
+                    "DEBUG is off but ALLOW_PRIVATE_NETWORK_URLS is on: tenant-supplied URLs may reach "
+                    "loopback, private and cloud-metadata addresses.",
+                    hint="Turn ALLOW_PRIVATE_NETWORK_URLS off, or set ALLOW_PRIVATE_NETWORK_URLS_ACKNOWLEDGED=true "
+                    "if every tenant URL on this deployment is trusted.",
+                    id="giftline.E005",
+                )
+            )
+        fault_point = os.environ.get("GIFTLINE_FAULT_POINT", "") or getattr(
+            settings, "GIFTLINE_FAULT_POINT", ""
+        )
+        if fault_point and not getattr(settings, "GIFTLINE_TEST_SETTINGS", False):
+            errors.append(
+                Error(
+                    f"DEBUG is off but fault injection is on (GIFTLINE_FAULT_POINT={fault_point!r}): a drain "
+                    "would stop and wait to be killed at that point.",
+                    hint="Unset GIFTLINE_FAULT_POINT; fault injection exists for the reliability tests only.",
+                    id="giftline.E006",
                 )
             )
         if not settings.ALLOWED_HOSTS:

@@ -135,6 +135,12 @@ class Tenant(models.Model):
     def __str__(self) -> str:
         return f"{self.name} ({self.slug})"
 
+    def clean(self) -> None:
+        super().clean()
+        from tenants.virtuous_hosts import virtuous_base_url_validate
+
+        virtuous_base_url_validate(self.virtuous_base_url)
+
     @property
     def usable_hourly_budget(self) -> int:
         """Requests/hour we allow ourselves after the safety headroom."""

@@ -80,7 +80,15 @@ def tenant_create(
 
 
 def tenant_update(*, tenant: Tenant, actor: Actor, changes: dict[str, Any]) -> Tenant:
-    """Apply field changes (settings, flags) and audit each one with its old and new value."""
+    """Apply field changes (settings, flags) and audit each one with its old and new value.
+
+    The Virtuous base URL is not changed here: see :func:`tenant_virtuous_url_change`.
+    """
+    if "virtuous_base_url" in changes and changes["virtuous_base_url"] != tenant.virtuous_base_url:
+        raise ValueError(
+            "Changing the Virtuous base URL needs the tenant's API token again (tenant_virtuous_url_change)."
+        )
+    changes = {f: v for f, v in changes.items() if f != "virtuous_base_url"}
     before = {field: getattr(tenant, field) for field in changes}
     for field, value in changes.items():
         setattr(tenant, field, value)
@@ -94,6 +102,42 @@ def tenant_update(*, tenant: Tenant, actor: Actor, changes: dict[str, Any]) -> T
         }
         if diff:
             audit_record(actor=actor, action="tenant.updated", tenant=tenant, target=tenant, details=diff)
+    return tenant
+
+
+def tenant_virtuous_url_change(*, tenant: Tenant, base_url: str, api_token: str, actor: Actor) -> Tenant:
+    """Point a tenant at another Virtuous host (an allowed one), with the token for that host.
+
+    The token is asked again so that a person who may edit a tenant cannot redirect the stored
+    token to a host of their choosing; the old and new URL are audited.
+    """
+    api_token = (api_token or "").strip()
+    if not api_token:
+        raise ValueError("Changing the Virtuous base URL needs the tenant's API token again.")
+    base_url = (base_url or "").strip()
+    old = tenant.virtuous_base_url
+    tenant.virtuous_base_url = base_url
+    try:
+        tenant.full_clean()
+    except Exception:
+        tenant.virtuous_base_url = old
+        raise
+    with transaction.atomic():
+        tenant.save(update_fields=["virtuous_base_url", "updated_at"])
+        credential_set(
+            tenant=tenant,
+            platform=Credential.Platform.VIRTUOUS,
+            purpose=Credential.Purpose.API_TOKEN,
+            secret=api_token,
+            actor=actor,
+        )
+        audit_record(
+            actor=actor,
+            action="tenant.virtuous_url_changed",
+            tenant=tenant,
+            target=tenant,
+            details={"old": old, "new": base_url},
+        )
     return tenant
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.test import Client
 
 from integrations.models import Connection
 from integrations.services import connection_create
@@ -12,6 +13,35 @@ from tenants.models import Credential, Tenant
 
 VIRTUOUS_TOKEN = "vt_live_tenant_a_secret_TOKEN_1234"
 OTHER_VIRTUOUS_TOKEN = "vt_live_tenant_b_secret_TOKEN_9876"
+
+
+_plain_force_login = Client.force_login
+
+
+def plain_force_login(client: Client, user, backend=None) -> None:
+    """Log in without touching the second factor (to test what an unverified session sees)."""
+    _plain_force_login(client, user, backend)
+
+
+@pytest.fixture(autouse=True)
+def verified_force_login(monkeypatch):
+    """``client.force_login`` gives a session verified with a second factor, as a real login with a
+    code does, for every user who must have one (admin tests are about the admin, not the login)."""
+    from django_otp import DEVICE_ID_SESSION_KEY
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    from staff.second_factor import has_second_factor, second_factor_required
+
+    def force_login(client: Client, user, backend=None) -> None:
+        _plain_force_login(client, user, backend)
+        if second_factor_required(user) or has_second_factor(user):
+            device = TOTPDevice.objects.filter(user=user, confirmed=True).first()
+            device = device or TOTPDevice.objects.create(user=user, name="test", confirmed=True)
+            session = client.session
+            session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+            session.save()
+
+    monkeypatch.setattr(Client, "force_login", force_login)
 
 
 @pytest.fixture

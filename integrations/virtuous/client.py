@@ -106,6 +106,7 @@ class VirtuousClient:
 
         from tenants import selectors
         from tenants.models import Credential
+        from tenants.virtuous_hosts import virtuous_base_url_problem
 
         policy = _tenant_auth_policy
         if policy is None:
@@ -116,6 +117,10 @@ class VirtuousClient:
         )
         if not token:
             raise VirtuousError(ErrorClass.NEEDS_ATTENTION, "No Virtuous API token is set for this tenant.")
+        # Checked again where the token leaves: a row written before the allow-list, or by hand.
+        problem = virtuous_base_url_problem(tenant.virtuous_base_url)
+        if problem:
+            raise VirtuousError(ErrorClass.NEEDS_ATTENTION, f"Virtuous base URL refused: {problem}")
 
         return cls(
             base_url=tenant.virtuous_base_url or settings.VIRTUOUS_BASE_URL,

@@ -16,6 +16,7 @@ from integrations.virtuous.errors import ErrorClass, VirtuousError
 from integrations.virtuous.inbound import HANDLED
 from tenants import services as tenant_services
 from tenants.models import Credential, Tenant
+from tenants.virtuous_hosts import virtuous_base_url_problem
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,9 @@ def virtuous_key_check(*, api_key: str, base_url: str = "") -> VirtuousOrganisat
     api_key = api_key.strip()
     if not api_key:
         raise VirtuousError(ErrorClass.NEEDS_ATTENTION, "The API key is empty.")
+    problem = virtuous_base_url_problem(base_url)
+    if problem:
+        raise VirtuousError(ErrorClass.NEEDS_ATTENTION, problem)
     client = VirtuousClient(
         base_url=base_url or settings.VIRTUOUS_BASE_URL,
         token=api_key,

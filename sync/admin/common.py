@@ -16,7 +16,7 @@ from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.safestring import SafeString
 
-from sync.pii import mask_pii, user_sees_pii
+from sync.pii import mask_for_display
 
 
 def pretty(value: Any) -> SafeString:
@@ -28,7 +28,7 @@ def pretty(value: Any) -> SafeString:
 
 def payload_for(request: HttpRequest, payload: Any) -> SafeString:
     """The payload as shown to this user: donor data masked without ``sync.view_donor_pii``."""
-    return pretty(payload if user_sees_pii(request.user) else mask_pii(payload))
+    return pretty(mask_for_display(request.user, payload))
 
 
 def confirmation(

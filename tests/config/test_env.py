@@ -62,6 +62,9 @@ def _manage(*args: str, **extra_env: str) -> subprocess.CompletedProcess:
         "ALLOWED_HOSTS",
         "SECURE_",
         "ALLOW_PRIVATE",
+        "SANDBOX_",
+        "GIFTLINE_FAULT_POINT",
+        "VIRTUOUS_",
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(injected)}
     env.update({"GIFTLINE_ENV_FILE": "/nonexistent", "DJANGO_SETTINGS_MODULE": "config.settings"})

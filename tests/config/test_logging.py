@@ -12,11 +12,9 @@ from pathlib import Path
 import pytest
 
 from config.logconfig import (
-    PATH_SECRET_FILTER,
     log_context,
     log_context_get,
     logging_config,
-    path_secret_filter_available,
     tenant_log_context,
 )
 
@@ -81,14 +79,13 @@ def test_an_unknown_format_is_refused():
         logging_config(log_format="xml")
 
 
-def test_the_path_secret_filter_is_attached_when_it_exists():
+def test_the_path_secret_filter_masks_before_any_formatter():
     config = logging_config(log_format="json", gunicorn=True)
     handler = config["handlers"]["console"]
-    if path_secret_filter_available():
-        assert config["filters"]["path_secrets"] == {"()": PATH_SECRET_FILTER}
-        assert handler["filters"][0] == "path_secrets"
-    else:
-        assert handler["filters"] == ["context"]
+    assert config["filters"]["path_secrets"] == {"()": "config.logfilters.PathSecretFilter"}
+    assert handler["filters"][0] == "path_secrets"
+    for name in ("django.request", "django.server", "gunicorn.access", "gunicorn.error"):
+        assert "path_secrets" in config["loggers"][name]["filters"], name
     # gunicorn's error and access logs go through the same handler (and so the same filters).
     assert config["loggers"]["gunicorn.access"]["handlers"] == ["console"]
 

@@ -12,15 +12,12 @@ from tenants.models import Tenant
 
 def point_tenant_at_sandbox(tenant: Tenant, base_url: str, **org_kwargs) -> SandboxOrganization:
     org, token = sandbox_org_create(name=f"{tenant.name} (Sandbox)", **org_kwargs)
-    tenant_services.tenant_update(
-        tenant=tenant,
-        actor=tenant_services.SYSTEM,
-        changes={
-            "virtuous_base_url": f"{base_url}/sandbox/virtuous",
-            "virtuous_time_zone": "America/Chicago",
-        },
+    tenant_services.tenant_virtuous_url_change(
+        tenant=tenant, base_url=f"{base_url}/sandbox/virtuous", api_token=token, actor=tenant_services.SYSTEM
     )
-    tenant_services.credential_set(tenant=tenant, platform="virtuous", purpose="api_token", secret=token)
+    tenant_services.tenant_update(
+        tenant=tenant, actor=tenant_services.SYSTEM, changes={"virtuous_time_zone": "America/Chicago"}
+    )
     return org
 
 

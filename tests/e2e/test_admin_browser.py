@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
+from django_otp.oath import totp
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from integrations.sandbox.models import SandboxGift, SandboxWebhook
 from integrations.sandbox.services import sandbox_batch_run, sandbox_org_create
@@ -113,12 +115,19 @@ def test_customer_success_onboards_a_customer_and_fixes_a_failed_gift(
     base = live_server.url
     settings.PUBLIC_BASE_URL = base
     org, api_key = sandbox_org_create(name="Harbor Food Bank", time_zone="America/Chicago")
-    get_user_model().objects.create_superuser("ops", "ops@example.org", "pw-ops-admin")
+    ops = get_user_model().objects.create_superuser("ops", "ops@example.org", "pw-ops-admin")
+    phone = TOTPDevice.objects.create(user=ops, name="phone", confirmed=True)
 
-    # given: an integration admin signed in
+    # given: an integration admin signed in with a code from their authenticator app
     page.goto(f"{base}/admin/login/")
     page.fill("#id_username", "ops")
     page.fill("#id_password", "pw-ops-admin")
+    go(page, "input[type=submit]")
+    assert "Enter the code from your authenticator app" in page.content()  # the password alone is not enough
+    page.fill("#id_password", "pw-ops-admin")
+    page.fill(
+        "#id_otp_token", f"{totp(phone.bin_key, step=phone.step, t0=phone.t0, digits=phone.digits):06d}"
+    )
     go(page, "input[type=submit]")
     page.goto(f"{base}/admin/sync/tenanthealth/")
     shot(page, "01-overview-empty")

@@ -47,11 +47,11 @@ SEED = """
 import os
 from sync.models import Origin
 from sync.outbound.enqueue import outbound_enqueue_many
-from tenants.services import SYSTEM, credential_set, tenant_create, tenant_update
+from tenants.services import SYSTEM, tenant_create, tenant_update, tenant_virtuous_url_change
 from tests.sync.conftest import gift_request
 t = tenant_create(slug="restart", name="Restart Shelter")
-tenant_update(tenant=t, actor=SYSTEM, changes={"virtuous_base_url": os.environ["SEED_BASE_URL"], "batch_size": 5})
-credential_set(tenant=t, platform="virtuous", purpose="api_token", secret=os.environ["SEED_TOKEN"])
+tenant_virtuous_url_change(tenant=t, base_url=os.environ["SEED_BASE_URL"], api_token=os.environ["SEED_TOKEN"], actor=SYSTEM)
+tenant_update(tenant=t, actor=SYSTEM, changes={"batch_size": 5})
 outbound_enqueue_many(tenant=t, requests=[gift_request(n) for n in range(int(os.environ["SEED_ITEMS"]))], origin=Origin.WEBHOOK)
 """
 STATES = """

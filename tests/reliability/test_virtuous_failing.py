@@ -33,7 +33,15 @@ from sync.outbound.dispatch import outbound_dispatch
 from sync.outbound.drain import outbound_drain
 from sync.outbound.enqueue import outbound_enqueue_many
 from tenants.models import Tenant
-from tenants.services import SYSTEM, credential_set, tenant_create, tenant_resume, tenant_update
+from tenants.selectors import credential_secret
+from tenants.services import (
+    SYSTEM,
+    credential_set,
+    tenant_create,
+    tenant_resume,
+    tenant_update,
+    tenant_virtuous_url_change,
+)
 from tests.e2e.conftest import point_tenant_at_sandbox
 from tests.reliability.conftest import counters, drain_until_settled, sandbox_knows_donors
 from tests.reliability.proxy import ResettingProxy
@@ -49,7 +57,8 @@ def _queued(live_server, slug: str, *, base_url: str | None = None, **changes):
     tenant = tenant_create(slug=slug, name=f"{slug.title()} Rescue")
     org = point_tenant_at_sandbox(tenant, live_server.url)
     if base_url:
-        changes["virtuous_base_url"] = base_url
+        token = credential_secret(tenant=tenant, platform="virtuous", purpose="api_token")
+        tenant_virtuous_url_change(tenant=tenant, base_url=base_url, api_token=token, actor=SYSTEM)
     tenant_update(
         tenant=tenant, actor=SYSTEM, changes={"batch_size": BATCH, "retry_max_attempts": 30, **changes}
     )

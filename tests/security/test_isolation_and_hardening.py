@@ -24,7 +24,8 @@ from sync.ops.alerts import alert_deliver, alert_raise
 from sync.outbound.drain import outbound_drain
 from sync.outbound.enqueue import outbound_enqueue_many
 from tenants.models import Tenant
-from tenants.services import SYSTEM, tenant_create, tenant_update
+from tenants.services import SYSTEM, tenant_create, tenant_update, tenant_virtuous_url_change
+from tests.conftest import VIRTUOUS_TOKEN
 from tests.e2e.conftest import point_tenant_at_sandbox
 from tests.reliability.conftest import counters
 from tests.sync.conftest import gift_request
@@ -78,8 +79,8 @@ def test_every_tenant_scoped_task_and_command_leaves_the_other_tenant_alone(live
 @responses.activate
 def test_private_virtuous_url_is_refused_unless_allowed(tenant, settings):
     settings.ALLOW_PRIVATE_NETWORK_URLS = False
-    tenant_update(
-        tenant=tenant, actor=SYSTEM, changes={"virtuous_base_url": "http://127.0.0.1:8000/internal"}
+    tenant_virtuous_url_change(
+        tenant=tenant, base_url="http://127.0.0.1:8000/internal", api_token=VIRTUOUS_TOKEN, actor=SYSTEM
     )
     outbound_enqueue_many(tenant=tenant, requests=[gift_request(1)], origin=Origin.WEBHOOK)
 

@@ -17,7 +17,7 @@ from integrations.registry import provider_get
 from integrations.services import connection_create
 from sync.models import Alert, Attempt, DeadLetter, OutboundItem
 from sync.outbound.drain import outbound_drain
-from tenants.services import SYSTEM, credential_set, tenant_update
+from tenants.services import SYSTEM, credential_set, tenant_update, tenant_virtuous_url_change
 from tests.conftest import OTHER_VIRTUOUS_TOKEN, VIRTUOUS_TOKEN
 from tests.sync.conftest import enqueue_gifts
 
@@ -44,7 +44,8 @@ def _leaks(text: str) -> list[str]:
 @pytest.fixture
 def secrets_everywhere(tenant, other_tenant):
     """Every secret type set: the Virtuous tokens (conftest) and a connection per provider."""
-    tenant_update(tenant=tenant, actor=SYSTEM, changes={"virtuous_base_url": BASE, "retry_max_attempts": 1})
+    tenant_virtuous_url_change(tenant=tenant, base_url=BASE, api_token=VIRTUOUS_TOKEN, actor=SYSTEM)
+    tenant_update(tenant=tenant, actor=SYSTEM, changes={"retry_max_attempts": 1})
     for provider in sorted({p for p, _ in SECRETS}):
         connection = connection_create(
             tenant=tenant, provider=provider, capture_mode=provider_get(provider).capture_modes[-1]

@@ -66,7 +66,13 @@ class Command(BaseCommand):
         )
         if token is None and (not current or sandbox_org_authenticate(token=current) != organization):
             token = sandbox_org_token_regenerate(organization=organization)
-        if token is not None:
+        if tenant.virtuous_base_url != SANDBOX_BASE_URL:
+            # A new URL takes the token with it (the token for the old one must not follow).
+            token = token or sandbox_org_token_regenerate(organization=organization)
+            services.tenant_virtuous_url_change(
+                tenant=tenant, base_url=SANDBOX_BASE_URL, api_token=token, actor=CLI
+            )
+        elif token is not None:
             services.credential_set(
                 tenant=tenant,
                 platform=Credential.Platform.VIRTUOUS,
@@ -75,7 +81,6 @@ class Command(BaseCommand):
                 actor=CLI,
             )
         changes = {
-            "virtuous_base_url": SANDBOX_BASE_URL,
             "virtuous_org_name": organization.name,
             "virtuous_time_zone": organization.time_zone,
         }

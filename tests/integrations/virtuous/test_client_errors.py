@@ -334,7 +334,9 @@ def test_for_tenant_without_a_token_needs_attention_and_sends_nothing(db):
 
 def test_tenant_supplied_private_url_is_refused_before_sending(tenant, settings):
     settings.ALLOW_PRIVATE_NETWORK_URLS = False
-    tenant.virtuous_base_url = "http://10.1.2.3"
+    # Even a host an operator put on the allow-list is refused when it is a private address.
+    settings.VIRTUOUS_ALLOWED_HOSTS = [*settings.VIRTUOUS_ALLOWED_HOSTS, "10.1.2.3"]
+    tenant.virtuous_base_url = "https://10.1.2.3"
     client = VirtuousClient.for_tenant(tenant)
     with responses.RequestsMock() as mock, pytest.raises(VirtuousError) as caught:
         client.organization_current()
