@@ -456,7 +456,7 @@ class Fake:
             return 200, {
                 "pid": os.getpid(),
                 "cpu_s": usage.ru_utime + usage.ru_stime,
-                "peak_rss_mb": usage.ru_maxrss / 1024,
+                "peak_rss_mb": peak_rss_mb(),
                 "uptime_s": time.time() - self.started,
                 "requests": sum(self.statuses.values()),
                 "statuses": {str(k): v for k, v in self.statuses.items()},
@@ -496,6 +496,16 @@ class Fake:
                 org.gift_ids[record[2]] = pair
                 promoted += 1
         return promoted
+
+
+def peak_rss_mb() -> float:
+    """This process's own peak RSS (VmHWM; ru_maxrss would carry the parent's over exec)."""
+    with open("/proc/self/status") as status:
+        lines = status.read().splitlines()
+    for line in lines:
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 class HttpProtocol(asyncio.Protocol):
