@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format bench bench-quick setup
+.PHONY: run test lint format bench bench-quick bench-fake setup
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,8 +32,10 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-# Benchmarks (BENCHMARKS.md): the full suite takes under 15 minutes on 2 cores; the quick one is
-# CI's smoke run. Both need PostgreSQL, Redis and wrk (apt-get install -y wrk).
+# Benchmarks (BENCHMARKS.md): the full suite takes about 30 minutes on 2 cores (run it on a quiet
+# machine); the quick one is CI's smoke run. Both need PostgreSQL, Redis and wrk (apt-get install -y wrk).
+# `make bench-fake` starts the lightweight fake Virtuous alone, for load experiments by hand, e.g.
+# make bench-fake PORT=8123 ARGS="--latency-ms 500 --latency-sigma 0.3" (organisations: POST /_fake/orgs).
 BENCH_STAMP := $(VENV)/.bench-installed
 
 $(BENCH_STAMP): bench/requirements.txt $(STAMP)
@@ -45,3 +47,6 @@ bench: $(BENCH_STAMP)
 
 bench-quick: $(BENCH_STAMP)
 	$(PY) bench/run.py --quick $(ARGS)
+
+bench-fake: $(STAMP)
+	$(PY) bench/fake_virtuous.py --port $(or $(PORT),8123) $(ARGS)

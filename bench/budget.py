@@ -27,6 +27,7 @@ from bench.common import (
     profile_process,
     quiesce,
     rss_mb,
+    summarise_fake,
 )
 
 
@@ -199,18 +200,6 @@ def bench_fairness(bench: Bench) -> dict:
     return result
 
 
-def summarise_fake(stats: dict) -> dict:
-    """The fake's own cost over its life: CPU and microseconds per request, peak memory."""
-    requests = max(stats["requests"], 1)
-    return {
-        "requests": stats["requests"],
-        "cpu_s": round(stats["cpu_s_measured"], 3),
-        "cpu_us_per_request": round(1e6 * stats["cpu_s_measured"] / requests, 1),
-        "peak_rss_mb": round(stats["peak_rss_mb"], 1),
-        "max_in_flight": stats["max_in_flight"],
-    }
-
-
 # --- 6. scale-out -------------------------------------------------------------------------
 
 
@@ -218,8 +207,8 @@ def bench_scaleout(bench: Bench) -> dict:
     """1, 2, 3 drain processes, each capped at 4 threads, against calls that take ~500 ms:
     throughput should grow with processes while no organisation's window is ever overspent."""
     fake = FakeVirtuous(bench, **bench.latency)
-    threads, tenant_count = 4, 24
-    window, limit, warm, windows = (5, 15, 3, 1) if bench.quick else (10, 30, 6, 2)
+    threads = 4
+    tenant_count, window, limit, warm, windows = (12, 3, 9, 3, 1) if bench.quick else (24, 10, 30, 6, 2)
     result: dict = {"tenants": tenant_count, "threads_per_process": threads, "limit": f"{limit}/{window} s"}
     items = int(limit / window * (warm + (windows + 3) * window)) + 10
     for processes in (1, 2, 3):

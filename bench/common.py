@@ -419,6 +419,20 @@ class FakeVirtuous:
         return stats
 
 
+def summarise_fake(stats: dict) -> dict:
+    """The fake's own cost over a benchmark: CPU per API request (its control calls, which the
+    harness makes, left out), peak memory, the most requests it held at once."""
+    requests = max(stats["requests"], 1)
+    cpu = stats["cpu_s_measured"] - stats["control_cpu_s"]
+    return {
+        "requests": stats["requests"],
+        "cpu_s": round(cpu, 3),
+        "cpu_us_per_request": round(1e6 * cpu / requests, 1),
+        "peak_rss_mb": round(stats["peak_rss_mb"], 1),
+        "max_in_flight": stats["max_in_flight"],
+    }
+
+
 def tree_peak_rss_mb(root_pid: int) -> float:
     """Peak RSS of a process plus its live descendants' (gunicorn master and workers)."""
     children: dict[int, list[int]] = {}

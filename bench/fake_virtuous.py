@@ -271,6 +271,7 @@ class Fake:
         self.statuses: Counter = Counter()
         self.in_flight = 0
         self.max_in_flight = 0
+        self.control_cpu_s = 0.0  # spent answering /_fake/*, kept out of the per-request figure
 
     def new_id(self) -> int:
         self.next_id += 1
@@ -456,6 +457,7 @@ class Fake:
             return 200, {
                 "pid": os.getpid(),
                 "cpu_s": usage.ru_utime + usage.ru_stime,
+                "control_cpu_s": self.control_cpu_s,
                 "peak_rss_mb": peak_rss_mb(),
                 "uptime_s": time.time() - self.started,
                 "requests": sum(self.statuses.values()),
@@ -566,6 +568,7 @@ class HttpProtocol(asyncio.Protocol):
         parts = [unquote(p) for p in url.path.strip("/").split("/")]
         query = parse_qs(url.query)
         if parts[0] == "_fake":
+            cpu_before = time.process_time()
             try:
                 status, data = fake.control(method, parts, query, json.loads(body) if body else None)
             except (KeyError, ValueError, TypeError) as exc:
@@ -573,6 +576,7 @@ class HttpProtocol(asyncio.Protocol):
             except ApiError as exc:
                 status, data = exc.status, exc.body()
             self._reply(None, status, data, {}, keep_alive)
+            fake.control_cpu_s += time.process_time() - cpu_before
             return
         auth = headers.get("authorization", "")
         org = fake.by_token.get(auth[7:]) if auth.startswith("Bearer ") else None

@@ -147,7 +147,7 @@ def render(results: dict) -> str:
         r = results["freshness"]
         for phase, label in (
             ("alone", "alone"),
-            ("neighbours", f"beside {r['neighbours']} backlogged neighbours"),
+            ("neighbours", f"beside {r['neighbour_count']} backlogged neighbours"),
         ):
             x = r[phase]
             row(
@@ -207,7 +207,10 @@ def render(results: dict) -> str:
             r["target_met"],
         )
         peak = ", ".join(f"{k} {v:.0f} MB" for k, v in r["peak_rss_mb"].items())
-        out.append(f"|  | | cores while sending: {_cores(r['cores_while_sending'])}; peak RSS: {peak} | | |")
+        out.append(
+            f"|  | | cores while sending: {_cores(r['cores_while_sending'])}; peak RSS: {peak}; load driver "
+            f"p99 lag {r['send_lag_p99_s']:.2f} s | | |"
+        )
     for name in ("submit", "fairness", "freshness", "scaleout", "capacity", "givingday"):
         if name in results and "fake" in results[name]:
             f = results[name]["fake"]

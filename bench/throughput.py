@@ -23,6 +23,7 @@ from bench.common import (
     stripe_connection,
     stripe_event_template,
     summarise_collapsed,
+    summarise_fake,
     tree_cpu_seconds,
 )
 
@@ -143,7 +144,7 @@ def bench_submit(bench: Bench) -> dict:
     from sync.models import Attempt, OutboundItem
 
     fake = FakeVirtuous(bench)
-    sizes = {"single": 300 if bench.quick else 2000, "batched": 2000 if bench.quick else 20000}
+    sizes = {"single": 150 if bench.quick else 2000, "batched": 1000 if bench.quick else 20000}
     (idle,) = fake_tenants(fake, prefix="submit-idle", count=1, limit=10**9, window=3600)
     _, idle_wall, idle_cpu = run_measured(
         bench, [PY, "manage.py", "outbound_drain", idle.slug, "--seconds", "60"], timeout=120
@@ -189,6 +190,7 @@ def bench_submit(bench: Bench) -> dict:
             result[mode]["profile"] = (bench.tmp / f"submit-{mode}.txt").read_text()[:6000]
         log(f"submit {mode}: {result[mode]}")
     stats = fake.stop()
+    result["fake"] = summarise_fake(stats)
     result["duplicates"] = sum(o["gift_doubles"] for o in stats["orgs"].values())
     result["target_met"] = (
         result["single"]["cpu_ms_per_call"] <= 1.5
