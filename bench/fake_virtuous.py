@@ -210,10 +210,11 @@ def gift_validate(item: Any, defaults: dict[str, Any], prefix: str) -> tuple[tup
     if designations and amount is not None:
         total = Decimal(0)
         for i, d in enumerate(designations):
-            value = _amount(
-                (d or {}).get("amountDesignated"), f"{prefix}designations[{i}]", errors, positive=False
-            )
-            total += value or 0
+            field_name = f"{prefix}designations[{i}]"
+            if not isinstance(d, dict):
+                errors.append({"field": field_name, "code": "INVALID", "message": "must be an object"})
+                continue
+            total += _amount(d.get("amountDesignated"), field_name, errors, positive=False) or 0
         if not errors and total != amount:
             errors.append({"field": f"{prefix}designations", "code": "INVALID", "message": "sum != amount"})
     if errors:
@@ -618,6 +619,10 @@ class HttpProtocol(asyncio.Protocol):
             return 400, invalid([{"field": "body", "code": "INVALID_JSON", "message": "not JSON"}]).body()
         except ApiError as exc:
             return exc.status, exc.body()
+        except Exception as exc:  # a body shape the checks above missed: answer, never hang the client
+            return 500, {
+                "error": {"code": "FAKE_ERROR", "message": f"{type(exc).__name__}: {exc}", "details": []}
+            }
 
     def _reply(self, org: Org | None, status: int, data: Any, headers: dict, keep_alive: bool) -> None:
         if org is not None:

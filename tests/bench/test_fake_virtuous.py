@@ -82,6 +82,7 @@ def test_one_bad_item_rejects_the_whole_batch(fake):
         {**gift("pi_x"), "contact": {}},
         {**gift("pi_x"), "giftDate": "20/11/2026"},
         {**gift("pi_x"), "transactionId": ""},
+        {**gift("pi_x"), "designations": ["GEN"]},
     ],
 )
 def test_invalid_gifts_are_refused(fake, body):
