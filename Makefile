@@ -49,4 +49,4 @@ bench-quick: $(BENCH_STAMP)
 	$(PY) bench/run.py --quick $(ARGS)
 
 bench-fake: $(STAMP)
-	$(PY) bench/fake_virtuous.py --port $(or $(PORT),8123) $(ARGS)
+	$(PY) -m bench.fake_virtuous --port $(or $(PORT),8123) $(ARGS)

@@ -19,16 +19,15 @@ from bench.common import (
     CpuMeter,
     FakeVirtuous,
     dispatcher,
-    fake_tenants,
     jain,
     loadavg,
     log,
     percentile,
     profile_process,
-    quiesce,
     rss_mb,
     summarise_fake,
 )
+from bench.fixtures import fake_tenants, quiesce
 
 
 def call_ms(tenants, start: float, end: float) -> dict[str, float]:

@@ -1,7 +1,7 @@
 """A lightweight fake Virtuous for load benchmarks: one asyncio process, no database.
 
-    python bench/fake_virtuous.py --port 8123 [--latency-ms 500 --latency-sigma 0.35
-                                               --tail-rate 0.01 --tail-ms 3000]
+    python -m bench.fake_virtuous --port 8123 [--latency-ms 500 --latency-sigma 0.35
+                                              --tail-rate 0.01 --tail-ms 3000]
 
 It serves the paths the outbound drain calls (``integrations/virtuous/endpoints.py``) with
 Virtuous's auth, fixed-window rate limit (``X-RateLimit-Limit/Remaining/Reset`` on every answer,
@@ -11,7 +11,8 @@ and injected failures. Organisations live in memory, found by their bearer token
 counted per ``(transactionSource, transactionId)``, so a gift sent twice is seen as a double.
 The Django sandbox (``integrations/sandbox``) stays the fake for functional and end-to-end tests;
 this one exists so that a load benchmark measures the platform, not its fake: a request costs
-tens of microseconds here against about 7 ms and a PostgreSQL connection there.
+0.1-0.2 ms of CPU here against about 7 ms and a PostgreSQL connection there. What it accepts
+(the sandbox's checks, Virtuous's error envelope) is in ``bench/fake_payloads.py``.
 
 Like Virtuous, transactions are held (``GET Gift/{source}/{id}`` and ``Contact/Find`` answer 404)
 until the "nightly batch" (``POST /_fake/batch``) gives them ids.
@@ -39,10 +40,21 @@ import signal
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from bench.fake_payloads import (
+    ApiError,
+    contact_validate,
+    gift_validate,
+    invalid,
+    not_found,
+    text,
+    valid_amount,
+    valid_day,
+    validate_all,
+)
 
 DENIED = b"Authorization has been denied for this request."
 MAX_HEAD = 64 * 1024
@@ -68,23 +80,6 @@ class Latency:
         if self.sigma > 0:
             return median * math.exp(self.sigma * rng.gauss(0.0, 1.0)) / 1000
         return median / 1000
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, details: list[dict] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.details = status, code, message, details or []
-
-    def body(self) -> dict:
-        return {"error": {"code": self.code, "message": self.message, "details": self.details}}
-
-
-def invalid(details: list[dict], message: str = "The request is invalid.") -> ApiError:
-    return ApiError(400, "VALIDATION_ERROR", message, details)
-
-
-def not_found(what: str) -> ApiError:
-    return ApiError(404, "NOT_FOUND", f"{what} was not found.")
 
 
 @dataclass
@@ -162,105 +157,6 @@ class Org:
         }
 
 
-def _text(value: Any) -> str:
-    return str(value).strip() if value not in (None, "") else ""
-
-
-def _amount(value: Any, name: str, errors: list[dict], *, positive: bool = True) -> Decimal | None:
-    try:
-        amount = Decimal(str(value))
-    except (InvalidOperation, ValueError):
-        errors.append({"field": name, "code": "INVALID", "message": f"{name} must be a number."})
-        return None
-    if not amount.is_finite() or (positive and amount <= 0) or amount < 0:
-        errors.append({"field": name, "code": "INVALID", "message": f"{name} must be positive."})
-        return None
-    return amount
-
-
-def _day(value: Any, name: str, errors: list[dict]) -> str:
-    text = _text(value)[:10]
-    if len(text) != 10 or text[4] != "-" or text[7] != "-" or not text.replace("-", "").isdigit():
-        errors.append({"field": name, "code": "INVALID", "message": f"{name} must be a date (YYYY-MM-DD)."})
-    return text
-
-
-def gift_validate(item: Any, defaults: dict[str, Any], prefix: str) -> tuple[tuple[str, str], dict]:
-    """One Gift Transaction, as strictly as the Django sandbox: the pair, a positive amount, a
-    date, a contact signal, and designations (if any) that add up to the amount."""
-    if not isinstance(item, dict):
-        raise invalid([{"field": prefix or "body", "code": "INVALID", "message": "must be an object"}])
-    item = {**{k: v for k, v in defaults.items() if v not in (None, "")}, **item}
-    errors: list[dict] = []
-    source, tid = _text(item.get("transactionSource")), _text(item.get("transactionId"))
-    if not source or not tid:
-        errors.append({"field": f"{prefix}transactionId", "code": "REQUIRED", "message": "pair required"})
-    amount = _amount(item.get("amount"), f"{prefix}amount", errors)
-    day = _day(item.get("giftDate"), f"{prefix}giftDate", errors)
-    contact = item.get("contact")
-    if not isinstance(contact, dict) or not (
-        _text(contact.get("referenceId")) or _text(contact.get("email")) or contact.get("id")
-    ):
-        errors.append({"field": f"{prefix}contact", "code": "REQUIRED", "message": "contact required"})
-        contact = {}
-    designations = item.get("designations") or item.get("giftDesignations") or []
-    if not isinstance(designations, list):
-        errors.append({"field": f"{prefix}designations", "code": "INVALID", "message": "must be a list"})
-        designations = []
-    if designations and amount is not None:
-        total = Decimal(0)
-        for i, d in enumerate(designations):
-            field_name = f"{prefix}designations[{i}]"
-            if not isinstance(d, dict):
-                errors.append({"field": field_name, "code": "INVALID", "message": "must be an object"})
-                continue
-            total += _amount(d.get("amountDesignated"), field_name, errors, positive=False) or 0
-        if not errors and total != amount:
-            errors.append({"field": f"{prefix}designations", "code": "INVALID", "message": "sum != amount"})
-    if errors:
-        raise invalid(errors)
-    fields = {
-        "amount": str(amount),
-        "giftDate": day,
-        "giftType": _text(item.get("giftType")) or "Cash",
-        "contactReferenceId": _text(contact.get("referenceId")),
-        "contactEmail": _text(contact.get("email")).lower(),
-    }
-    return (source, tid), fields
-
-
-def contact_validate(item: Any, reference_source: str, prefix: str) -> tuple[tuple[str, str], dict]:
-    if not isinstance(item, dict):
-        raise invalid([{"field": prefix or "body", "code": "INVALID", "message": "must be an object"}])
-    source = _text(item.get("referenceSource")) or reference_source
-    ref, email = _text(item.get("referenceId")), _text(item.get("email")).lower()
-    errors = []
-    if not source or not ref:
-        errors.append({"field": f"{prefix}referenceId", "code": "REQUIRED", "message": "pair required"})
-    if email and "@" not in email:
-        errors.append({"field": f"{prefix}email", "code": "INVALID", "message": "not an e-mail address"})
-    if not (_text(item.get("name")) or _text(item.get("lastName")) or _text(item.get("firstName")) or email):
-        errors.append({"field": f"{prefix}name", "code": "REQUIRED", "message": "a name or email"})
-    if errors:
-        raise invalid(errors)
-    return (source, ref), {"email": email}
-
-
-def validate_all(items: Any, name: str, check) -> list[tuple[tuple[str, str], dict]]:
-    """Every item first: one bad item rejects the whole call and nothing is stored."""
-    if not isinstance(items, list) or not items:
-        raise invalid([{"field": name, "code": "REQUIRED", "message": f"{name} must be a non-empty list"}])
-    good, errors = [], []
-    for i, item in enumerate(items):
-        try:
-            good.append(check(item, f"{name}[{i}]."))
-        except ApiError as exc:
-            errors.extend({**d, "index": i} for d in exc.details)
-    if errors:
-        raise invalid(errors, "Some items are invalid; nothing was stored.")
-    return good
-
-
 class Fake:
     def __init__(self, latency: Latency, seed: int | None) -> None:
         self.latency = latency
@@ -311,7 +207,7 @@ class Fake:
             return 200, None
         if key == ("POST", "api", "Contact", "Batch") and len(parts) == 3:
             body = self._object(body)
-            source = _text(body.get("referenceSource"))
+            source = text(body.get("referenceSource"))
             items = validate_all(
                 body.get("contacts"), "contacts", lambda i, p: contact_validate(i, source, p)
             )
@@ -399,7 +295,7 @@ class Fake:
     def _reverse(self, org: Org, body: dict) -> None:
         gift_id = body.get("reversedGiftId")
         errors: list[dict] = []
-        _day(body.get("giftDate"), "giftDate", errors)
+        valid_day(body.get("giftDate"), "giftDate", errors)
         if not isinstance(gift_id, int) or isinstance(gift_id, bool) or gift_id not in org.gift_ids:
             errors.append(
                 {"field": "reversedGiftId", "code": "NOT_FOUND", "message": "not a gift of this org"}
@@ -413,11 +309,11 @@ class Fake:
         contact_id = body.get("contactId")
         if not isinstance(contact_id, int) or contact_id not in org.contact_ids:
             errors.append({"field": "contactId", "code": "NOT_FOUND", "message": "not a contact of this org"})
-        amount = _amount(body.get("amount"), "amount", errors)
-        _day(body.get("startDate"), "startDate", errors)
+        amount = valid_amount(body.get("amount"), "amount", errors)
+        valid_day(body.get("startDate"), "startDate", errors)
         if errors:
             raise invalid(errors)
-        pair = (_text(body.get("transactionSource")), _text(body.get("transactionId")))
+        pair = (text(body.get("transactionSource")), text(body.get("transactionId")))
         if pair[1] and pair in org.recurring:
             return org.recurring_by_id[org.recurring[pair]]  # idempotent on the schedule's pair
         record = {
@@ -426,7 +322,7 @@ class Fake:
             "transactionSource": pair[0],
             "transactionId": pair[1],
             "amount": str(amount),
-            "frequency": _text(body.get("frequency")) or "Monthly",
+            "frequency": text(body.get("frequency")) or "Monthly",
             "status": "Active",
             "cancelDateTimeUtc": None,
         }

@@ -23,17 +23,13 @@ from bench.common import (
     FakeVirtuous,
     cpu_seconds,
     dispatcher,
-    fake_tenants,
     log,
     percentile,
-    quiesce,
     redis_pid,
-    sign,
-    stripe_connection,
-    stripe_event_template,
     summarise_fake,
     tree_peak_rss_mb,
 )
+from bench.fixtures import fake_tenants, quiesce, sign, stripe_connection, stripe_event_template
 
 
 class Pipeline:

@@ -30,7 +30,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import budget, giving_day, throughput
-from bench.common import RESULTS, Bench, loadavg, log, quiesce
+from bench.common import RESULTS, Bench, loadavg, log
+from bench.fixtures import quiesce
 from bench.report import machine, render
 
 BENCHMARKS = {

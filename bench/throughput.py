@@ -15,17 +15,13 @@ from bench.common import (
     ROOT,
     Bench,
     FakeVirtuous,
-    backlog,
-    fake_tenants,
     log,
     run_measured,
-    sign,
-    stripe_connection,
-    stripe_event_template,
     summarise_collapsed,
     summarise_fake,
     tree_cpu_seconds,
 )
+from bench.fixtures import backlog, fake_tenants, sign, stripe_connection, stripe_event_template
 
 
 def bench_ingest(bench: Bench) -> dict:

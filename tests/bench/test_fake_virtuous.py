@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from bench.fake_virtuous import ApiError, Fake, Latency, Org
+from bench.fake_payloads import ApiError
+from bench.fake_virtuous import Fake, Latency, Org
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -145,9 +146,7 @@ def served():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    process = subprocess.Popen(
-        [sys.executable, str(ROOT / "bench" / "fake_virtuous.py"), "--port", str(port)]
-    )
+    process = subprocess.Popen([sys.executable, "-m", "bench.fake_virtuous", "--port", str(port)], cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(200):
