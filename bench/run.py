@@ -11,9 +11,10 @@ lightweight fake (``bench/fake_virtuous.py``) pinned to the last core. Every loa
 bounded in count and in time. Results go to bench/results/latest.json and latest.md (quick.*
 for --quick); BENCHMARKS.md quotes them.
 
-Modules: common (infrastructure, fixtures), throughput (1 ingest, 2 submitter, 4 bulk import),
-budget (3 budget use and fairness, 6 scale-out, 7 tenants per machine), giving_day (5 freshness
-with and without neighbours, 8 the giving day), report (the Markdown table).
+Modules: common (infrastructure, the fake's process), fixtures (tenants, backlogs, signed
+events), fake_virtuous and fake_payloads (the fake itself), throughput (1 ingest, 2 submitter,
+4 bulk import), budget (3 budget use and fairness, 6 scale-out, 7 tenants per machine),
+giving_day (5 freshness with and without neighbours, 8 the giving day), report (the table).
 """
 
 from __future__ import annotations
