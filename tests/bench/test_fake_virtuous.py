@@ -149,12 +149,16 @@ def served():
     process = subprocess.Popen([sys.executable, "-m", "bench.fake_virtuous", "--port", str(port)], cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(200):
+        for _ in range(600):  # up to 30 s on a loaded machine
+            if process.poll() is not None:
+                pytest.fail(f"the fake Virtuous exited at start-up ({process.returncode})")
             try:
                 requests.get(url + "/_fake/stats", timeout=1)
                 break
             except requests.ConnectionError:
                 time.sleep(0.05)
+        else:
+            pytest.fail("the fake Virtuous did not start listening within 30 s")
         yield url
     finally:
         process.terminate()
