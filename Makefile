@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format bench bench-quick setup docs lock
+.PHONY: run test lint format bench bench-quick bench-fake setup docs lock
 
 # Both locks are hashed (pip-compile --generate-hashes, see docs/dependencies.md): pip refuses
 # any file whose hash is not in them.
@@ -40,8 +40,10 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-# Benchmarks (BENCHMARKS.md): the full suite takes under 15 minutes on 2 cores; the quick one is
-# CI's smoke run. Both need PostgreSQL, Redis and wrk (apt-get install -y wrk).
+# Benchmarks (BENCHMARKS.md): the full suite takes about 30 minutes on 2 cores (run it on a quiet
+# machine); the quick one is CI's smoke run. Both need PostgreSQL, Redis and wrk (apt-get install -y wrk).
+# `make bench-fake` starts the lightweight fake Virtuous alone, for load experiments by hand, e.g.
+# make bench-fake PORT=8123 ARGS="--latency-ms 500 --latency-sigma 0.3" (organisations: POST /_fake/orgs).
 BENCH_STAMP := $(VENV)/.bench-installed
 
 $(BENCH_STAMP): bench/requirements.txt $(STAMP)
@@ -63,3 +65,6 @@ $(DOCS_STAMP): requirements-docs.txt $(STAMP)
 
 docs: $(DOCS_STAMP)
 	$(VENV)/bin/mkdocs build --strict
+
+bench-fake: $(STAMP)
+	$(PY) -m bench.fake_virtuous --port $(or $(PORT),8123) $(ARGS)

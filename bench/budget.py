@@ -1,0 +1,286 @@
+"""Benchmarks 3, 6 and 7 against the lightweight fake Virtuous: budget use and fairness at
+K = 10 and K = 100, scale-out of latency-bound drain processes, and tenants per machine at
+500 ms (stepping up to 1,000 tenants to find the knee).
+
+"Used" is what the fake answered 2xx, by arrival time, per organisation (one per tenant), over
+whole windows from mid-window to mid-window after a warm-up: the fake's own accounting, not our
+Attempt rows. Our Attempt rows give the client-side call timings.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import UTC, datetime
+
+from bench.common import (
+    PY,
+    Bench,
+    CpuMeter,
+    FakeVirtuous,
+    dispatcher,
+    jain,
+    loadavg,
+    log,
+    percentile,
+    profile_process,
+    rss_mb,
+    summarise_fake,
+)
+from bench.fixtures import fake_tenants, quiesce
+
+
+def call_ms(tenants, start: float, end: float) -> dict[str, float]:
+    """Client-side duration of the calls in the measured span, and the gap between one tenant's
+    calls (what a drain thread does between two answers: budget waits and our own work)."""
+    from sync.models import Attempt
+
+    rows = list(
+        Attempt.objects.filter(
+            tenant__in=tenants,
+            created_at__gte=datetime.fromtimestamp(start, UTC),
+            created_at__lt=datetime.fromtimestamp(end, UTC),
+        )
+        .order_by("tenant_id", "created_at")
+        .values_list("tenant_id", "created_at", "duration_ms")
+    )
+    gaps = [
+        1000 * (b[1] - a[1]).total_seconds() - (b[2] or 0)
+        for a, b in zip(rows, rows[1:], strict=False)
+        if a[0] == b[0]
+    ]
+    durations = [r[2] or 0 for r in rows]
+    return {
+        "http_ms_p50": percentile(durations, 50),
+        "http_ms_p99": percentile(durations, 99),
+        "between_calls_ms_p50": percentile(gaps, 50),
+        "between_calls_ms_p99": percentile(gaps, 99),
+    }
+
+
+def budget_checks(fake_stats: dict, tenants) -> dict:
+    """From the fake's per-organisation accounting: 429s, and whether any organisation's window
+    ever saw more requests than its limit (the budget exceeded)."""
+    orgs = [fake_stats["orgs"][t.slug] for t in tenants]
+    return {
+        "rate_limited_429": sum(o["rate_limited"] for o in orgs),
+        "windows_over_limit": sum(1 for o in orgs if o["max_window_hits"] > o["limit"]),
+        "gift_doubles": sum(o["gift_doubles"] for o in orgs),
+    }
+
+
+def measure_window_use(
+    bench: Bench,
+    fake: FakeVirtuous,
+    tenants,
+    *,
+    dispatch,
+    window: float,
+    per_tenant_per_s: float,
+    windows: int,
+    warm: float,
+    name: str,
+    pids: dict | None = None,
+) -> dict:
+    """With ``dispatch`` started, measure ``windows`` whole windows starting mid-window after
+    ``warm`` seconds: used / allowed per tenant, Jain's index, CPU by process, our CPU per call."""
+    launched = time.time()
+    start = (math.floor((launched + warm) / window) + 1) * window + window / 2
+    end = start + windows * window
+    time.sleep(max(0.0, start - time.time()))
+    meter = CpuMeter(
+        {"drain": dispatch.pid, "fake": fake.process.pid, "postgres": bench.postmaster_pid, **(pids or {})}
+    )
+    profile = None
+    if bench.profile:
+        profile = profile_process(bench, dispatch.pid, seconds=end - start, name=name)
+    time.sleep(max(0.0, end - time.time()))
+    cores = meter.read()
+    time.sleep(0.5 + fake.latency["median_ms"] / 250)  # calls that arrived before ``end`` have answered
+    rss = rss_mb(dispatch.pid)
+    bench.stop(dispatch)
+    used = fake.usage(start, end)
+    allowed = per_tenant_per_s * (end - start)
+    shares = [used.get(t.slug, 0) / allowed for t in tenants]
+    calls_per_s = sum(used.get(t.slug, 0) for t in tenants) / (end - start)
+    return {
+        "tenants": len(tenants),
+        "allowed_per_tenant": allowed,
+        "used_fraction": sum(shares) / len(shares),
+        "min_tenant_fraction": min(shares),
+        "jain": jain(shares),
+        "calls_per_s": calls_per_s,
+        **budget_checks(fake.stats(), tenants),
+        **call_ms(tenants, start, end),
+        "cores": cores,
+        "our_cpu_ms_per_call": (
+            1000 * sum(v for k, v in cores.items() if k.startswith("drain")) / calls_per_s
+            if calls_per_s
+            else None
+        ),
+        "fake_cpu_us_per_call": 1e6 * cores.get("fake", 0) / calls_per_s if calls_per_s else None,
+        "dispatcher_peak_rss_mb": rss,
+        **({"profile": profile} if profile else {}),
+    }
+
+
+# --- 3. budget use and fairness -----------------------------------------------------------
+
+
+def bench_fairness(bench: Bench) -> dict:
+    from sync.models import OutboundItem
+
+    fake = FakeVirtuous(bench)  # no latency: this measures pacing and fairness, not waiting
+    window = 5
+    windows = 3 if bench.quick else 5
+    # The bucket's burst is one window: the fake's X-RateLimit-Remaining keeps it from
+    # overspending a window, and a burst shorter than a thread's wake-up jitter would throw
+    # budget away on a compressed clock that production's 60 s burst never loses.
+    result: dict = {"burst_seconds": "one window", "latency": "none"}
+    env = {"VIRTUOUS_BUCKET_BURST_SECONDS": str(3 if bench.quick else window)}
+    for count, limit in ((10, 10), (100, 4)) if not bench.quick else ((10, 10),):
+        if bench.quick:
+            window, windows, limit = 3, 2, 6
+        items = int(limit / window * (windows + 4) * window * 1.5) + 20
+        tenants = fake_tenants(
+            fake, prefix=f"fair{count}", count=count, limit=limit, window=window, items=items
+        )
+        proc = dispatcher(bench, seconds=(windows + 4) * window, threads=count + 2, **env)
+        trial = measure_window_use(
+            bench, fake, tenants, dispatch=proc, window=window, per_tenant_per_s=limit / window,
+            windows=windows, warm=window, name=f"dispatch-k{count}",
+        )  # fmt: skip
+        trial.update(limit_per_window=limit, window_s=window, windows_measured=windows)
+        result[f"k{count}"] = trial
+        log(f"fairness K={count}: {trial}")
+
+    # One tenant with 100x the backlog: the others' completion time must not move.
+    items = 5 if bench.quick else 30
+
+    def completion(prefix: str, big: int | None) -> float:
+        tenants = fake_tenants(fake, prefix=prefix, count=10, limit=10, window=window, items=items, big=big)
+        others = [t for n, t in enumerate(tenants) if n != big]
+        launched = time.time()
+        proc = dispatcher(bench, seconds=120, threads=12, **env)
+        deadline = time.monotonic() + 110
+        while time.monotonic() < deadline:
+            if (
+                not OutboundItem.objects.filter(tenant__in=others)
+                .exclude(state=OutboundItem.State.SUBMITTED)
+                .exists()
+            ):
+                break
+            time.sleep(0.2)
+        bench.stop(proc)
+        finished = [
+            OutboundItem.objects.filter(tenant=t)
+            .order_by("-submitted_at")
+            .values_list("submitted_at", flat=True)[0]
+            for t in others
+        ]
+        return max(f.timestamp() for f in finished if f) - launched
+
+    equal = completion("even", None)
+    skewed = completion("skew", 0)
+    result["big_backlog"] = {
+        "items_each": items,
+        "big_items": items * 100,
+        "others_completion_equal_s": equal,
+        "others_completion_with_big_s": skewed,
+        "change": skewed / equal - 1,
+    }
+    log(f"fairness big backlog: {result['big_backlog']}")
+    result["fake"] = summarise_fake(fake.stop())
+    k = [result[key] for key in ("k10", "k100") if key in result]
+    result["target_met"] = (
+        all(r["used_fraction"] >= 0.98 and r["rate_limited_429"] == 0 and r["jain"] >= 0.99 for r in k)
+        and abs(result["big_backlog"]["change"]) <= 0.10
+    )
+    return result
+
+
+# --- 6. scale-out -------------------------------------------------------------------------
+
+
+def bench_scaleout(bench: Bench) -> dict:
+    """1, 2, 3 drain processes, each capped at 4 threads, against calls that take ~500 ms:
+    throughput should grow with processes while no organisation's window is ever overspent."""
+    fake = FakeVirtuous(bench, **bench.latency)
+    threads = 4
+    tenant_count, window, limit, warm, windows = (12, 3, 9, 3, 1) if bench.quick else (24, 10, 30, 6, 2)
+    result: dict = {"tenants": tenant_count, "threads_per_process": threads, "limit": f"{limit}/{window} s"}
+    items = int(limit / window * (warm + (windows + 3) * window)) + 10
+    for processes in (1, 2, 3):
+        quiesce()  # the previous round's tenants are paused, their backlog discarded
+        tenants = fake_tenants(
+            fake, prefix=f"scale{processes}", count=tenant_count, limit=limit, window=window, items=items
+        )
+        procs = [
+            bench.spawn([PY, "manage.py", "outbound_drain", "--seconds", str(warm + (windows + 3) * window),
+                         "--threads", str(threads)])
+            for _ in range(processes)
+        ]  # fmt: skip
+        first, *rest = procs
+        trial = measure_window_use(
+            bench, fake, tenants, dispatch=first, window=window, per_tenant_per_s=limit / window,
+            windows=windows, warm=warm, name=f"scaleout-{processes}",
+            pids={f"drain{n + 2}": p.pid for n, p in enumerate(rest)},
+        )  # fmt: skip
+        for p in rest:
+            bench.stop(p)
+        result[f"p{processes}"] = trial
+        log(f"scale-out {processes} process(es): {trial['calls_per_s']:.1f} calls/s, {trial}")
+    base = result["p1"]["calls_per_s"] or 1e-9
+    for processes in (2, 3):
+        result[f"p{processes}"]["speedup"] = result[f"p{processes}"]["calls_per_s"] / base
+    result["fake"] = summarise_fake(fake.stop())
+    result["budget_kept"] = all(
+        result[f"p{p}"]["rate_limited_429"] == 0 and result[f"p{p}"]["windows_over_limit"] == 0
+        for p in (1, 2, 3)
+    )
+    result["target_met"] = result["p3"]["speedup"] >= 2.5 and result["budget_kept"]
+    return result
+
+
+# --- 7. tenants per machine at 500 ms -----------------------------------------------------
+
+
+def bench_capacity(bench: Bench) -> dict:
+    """Each tenant has its own organisation at 5,040 requests/h (14 per 10 s window, a compressed
+    clock), a budget equal to it and a backlog; calls take ~500 ms. Step up the tenant count
+    until the budget kept falls well below 98% (past the knee) or 1,000 tenants."""
+    window, limit = (5, 7) if bench.quick else (10, 14)
+    sizes = bench.capacity_sizes or ((10,) if bench.quick else (100, 200, 300, 500, 700, 1000))
+    windows = 1 if bench.quick else 3
+    fake = FakeVirtuous(bench, **bench.latency)
+    budget = limit * 3600 // window
+    result: dict = {"latency": fake.latency, "budget_per_hour": budget, "burst_seconds": window, "trials": {}}
+    for size in sizes:
+        quiesce()
+        run_for = (windows + 4) * window
+        items = int(budget / 3600 * run_for * 1.5) + 10
+        tenants = fake_tenants(fake, prefix=f"cap{size}", count=size, limit=limit, window=window, items=items)
+        # One thread per tenant while a drain holds one call in flight; capped so that threads
+        # (one PostgreSQL connection each) stay under the private cluster's 1,000 connections.
+        threads = min(size + 8, 600)
+        proc = dispatcher(bench, seconds=run_for, threads=threads, VIRTUOUS_BUCKET_BURST_SECONDS=str(window))
+        trial = measure_window_use(
+            bench, fake, tenants, dispatch=proc, window=window, per_tenant_per_s=budget / 3600,
+            windows=windows, warm=window, name=f"dispatch-capacity-{size}",
+        )  # fmt: skip
+        trial.update(threads=threads, load_after=loadavg())
+        result["trials"][size] = trial
+        log(f"capacity {size} tenants: {trial}")
+        if trial["used_fraction"] < 0.90:
+            break  # well past the knee: larger sizes only take longer to say the same
+    result["fake"] = summarise_fake(fake.stop())
+    kept = [
+        n
+        for n, t in result["trials"].items()
+        if t["used_fraction"] >= 0.98 and t["min_tenant_fraction"] >= 0.95
+    ]
+    result["max_tenants_kept"] = max(kept) if kept else 0
+    result["target_met"] = result["max_tenants_kept"] >= 200 and all(
+        t["dispatcher_peak_rss_mb"] < 2048 for t in result["trials"].values()
+    )
+    return result
