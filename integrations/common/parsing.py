@@ -115,6 +115,17 @@ def to_datetime(value: Any, *, default_tz: dt.tzinfo = dt.UTC) -> dt.datetime | 
     return parsed.astimezone(dt.UTC)
 
 
+def from_unix_seconds(value: Any) -> dt.datetime:
+    """An aware UTC datetime from whole Unix seconds (Stripe's ``created``); anything else, or a
+    number no calendar holds, is a ValueError (a data error, never an OSError from the platform)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"Not a Unix timestamp: {value!r}")
+    try:
+        return dt.datetime.fromtimestamp(value, tz=dt.UTC)
+    except (OverflowError, OSError, ValueError) as exc:
+        raise ValueError(f"Unix timestamp out of range: {value!r}") from exc
+
+
 def to_date(value: Any) -> dt.date | None:
     """A date from a date, a datetime (its own calendar day), ISO text or M/D/YYYY."""
     if _blank(value):

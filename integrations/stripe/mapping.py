@@ -9,11 +9,12 @@ unit and become Decimals with that currency's exponent (JPY has none, KWD has th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from integrations.common.mapping import MappingContext
+from integrations.common.parsing import from_unix_seconds
 from integrations.types import MappingError, Operation, OutboundRequest, Outcome
 
 # Stripe's zero-decimal and three-decimal currencies (docs.stripe.com/currencies); every other
@@ -108,12 +109,10 @@ def _id(value: Any, what: str) -> str:
 
 
 def _when(value: Any, what: str) -> datetime:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise MappingError(f"{what} must be a Unix timestamp, got {value!r}")
     try:
-        return datetime.fromtimestamp(value, tz=UTC)
-    except (OverflowError, OSError, ValueError) as exc:
-        raise MappingError(f"{what} is out of range: {value!r}") from exc
+        return from_unix_seconds(value)
+    except ValueError as exc:
+        raise MappingError(f"{what} must be a Unix timestamp in range, got {value!r}") from exc
 
 
 def _object(event: dict[str, Any], expected: str) -> dict[str, Any]:

@@ -14,11 +14,12 @@ Both read oldest first and save the checkpoint every 100 records, so an interrup
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.utils import timezone
 
+from integrations.common.parsing import from_unix_seconds
 from integrations.common.polling import PollContext
 from integrations.registry import connection_settings
 from integrations.stripe.client import StripeSource
@@ -65,7 +66,7 @@ def _emit_all(ctx: PollContext, resource: str, objects: Any, to_record: Any) -> 
     seen = 0
     last: tuple[datetime, str] | None = None
     for obj in objects:
-        created = datetime.fromtimestamp(int(obj["created"]), tz=UTC)
+        created = from_unix_seconds(obj["created"])
         record = to_record(obj, created)
         if record is not None:
             ctx.emit(record)

@@ -7,11 +7,12 @@ roll verifies against either. The event id (``evt_...``) is the dedupe key.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import stripe
 
+from integrations.common.parsing import from_unix_seconds
 from integrations.common.signatures import signature_header
 from integrations.common.webhooks import VERIFIED, VerifyResult, load_json_object
 from integrations.registry import connection_settings
@@ -94,7 +95,8 @@ def parse(request: WebhookRequest) -> ParsedEvent:
 
 
 def event_time(event: dict[str, Any]) -> datetime | None:
-    created = event.get("created")
-    if isinstance(created, int) and not isinstance(created, bool) and created > 0:
-        return datetime.fromtimestamp(created, tz=UTC)
-    return None
+    # A missing or impossible time leaves the event undated rather than refusing a signed delivery.
+    try:
+        return from_unix_seconds(event.get("created"))
+    except ValueError:
+        return None

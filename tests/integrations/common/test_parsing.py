@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from integrations.common.parsing import (
+    from_unix_seconds,
     json_dumps,
     json_loads,
     to_bool,
@@ -162,3 +163,12 @@ def test_thousands_separators_in_place_are_accepted(text, expected):
 def test_absurdly_large_amounts_are_refused(value):
     with pytest.raises(ValueError, match="out of range"):
         to_decimal(value)
+
+
+def test_unix_seconds_out_of_any_calendar_are_a_data_error_not_an_os_error():
+    assert from_unix_seconds(1_700_000_000) == datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)
+    # Found by the parser property tests: a huge Stripe ``created`` raised OSError/OverflowError,
+    # which the receiver does not treat as a malformed payload.
+    for bad in (10**20, -5, 0, True, "1700000000", None, 1.5):
+        with pytest.raises(ValueError):
+            from_unix_seconds(bad)
