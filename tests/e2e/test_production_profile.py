@@ -111,7 +111,9 @@ def test_the_production_profile_takes_a_webhook_to_the_sandbox_and_reports_it(tr
         # profile's own `check --deploy` (with it forced) is tested in tests/config.
         "SECURE_SSL_REDIRECT": "false",
         "SANDBOX_ENABLED": "true",
+        "SANDBOX_ENABLED_ACKNOWLEDGED": "true",
         "ALLOW_PRIVATE_NETWORK_URLS": "true",
+        "ALLOW_PRIVATE_NETWORK_URLS_ACKNOWLEDGED": "true",
         "LOG_FORMAT": "json",
         "METRICS_TOKEN": METRICS_TOKEN,
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
@@ -126,7 +128,7 @@ def test_the_production_profile_takes_a_webhook_to_the_sandbox_and_reports_it(tr
     hook = connection_create(tenant=tenant, provider="donorbox", name="Donorbox", default_project_code="GEN")
     tenant_services.credential_set(
         tenant=tenant,
-        platform=Credential.Platform.DONORBOX,
+        platform="donorbox",
         purpose=Credential.Purpose.WEBHOOK_SECRET,
         secret=DONORBOX_SECRET,
         scope=hook.credential_scope,
