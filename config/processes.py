@@ -66,6 +66,8 @@ def _task_started(sender: object, func: object, task: dict, **kwargs: object) ->
 
 
 def _task_finished(sender: object, task: dict, **kwargs: object) -> None:
+    # post_execute_in_worker: the worker's own signal (post_execute is sent in the monitor process,
+    # so clearing there would leave a finished task's name on the worker's next log lines).
     from config.logconfig import log_context_clear
 
     log_context_clear()
@@ -74,9 +76,9 @@ def _task_finished(sender: object, task: dict, **kwargs: object) -> None:
 def qcluster_hooks_install(*, argv: list[str] | None = None) -> None:
     """Called from the sync app's ``ready()``: in a ``qcluster`` process, tie children to their
     parent; in every process, name the django-q2 task in the log lines it writes."""
-    from django_q.signals import post_execute, pre_execute
+    from django_q.signals import post_execute_in_worker, pre_execute
 
     pre_execute.connect(_task_started, dispatch_uid="giftline-task-log-context")
-    post_execute.connect(_task_finished, dispatch_uid="giftline-task-log-context-end")
+    post_execute_in_worker.connect(_task_finished, dispatch_uid="giftline-task-log-context-end")
     if (argv if argv is not None else sys.argv)[1:2] == ["qcluster"]:
         die_with_parent()

@@ -85,3 +85,17 @@ def test_killing_the_qcluster_parent_stops_every_process_of_the_cluster(tmp_path
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(top.pid, signal.SIGKILL)  # its own session: only what this test started
+
+
+def test_a_finished_task_leaves_no_name_on_the_workers_next_log_lines():
+    """The worker logs "processing <task>" before pre_execute: the previous task's name must be gone
+    by then, so it is cleared on the worker's own post-execute signal."""
+    from django_q.signals import post_execute_in_worker, pre_execute
+
+    from config.logconfig import log_context_clear, log_context_get
+
+    log_context_clear()
+    pre_execute.send(sender="django_q", func=print, task={"name": "reconcile-daily-1", "id": "x"})
+    assert log_context_get() == {"task": "reconcile-daily-1"}
+    post_execute_in_worker.send(sender="django_q", func=print, task={"name": "reconcile-daily-1"})
+    assert log_context_get() == {}
