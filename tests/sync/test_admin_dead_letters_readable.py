@@ -118,9 +118,12 @@ def test_the_form_checks_virtuous_rules_before_anything_is_queued(
         ).content.decode()
     )
     assert "greater than or equal to 0.01" in client.post(url, {**base, "amount": "0"}).content.decode()
-    assert (
-        "other" not in client.post(url, {**base, "designations-0-project_code": "OTHERCODE"}).content.decode()
-    )
+    other_tenants_code = {
+        **base,
+        "designations-0-project_code": "OTHERCODE",
+        "designations-0-amount": "25.00",
+    }
+    assert "Project code OTHERCODE is not on" in client.post(url, other_tenants_code).content.decode()
     dl.refresh_from_db()
     assert dl.resolution == "open" and OutboundItem.objects.get(pk=dl.item_id).state == "dead"
 
