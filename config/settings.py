@@ -231,6 +231,8 @@ CONSTANT_CONTACT_REQUESTS_PER_DAY = env.int("CONSTANT_CONTACT_REQUESTS_PER_DAY",
 # Where ``tenants`` learns which credential platforms exist (tenants knows no provider by name):
 # a dotted path to a function returning {platform: label}, the integrations registry.
 CREDENTIAL_PLATFORMS = "integrations.registry.credential_platforms"
+# And where it learns whether a secret typed at a shell belongs to a connection (credential_set).
+CREDENTIAL_SCOPE_CHECK = "integrations.selectors.credential_scope_check"
 HTTP_USER_AGENT = env.str("HTTP_USER_AGENT", default="Giftline/0.1 (+https://github.com/giftline)")
 
 # Webhook bodies above this are refused (413) and recorded; Stripe events are well under it.

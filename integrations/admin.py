@@ -13,7 +13,7 @@ from django.utils.html import format_html, format_html_join
 
 from integrations.common.connection_settings import SettingsInvalid
 from integrations.models import Connection, RejectedDeliveryCount
-from integrations.registry import provider_get
+from integrations.registry import provider_get, setup_steps_for
 from integrations.virtuous.services import connection_webhook_url
 from tenants.admin import TenantFilter, TenantScopedAdminMixin, actor_for
 from tenants.services import audit_record
@@ -99,9 +99,7 @@ class ConnectionAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="Steps on the provider's side")
     def setup_steps(self, obj: Connection):
-        return format_html(
-            '<div style="white-space:pre-wrap">{}</div>', provider_get(obj.provider).setup_steps
-        )
+        return format_html('<div style="white-space:pre-wrap">{}</div>', setup_steps_for(obj))
 
     @admin.display(description="Settings this provider takes")
     def settings_reference(self, obj: Connection):

@@ -51,10 +51,36 @@ class ProviderSpec:
     # read with defaults and clamping where used; see integrations/common/connection_settings.py).
     settings_schema: SettingsSchema = SettingsSchema()
     secret_purposes: tuple[str, ...] = ("webhook_secret",)
+    # Which of them each capture path cannot work without: onboarding refuses to save a connection
+    # missing one (a webhook connection without its signing secret refuses every delivery).
+    webhook_secret_purposes: tuple[str, ...] = ("webhook_secret",)
+    poll_secret_purposes: tuple[str, ...] = ()
     # "source": handlers map events to Virtuous writes; "crm": Virtuous itself, applied by the sync room.
     kind: str = "source"
     # Set for two-way partners: how Virtuous changes are written back (integrations.common.partners).
     partner: PartnerSide | None = None
+
+
+def secrets_required(spec: ProviderSpec, capture_mode: str) -> tuple[str, ...]:
+    """The secrets a connection of this capture mode needs before it can receive anything."""
+    needed = []
+    if capture_mode in ("webhook", "hybrid"):
+        needed += spec.webhook_secret_purposes
+    if capture_mode in ("polling", "hybrid"):
+        needed += spec.poll_secret_purposes
+    return tuple(dict.fromkeys(needed))
+
+
+def setup_steps_for(connection: Any) -> str:
+    """The provider's setup steps with this connection's real values, never placeholders."""
+    return (
+        provider_get(connection.provider)
+        .setup_steps.replace(
+            "/hooks/TOKEN/SECRET/", f"/hooks/{connection.webhook_token}/<the webhook secret>/"
+        )
+        .replace("CONNECTION_ID", str(connection.public_id))
+        .replace("TENANT", connection.tenant.slug)
+    )
 
 
 @cache

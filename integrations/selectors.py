@@ -24,3 +24,41 @@ def tenant_write_sources(*, tenant: Tenant) -> set[str]:
         connection_list(tenant=tenant).exclude(provider="virtuous").values_list("source_name", flat=True)
     )
     return {s for s in sources | {tenant.source_name} if s}
+
+
+def credential_scope_check(*, tenant: Tenant, platform: str, purpose: str, scope: str) -> str:
+    """Where a secret typed at a shell belongs: refuse a connection's secret stored without (or
+    with the wrong) connection, since the receiver looks it up by connection and would never find
+    it (every delivery then refused). Returns the connection's name for the confirmation line.
+
+    ``settings.CREDENTIAL_SCOPE_CHECK`` names this function for the tenants room.
+    """
+    from integrations.registry import provider_get
+
+    connections = list(connection_list(tenant=tenant))
+    owners = [c for c in connections if c.credential_platform == platform]
+    tenant_wide = [c for c in owners if c.credential_scope == ""]
+    if not scope:
+        if tenant_wide or not owners and platform == "virtuous":
+            return "the tenant"
+        listed = (
+            "; ".join(f"{c.public_id} ({c})" for c in owners) or "none yet: create one with connection_create"
+        )
+        raise ValueError(
+            f"A {platform} {purpose} belongs to one connection: add --scope with its id. "
+            f"{tenant.slug}'s {platform} connections: {listed}."
+        )
+    match = next((c for c in owners if str(c.public_id) == scope), None)
+    if match is not None and match.credential_scope == "":
+        raise ValueError(f"A {platform} {purpose} is tenant-wide: leave out --scope.")
+    if match is None:
+        listed = ", ".join(str(c.public_id) for c in owners) or "none"
+        raise ValueError(
+            f"{scope!r} is not a {platform} connection of {tenant.slug} (its {platform} connections: {listed})."
+        )
+    purposes = provider_get(match.provider).secret_purposes
+    if purpose not in purposes:
+        raise ValueError(
+            f"A {match.provider} connection takes these secrets: {', '.join(purposes)}; not {purpose}."
+        )
+    return str(match)

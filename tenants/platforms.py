@@ -24,3 +24,11 @@ def credential_platform_validate(platform: str) -> None:
     known = credential_platforms()
     if platform not in known:
         raise ValueError(f"Unknown platform {platform!r}; one of: {', '.join(sorted(known))}.")
+
+
+def credential_scope_check(*, tenant, platform: str, purpose: str, scope: str) -> str:
+    """Refuse a secret stored where nothing will read it (the configured hook decides); returns
+    what it belongs to, for the confirmation line."""
+    return import_string(settings.CREDENTIAL_SCOPE_CHECK)(
+        tenant=tenant, platform=platform, purpose=purpose, scope=scope
+    )

@@ -29,6 +29,7 @@ PROVIDER = ProviderSpec(
         )
     ),
     secret_purposes=("webhook_secret", "api_token"),
+    poll_secret_purposes=("api_token",),
     setup_steps=(
         "In Donorbox: Integrations → API & Zapier Integration → Custom Webhooks → add endpoint. Paste the webhook "
         "URL, choose payload version v2, select donation and plan events, save, then copy the endpoint's "

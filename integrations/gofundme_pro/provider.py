@@ -14,6 +14,8 @@ PROVIDER = ProviderSpec(
     load=webhooks.load,
     handlers=mapping.HANDLERS,
     capture_modes=("webhook", "polling", "hybrid"),
+    secret_purposes=("webhook_secret", "oauth_client_secret"),
+    poll_secret_purposes=("oauth_client_secret",),
     poll=poller.poll,
     settings_schema=SettingsSchema(
         (

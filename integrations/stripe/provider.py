@@ -13,6 +13,8 @@ PROVIDER = ProviderSpec(
     load=webhooks.load,
     handlers=mapping.HANDLERS,
     capture_modes=("webhook", "polling", "hybrid"),
+    secret_purposes=("webhook_secret", "api_token"),
+    poll_secret_purposes=("api_token",),
     poll=poller.poll,
     settings_schema=SettingsSchema(
         (

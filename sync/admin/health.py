@@ -18,9 +18,9 @@ from django.utils import timezone
 
 from integrations.common.secrets import connection_secret_purposes
 from integrations.models import Connection
-from integrations.registry import provider_get, provider_keys
+from integrations.registry import provider_get, provider_keys, secrets_required, setup_steps_for
 from integrations.services import connection_onboard
-from integrations.virtuous.errors import VirtuousError
+from integrations.virtuous.errors import ErrorClass, VirtuousError
 from integrations.virtuous.services import (
     connection_webhook_url,
     virtuous_subscription_create,
@@ -80,7 +80,21 @@ def connection_form_class(provider: str) -> type[forms.Form]:
             widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
             help_text="Write-only: stored encrypted, never shown again.",
         )
-    return type(f"{provider.title()}ConnectionForm", (forms.Form,), fields)
+
+    def clean(self):
+        """Refuse to save a connection without the secrets its capture mode cannot work without."""
+        data = super(form_class, self).clean()
+        for purpose in secrets_required(spec, data.get("capture_mode", "")):
+            if not (data.get(f"secret_{purpose}") or "").strip():
+                self.add_error(
+                    f"secret_{purpose}",
+                    f"Needed for {Connection.CaptureMode(data['capture_mode']).label.lower()}: "
+                    f"without it {spec.label} cannot be {'read' if purpose != 'webhook_secret' else 'verified'}.",
+                )
+        return data
+
+    form_class = type(f"{provider.title()}ConnectionForm", (forms.Form,), {**fields, "clean": clean})
+    return form_class
 
 
 class OffboardForm(forms.Form):
@@ -250,7 +264,8 @@ class TenantHealthAdmin(admin.ModelAdmin):
                     actor=actor_for(request),
                 )
             except VirtuousError as exc:
-                form.add_error("api_key", f"Virtuous refused this key: {exc}")
+                field, message = onboarding_error(exc)
+                form.add_error(field, message)
             else:
                 self.message_user(
                     request,
@@ -330,6 +345,7 @@ class TenantHealthAdmin(admin.ModelAdmin):
                 "spec": provider_get(c.provider),
                 "url": connection_webhook_url(connection=c, base_url=settings.PUBLIC_BASE_URL),
                 "secrets": _secret_states(tenant, c),
+                "steps": setup_steps_for(c),
             }
             for c in Connection.objects.filter(tenant=tenant).order_by("created_at")
         ]
@@ -386,3 +402,28 @@ def _secret_states(tenant: Tenant, connection: Connection) -> list[tuple[str, bo
     spec = provider_get(connection.provider)
     have = connection_secret_purposes(connection)
     return [(Credential.Purpose(p).label, p in have) for p in spec.secret_purposes]
+
+
+def onboarding_error(exc: VirtuousError) -> tuple[str, str]:
+    """What happened, in words, and the field it belongs next to (no internal class labels)."""
+    status = exc.status_code
+    if status in (401, 403):
+        return "api_key", "Virtuous refused this key. Check it was copied whole, and that it is still active."
+    if status is None and exc.error_class == ErrorClass.TRANSIENT:
+        return (
+            "virtuous_base_url",
+            "Virtuous could not be reached at this address (no answer). Check the address, or try again "
+            "in a minute if Virtuous is having trouble.",
+        )
+    if status is None:
+        return "virtuous_base_url", f"This Virtuous address cannot be used: {exc.message}"
+    if status == 429:
+        return "api_key", "Virtuous is limiting requests for this key right now; try again in a minute."
+    if status >= 500:
+        return (
+            "virtuous_base_url",
+            f"Virtuous had a problem answering (error {status}); try again in a minute.",
+        )
+    if status == 404:
+        return "virtuous_base_url", "No Virtuous API answered at this address. Leave it blank for production."
+    return "api_key", f"Virtuous did not accept this key: {exc.message}"

@@ -3,7 +3,6 @@ fix and replay, discard), each resolution through ``sync.outbound.deadletters``.
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 
 from django import forms
@@ -17,6 +16,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from sync.admin.common import StatusCodeFilter, confirmation, payload_for, pretty
+from sync.admin.deadletter_views import DeadLetterConsoleMixin
 from sync.models import Attempt, DeadLetter, OutboundItem
 from sync.outbound.deadletters import DeadLetterError, dead_letter_discard, dead_letter_replay
 from sync.pii import user_sees_pii
@@ -38,36 +38,8 @@ class DiscardForm(forms.Form):
     )
 
 
-class FixForm(forms.Form):
-    payload = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 24, "cols": 100, "class": "vLargeTextField"})
-    )
-    note = forms.CharField(max_length=500, required=False, help_text="What was wrong and what you changed.")
-
-    def clean_payload(self):
-        try:
-            value = json.loads(self.cleaned_data["payload"])
-        except json.JSONDecodeError as exc:
-            raise forms.ValidationError(f"Not valid JSON: {exc}") from exc
-        if not isinstance(value, dict):
-            raise forms.ValidationError("The payload must be a JSON object.")
-        return value
-
-
 @admin.register(DeadLetter)
-class DeadLetterAdmin(TenantScopedAdminMixin, ReadOnlyMixin, admin.ModelAdmin):
-    list_display = (
-        "created_at",
-        "tenant",
-        "operation_type",
-        "status_code",
-        "error_class",
-        "short_error",
-        "attempt_count",
-        "resolution",
-        "resolved_by",
-        "resolved_at",
-    )
+class DeadLetterAdmin(DeadLetterConsoleMixin, TenantScopedAdminMixin, ReadOnlyMixin, admin.ModelAdmin):
     list_filter = (TenantFilter, "operation_type", StatusCodeFilter, "error_class", AgeFilter, "resolution")
     list_select_related = ("tenant", "resolved_by")
     raw_id_fields = ("tenant", "item", "resolved_by")
@@ -93,13 +65,10 @@ class DeadLetterAdmin(TenantScopedAdminMixin, ReadOnlyMixin, admin.ModelAdmin):
     )
     readonly_fields = fields
     change_form_template = "admin/sync/deadletter/change_form.html"
+    change_list_template = "admin/sync/deadletter/change_list.html"
 
     def has_resolve_permission(self, request) -> bool:
         return request.user.has_perm("sync.change_deadletter")
-
-    @admin.display(description="Error")
-    def short_error(self, obj: DeadLetter) -> str:
-        return (obj.last_error[:80] + "…") if len(obj.last_error) > 80 else obj.last_error
 
     @admin.display(description="Queue item")
     def item_link(self, obj: DeadLetter):
@@ -125,6 +94,7 @@ class DeadLetterAdmin(TenantScopedAdminMixin, ReadOnlyMixin, admin.ModelAdmin):
             and self.has_resolve_permission(request),
             "can_fix": user_sees_pii(request.user),
             "pii_masked": not user_sees_pii(request.user),
+            **(self.readable_context(request, obj) if obj is not None else {}),
         }
         return super().change_view(request, object_id, form_url, {**extra, **(extra_context or {})})
 
@@ -132,7 +102,6 @@ class DeadLetterAdmin(TenantScopedAdminMixin, ReadOnlyMixin, admin.ModelAdmin):
         wrap = self.admin_site.admin_view
         return [
             path("<uuid:public_id>/replay/", wrap(self.replay_view), name="sync_deadletter_replay"),
-            path("<uuid:public_id>/fix/", wrap(self.fix_view), name="sync_deadletter_fix"),
             path("<uuid:public_id>/discard/", wrap(self.discard_view), name="sync_deadletter_discard"),
             *super().get_urls(),
         ]
@@ -160,38 +129,6 @@ class DeadLetterAdmin(TenantScopedAdminMixin, ReadOnlyMixin, admin.ModelAdmin):
                 request, "Replayed 1 dead letter as-is: the item is back in the queue.", messages.SUCCESS
             )
         return self._back(dl)
-
-    def fix_view(self, request, public_id):
-        dl = self._get_open(request, public_id)
-        if not user_sees_pii(request.user):
-            raise PermissionDenied("Fixing a payload needs permission to see donor data.")
-        payload = dl.item.payload if dl.item_id else dl.original_payload
-        form = FixForm(request.POST or None, initial={"payload": json.dumps(payload, indent=2, default=str)})
-        if request.method == "POST" and form.is_valid():
-            try:
-                dead_letter_replay(
-                    dead_letter=dl,
-                    actor=actor_for(request),
-                    payload=form.cleaned_data["payload"],
-                    note=form.cleaned_data["note"],
-                )
-            except DeadLetterError as exc:
-                form.add_error("payload", str(exc))
-            else:
-                self.message_user(request, "Fixed and replayed 1 dead letter.", messages.SUCCESS)
-                return self._back(dl)
-        return TemplateResponse(
-            request,
-            "admin/sync/deadletter/fix.html",
-            {
-                **self.admin_site.each_context(request),
-                "title": "Fix and replay",
-                "dead_letter": dl,
-                "form": form,
-                "opts": self.model._meta,
-                "error_details": pretty(dl.error_details),
-            },
-        )
 
     def discard_view(self, request, public_id):
         dl = self._get_open(request, public_id)

@@ -8,7 +8,6 @@ inbound processing), calling the same services they call.
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import shutil
 from decimal import Decimal
@@ -79,8 +78,16 @@ def go(page, selector: str) -> None:
         page.click(selector)
 
 
+DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
+# The pages docs/customer-success.md shows: refreshed whenever this test runs.
+FOR_DOCS = {"08-dead-letter-detail", "09-fix-and-replay", "09b-fix-confirm-diff", "03-add-connection"}
+
+
 def shot(page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    if name in FOR_DOCS:
+        DOCS_IMG.mkdir(exist_ok=True)
+        page.screenshot(path=str(DOCS_IMG / f"console-{name}.png"), full_page=True)
 
 
 def _contact() -> OutboundRequest:
@@ -198,14 +205,21 @@ def test_customer_success_onboards_a_customer_and_fixes_a_failed_gift(
     page.wait_for_selector("#fix-and-replay")
     shot(page, "08-dead-letter-detail")
 
-    # when: they fix the designation and replay
+    assert page.inner_text("#dl-cause") == "designations do not add up to the amount"
+    assert page.inner_text("#dl-summary").startswith("$50.00 from ada@example.org via Donorbox")
+
+    # when: they fix the designation in the form, see the change, and replay
     go(page, "#fix-and-replay")
-    payload = json.loads(page.input_value("#id_payload"))
-    payload["designations"][0]["amountDesignated"] = "50.00"
-    page.fill("#id_payload", json.dumps(payload, indent=2))
+    page.fill("#id_designations-0-amount", "45.00")
     page.fill("#id_note", "Designation corrected to the gift amount")
+    go(page, "#check-fix")
+    assert "add up to 45.00 but the amount is 50.00" in page.content()  # checked before anything is queued
+    page.fill("#id_designations-0-amount", "50.00")
     shot(page, "09-fix-and-replay")
-    go(page, "#validate-and-replay")
+    go(page, "#check-fix")
+    assert "50.00" in page.inner_text("#fix-diff")
+    shot(page, "09b-fix-confirm-diff")
+    go(page, "#confirm-fix")
     assert "Fixed and replayed 1 dead letter" in page.content()
     shot(page, "10-dead-letter-resolved")
     dead.refresh_from_db()

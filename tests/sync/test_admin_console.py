@@ -178,7 +178,7 @@ def test_customer_success_replays_its_own_dead_letter_and_is_recorded(client, cs
 def test_fix_and_replay_validates_the_json_and_refuses_identity_changes(client, superuser, letters):
     mine, _ = letters
     client.force_login(superuser)
-    url = reverse("admin:sync_deadletter_fix", args=[mine.public_id])
+    url = reverse("admin:sync_deadletter_fix_json", args=[mine.public_id])
     assert "Not valid JSON" in client.post(url, {"payload": "{oops"}).content.decode()
     changed = {**mine.original_payload, "transactionId": "pi_999"}
     assert "cannot be changed" in client.post(url, {"payload": json.dumps(changed)}).content.decode()

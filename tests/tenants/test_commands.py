@@ -58,18 +58,33 @@ def test_tenant_list_shows_every_tenant(tenant, other_tenant):
     assert "alpha" in out and "bravo" in out and str(tenant.public_id) in out
 
 
+def _stripe(tenant) -> str:
+    from integrations.services import connection_create
+
+    return str(connection_create(tenant=tenant, provider="stripe").public_id)
+
+
 def test_credential_set_reads_stdin_and_never_echoes_the_secret(tenant):
-    out = _run("credential_set", "alpha", "stripe", "webhook_secret", stdin="whsec_cli_secret_4242\n")
+    scope = _stripe(tenant)
+    out = _run(
+        "credential_set",
+        "alpha",
+        "stripe",
+        "webhook_secret",
+        "--scope",
+        scope,
+        stdin="whsec_cli_secret_4242\n",
+    )
     assert "whsec_cli_secret_4242" not in out and "4242" in out
     assert (
-        selectors.credential_secret(tenant=tenant, platform="stripe", purpose="webhook_secret")
+        selectors.credential_secret(tenant=tenant, platform="stripe", purpose="webhook_secret", scope=scope)
         == "whsec_cli_secret_4242"
     )
 
 
 def test_credential_set_without_stdin_is_an_error(tenant):
     with pytest.raises(CommandError, match="No secret on standard input"):
-        _run("credential_set", "alpha", "stripe", "webhook_secret", stdin="")
+        _run("credential_set", "alpha", "stripe", "webhook_secret", "--scope", _stripe(tenant), stdin="")
     assert not Credential.objects.filter(tenant=tenant, platform="stripe").exists()
 
 

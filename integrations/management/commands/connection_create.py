@@ -5,7 +5,7 @@ from django.core.management.base import CommandError
 
 from integrations.common.connection_settings import SettingsInvalid
 from integrations.models import Connection
-from integrations.registry import provider_get, provider_keys
+from integrations.registry import provider_get, provider_keys, secrets_required, setup_steps_for
 from integrations.services import connection_create
 from integrations.virtuous.services import connection_webhook_url
 from tenants.management.base import CLI, TenantCommand, tenant_from_arg
@@ -58,12 +58,17 @@ class Command(TenantCommand):
         self.stdout.write(
             f"Webhook URL: {connection_webhook_url(connection=connection, base_url=settings.PUBLIC_BASE_URL)}"
         )
-        self.stdout.write(
-            f"Secrets: manage.py credential_set {tenant.slug} {spec.credential_platform} webhook_secret "
-            f"--scope {connection.credential_scope}  (reads stdin)"
-        )
+        needed = secrets_required(spec, connection.capture_mode)
+        if needed:
+            # Each line pastes as it is; the command then asks for the secret (never on argv).
+            self.stdout.write("Store its secrets (each command asks for the value):")
+            for purpose in needed:
+                self.stdout.write(
+                    f"python manage.py credential_set {tenant.slug} {spec.credential_platform} {purpose} "
+                    f"--scope {connection.public_id}"
+                )
         if spec.setup_steps:
-            self.stdout.write(f"Setup: {spec.setup_steps}")
+            self.stdout.write(f"Setup: {setup_steps_for(connection)}")
 
 
 def settings_from_args(pairs: list[str]) -> dict:

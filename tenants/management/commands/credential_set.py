@@ -4,7 +4,7 @@ from django.utils.dateparse import parse_datetime
 from tenants import services
 from tenants.management.base import CLI, TenantCommand, read_secret_from_stdin, tenant_from_arg
 from tenants.models import Credential
-from tenants.platforms import credential_platforms
+from tenants.platforms import credential_platforms, credential_scope_check
 
 
 class Command(TenantCommand):
@@ -27,6 +27,15 @@ class Command(TenantCommand):
             expires_at = parse_datetime(options["expires_at"])
             if expires_at is None or expires_at.tzinfo is None:
                 raise CommandError("--expires-at must be an ISO-8601 datetime with a time zone.")
+        try:
+            owner = credential_scope_check(
+                tenant=tenant,
+                platform=options["platform"],
+                purpose=options["purpose"],
+                scope=options["scope"],
+            )
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
         secret = read_secret_from_stdin(self.stdin, f"{options['platform']} {options['purpose']}: ")
         try:
             cred = services.credential_set(
@@ -42,5 +51,5 @@ class Command(TenantCommand):
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(
-            f"Stored {cred.platform} {cred.purpose} for {tenant.slug} as {cred.state} (…{cred.last4})"
+            f"Stored {cred.platform} {cred.purpose} for {owner} as {cred.state} (…{cred.last4})"
         )
