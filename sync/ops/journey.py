@@ -192,9 +192,18 @@ def donation_journey(*, anchor: OutboundItem | InboundEvent) -> Journey:
         for item in OutboundItem.objects.filter(tenant=tenant, idempotency_key__in=keys):
             items[item.pk] = item
         gift = next((i for i in items.values() if i.operation in GIFT_OPERATIONS), None)
-    else:
+    elif anchor.operation in GIFT_OPERATIONS:
         gift = anchor
         items[anchor.pk] = anchor
+    else:
+        # a contact or other write: its donation is the gift its event also enqueued, if any
+        items[anchor.pk] = anchor
+        for event in _events_for(tenant, [anchor]):
+            events[event.pk] = event
+            keys = list((event.result or {}).get("keys") or [])
+            for item in OutboundItem.objects.filter(tenant=tenant, idempotency_key__in=keys):
+                items[item.pk] = item
+        gift = next((i for i in items.values() if i.operation in GIFT_OPERATIONS), None)
     if gift is not None:
         for item in OutboundItem.objects.filter(
             tenant=tenant, external_source=gift.external_source, external_id__startswith=gift.external_id
