@@ -224,26 +224,23 @@ def _stale_checkpoints(ids: list[int], now: datetime, found) -> None:
 
 
 def _stalled(ids: list[int], now: datetime, found) -> None:
-    pending = dict(
+    """Items that have waited to be sent for 6 h while nothing succeeded for 6 h."""
+    pending = (
         OutboundItem.objects.filter(tenant__in=ids, state=OutboundItem.State.PENDING)
         .values("tenant")
-        .annotate(n=Count("id"))
-        .values_list("tenant", "n")
+        .annotate(n=Count("id"), oldest=Min("created_at"))
     )
-    last = dict(
-        TenantQueue.objects.filter(tenant__in=ids)
-        .annotate(last=Max("last_success_at"))
-        .values_list("tenant", "last")
-    )
-    for tenant_id, n in pending.items():
-        success = last.get(tenant_id)
-        if success is None or now - success > STALLED_QUEUE:
-            found[tenant_id].append(
+    last = dict(TenantQueue.objects.filter(tenant__in=ids).values_list("tenant", "last_success_at"))
+    for row in pending:
+        success = last.get(row["tenant"])
+        if now - row["oldest"] > STALLED_QUEUE and (success is None or now - success > STALLED_QUEUE):
+            n = row["n"]
+            found[row["tenant"]].append(
                 Concern(
                     QUEUE_STALLED,
                     n,
                     f"{_plural(n, 'item waits', 'items wait')} to be sent and nothing has succeeded for 6 h",
-                    since=success,
+                    since=row["oldest"],
                 )
             )
 

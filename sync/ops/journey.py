@@ -277,11 +277,15 @@ def _steps(journey: Journey) -> list[Step]:
             )
         )
         if event.processed_at:
+            # the items it queued were written inside the processing, just before it finished
+            keys = set((event.result or {}).get("keys") or [])
+            made = [i.created_at for i in journey.items if i.idempotency_key in keys]
+            mapped_at = min([event.processed_at, *made])
             mapped_ok = event.status == InboundEvent.Status.PROCESSED
             enqueued = (event.result or {}).get("enqueued")
             steps.append(
                 Step(
-                    event.processed_at,
+                    mapped_at,
                     "mapped",
                     f"Mapped: {event.get_status_display()}"
                     + (f", {enqueued} new item(s) queued" if enqueued is not None else ""),
