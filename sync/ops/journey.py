@@ -319,7 +319,8 @@ def _steps(journey: Journey) -> list[Step]:
                 Step(
                     item.confirmed_at,
                     "confirmed",
-                    f"Confirmed in Virtuous as {item.virtuous_id or '(id unknown)'}",
+                    f"Recorded in Virtuous: {item.get_operation_display().lower()}, "
+                    f"Virtuous id {item.virtuous_id or '(unknown)'}",
                     ok=True,
                     item=item,
                     text=item.note,
@@ -362,7 +363,7 @@ def _steps(journey: Journey) -> list[Step]:
             Step(
                 row.created_at,
                 "person",
-                f"{row.action.replace('_', ' ').replace('.', ': ')} by {who}",
+                f"{row.action.replace('_', ' ').replace('.', ' ').capitalize()} by {who}",
                 audit=row,
             )
         )
