@@ -19,9 +19,13 @@ from sync.models import OutboundItem
 from sync.outbound.drain import outbound_drain
 from tenants import services
 from tenants.models import Credential
-from tests.e2e.test_admin_browser import browser_page, go, pytestmark  # noqa: F401  (fixture, marks)
+from tests.e2e import test_admin_browser
+from tests.e2e.test_admin_browser import go
 from tests.sync.test_console_health import _donation
 
+# The same browser, marks and skips as the other admin walk.
+browser_page = test_admin_browser.browser_page
+pytestmark = test_admin_browser.pytestmark
 DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
 
 

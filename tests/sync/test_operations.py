@@ -13,9 +13,9 @@ from integrations.virtuous.errors import ErrorClass, VirtuousError
 from sync.inbound.checkpoints import checkpoint_reset
 from sync.inbound.replay import inbound_events_replay
 from sync.models import DeadLetter, OutboundItem, SyncCheckpoint
+from sync.ops.health import tenant_health_overview
 from sync.ops.offboard import OffboardError, tenant_offboard
 from sync.outbound.drain import outbound_drain
-from sync.ops.health import tenant_health_overview
 from sync.selectors import tenant_health
 from tenants.models import AuditEvent, Credential, Tenant
 from tenants.services import Actor, tenant_pause
