@@ -117,6 +117,7 @@ class InboundEvent(models.Model):
         MALFORMED = "malformed", "Malformed payload"
         FAILED = "failed", "Failed processing"
         NEEDS_REVIEW = "needs_review", "Needs review"
+        DISMISSED = "dismissed", "Dismissed by a person"
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="inbound_events")

@@ -17,7 +17,7 @@ from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.signals import user_login_failed
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
-from django.urls import path
+from django.urls import NoReverseMatch, path
 from django_otp import login as otp_login
 from django_otp import match_token
 
@@ -92,6 +92,16 @@ class GiftlineAdminSite(admin.AdminSite):
             return inner(request, *args, **kwargs)
 
         return update_wrapper(wrapper, inner)
+
+    def index(self, request, extra_context=None):
+        """Tenant health is the first page staff see: the admin's home opens it, unless they ask
+        for the list of sections (``?sections=1``) or may not view it."""
+        if "sections" not in request.GET and request.user.has_perm("sync.view_tenanthealth"):
+            try:
+                return redirect("admin:sync_tenanthealth_changelist")
+            except NoReverseMatch:
+                pass
+        return super().index(request, extra_context)
 
     def get_urls(self):
         return [

@@ -7,17 +7,16 @@ whole table. The overview runs one grouped query per figure for all listed tenan
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Max, QuerySet, Sum
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
 from integrations.common.ratelimit import TenantBudget
-from integrations.models import Connection, InboundEvent
-from sync.models import Attempt, DeadLetter, OutboundItem, SyncCheckpoint, TenantQueue
+from integrations.models import Connection, InboundEvent, RejectedDeliveryCount
+from sync.models import Attempt, DeadLetter, Operation, OutboundItem, SyncCheckpoint, TenantQueue
 from tenants.models import Tenant
 
 # The states that make up the live queue (confirmed and discarded are history, not depth).
@@ -29,69 +28,15 @@ QUEUE_STATES = (
     OutboundItem.State.DEAD,
 )
 LATENCY_SAMPLE = 200
-STALE_SUCCESS = timedelta(hours=6)
 
 
-@dataclass
-class TenantHealthRow:
-    """One line of the overview, with why it needs attention (empty list = healthy)."""
+def outbound_waiting_count(tenant: Tenant) -> int:
+    """Items of this tenant held back until another record they depend on is confirmed.
 
-    tenant: Tenant
-    pending: int = 0
-    open_dead_letters: int = 0
-    signature_failures_24h: int = 0
-    last_success_at: datetime | None = None
-    reasons: list[str] = field(default_factory=list)
-
-    @property
-    def needs_attention(self) -> bool:
-        return bool(self.reasons)
-
-
-def tenant_health_overview(
-    *, tenants: QuerySet[Tenant], now: datetime | None = None
-) -> list[TenantHealthRow]:
-    """All given tenants, those that need attention first (most reasons, then most dead letters)."""
-    now = now or timezone.now()
-    rows = {t.pk: TenantHealthRow(tenant=t) for t in tenants}
-    ids = list(rows)
-    for r in (
-        OutboundItem.objects.filter(tenant__in=ids, state=OutboundItem.State.PENDING)
-        .values("tenant")
-        .annotate(n=Count("id"))
-    ):
-        rows[r["tenant"]].pending = r["n"]
-    for r in (
-        DeadLetter.objects.filter(tenant__in=ids, resolution=DeadLetter.Resolution.OPEN)
-        .values("tenant")
-        .annotate(n=Count("id"))
-    ):
-        rows[r["tenant"]].open_dead_letters = r["n"]
-    for r in _signature_failures(now).filter(tenant__in=ids).values("tenant").annotate(n=Count("id")):
-        rows[r["tenant"]].signature_failures_24h = r["n"]
-    for tenant_id, last in TenantQueue.objects.filter(tenant__in=ids).values_list(
-        "tenant", "last_success_at"
-    ):
-        rows[tenant_id].last_success_at = last
-    for row in rows.values():
-        row.reasons = _reasons(row, now)
-    return sorted(
-        rows.values(),
-        key=lambda r: (-len(r.reasons), -r.open_dead_letters, -r.pending, r.tenant.name),
-    )
-
-
-def _reasons(row: TenantHealthRow, now: datetime) -> list[str]:
-    reasons = []
-    if row.tenant.status == Tenant.Status.PAUSED:
-        reasons.append(f"Paused: {row.tenant.paused_reason or 'no reason given'}")
-    if row.open_dead_letters:
-        reasons.append(f"{row.open_dead_letters} open dead letter(s)")
-    if row.signature_failures_24h:
-        reasons.append(f"{row.signature_failures_24h} signature failure(s) in 24 h")
-    if row.pending and (row.last_success_at is None or now - row.last_success_at > STALE_SUCCESS):
-        reasons.append("Work is waiting and nothing has succeeded for 6 h")
-    return reasons
+    The queue has no dependency state yet: holding a gift until its contact exists lands with
+    issue 14 (section 2), which replaces this count with its own. Until then nothing waits.
+    """
+    return 0
 
 
 def _signature_failures(now: datetime) -> QuerySet[InboundEvent]:
@@ -116,13 +61,7 @@ def tenant_health(*, tenant: Tenant, now: datetime | None = None) -> dict[str, A
     used = Attempt.objects.filter(tenant=tenant, created_at__gte=hour_start).count()
     budget = TenantBudget(str(tenant.public_id), tenant.usable_hourly_budget).snapshot()
     connections = list(Connection.objects.filter(tenant=tenant).order_by("provider", "created_at"))
-    sig_failures = dict(
-        _signature_failures(now)
-        .filter(tenant=tenant)
-        .values("connection")
-        .annotate(n=Count("id"))
-        .values_list("connection", "n")
-    )
+    activity = _connection_activity(tenant, day_ago)
     return {
         "depth": [
             (label, depth.get(value, 0), value)
@@ -148,7 +87,9 @@ def tenant_health(*, tenant: Tenant, now: datetime | None = None) -> dict[str, A
         "connections": [
             {
                 "connection": c,
-                "signature_failures_24h": sig_failures.get(c.pk, 0),
+                **activity.get(
+                    c.pk, {"last_webhook_at": None, "failures_24h": 0, "signature_failures_24h": 0}
+                ),
                 "checkpoints": _checkpoints(tenant, c, now),
             }
             for c in connections
@@ -157,22 +98,109 @@ def tenant_health(*, tenant: Tenant, now: datetime | None = None) -> dict[str, A
         "latency": _latency(items, day_ago),
         "submitted_24h": items.filter(submitted_at__gte=day_ago).count(),
         "failed_24h": DeadLetter.objects.filter(tenant=tenant, created_at__gte=day_ago).count(),
+        "confirmed_24h": items.filter(confirmed_at__gte=day_ago).count(),
+        "by_kind_24h": _by_kind(items, day_ago),
     }
 
 
+# What a person calls the writes: a donation is a gift and usually a contact.
+GIFT_OPERATIONS = (
+    Operation.GIFT_TRANSACTION,
+    Operation.RECURRING_GIFT_CREATE,
+    Operation.RECURRING_GIFT_CANCEL,
+    Operation.REVERSING_TRANSACTION,
+)
+
+
+def _by_kind(items: QuerySet[OutboundItem], since: datetime) -> dict[str, dict[str, int]]:
+    """Submitted and confirmed in the window, as gifts and contacts ("3 gifts, 3 contacts")."""
+    out = {
+        "submitted": {"gifts": 0, "contacts": 0, "other": 0},
+        "confirmed": {"gifts": 0, "contacts": 0, "other": 0},
+    }
+    for figure, column in (("submitted", "submitted_at"), ("confirmed", "confirmed_at")):
+        for operation, n in (
+            items.filter(**{f"{column}__gte": since})
+            .values("operation")
+            .annotate(n=Count("id"))
+            .values_list("operation", "n")
+        ):
+            kind = (
+                "gifts"
+                if operation in GIFT_OPERATIONS
+                else "contacts"
+                if operation == Operation.CONTACT_TRANSACTION
+                else "other"
+            )
+            out[figure][kind] += n
+    return out
+
+
+def _connection_activity(tenant: Tenant, since: datetime) -> dict[int, dict[str, Any]]:
+    """Per connection: the last webhook received, and failures in the window (deliveries refused
+    plus events that could not be processed)."""
+    events = InboundEvent.objects.filter(tenant=tenant)
+    out: dict[int, dict[str, Any]] = {}
+
+    def row(pk: int) -> dict[str, Any]:
+        return out.setdefault(pk, {"last_webhook_at": None, "failures_24h": 0, "signature_failures_24h": 0})
+
+    for pk, last in (
+        events.filter(capture=InboundEvent.Capture.WEBHOOK)
+        .exclude(status=InboundEvent.Status.REJECTED)
+        .values("connection")
+        .annotate(last=Max("received_at"))
+        .values_list("connection", "last")
+    ):
+        row(pk)["last_webhook_at"] = last
+    for pk, n in (
+        events.filter(
+            received_at__gte=since,
+            status__in=[InboundEvent.Status.FAILED, InboundEvent.Status.MALFORMED],
+        )
+        .values("connection")
+        .annotate(n=Count("id"))
+        .values_list("connection", "n")
+    ):
+        row(pk)["failures_24h"] += n
+    # Every refused delivery is counted here, stored as a row or not.
+    for pk, n in (
+        RejectedDeliveryCount.objects.filter(tenant=tenant, minute__gte=since)
+        .values("connection")
+        .annotate(n=Sum("received"))
+        .values_list("connection", "n")
+    ):
+        row(pk)["failures_24h"] += n or 0
+    for pk, n in (
+        _signature_failures(since + timedelta(hours=24))
+        .filter(tenant=tenant)
+        .values("connection")
+        .annotate(n=Count("id"))
+        .values_list("connection", "n")
+    ):
+        row(pk)["signature_failures_24h"] = n
+    return out
+
+
 def _chart(tenant: Tenant, now: datetime) -> list[dict[str, Any]]:
-    """Submitted and failed per hour over the last 24 h, oldest first, as bar heights in %."""
+    """Submitted, confirmed and failed per hour over the last 24 h, oldest first, with bar
+    heights in % of the busiest hour (the y axis's top is ``peak``)."""
     start = (now - timedelta(hours=23)).replace(minute=0, second=0, microsecond=0)
-    submitted = _per_hour(OutboundItem.objects.filter(tenant=tenant, submitted_at__gte=start), "submitted_at")
+    items = OutboundItem.objects.filter(tenant=tenant)
+    submitted = _per_hour(items.filter(submitted_at__gte=start), "submitted_at")
+    confirmed = _per_hour(items.filter(confirmed_at__gte=start), "confirmed_at")
     failed = _per_hour(DeadLetter.objects.filter(tenant=tenant, created_at__gte=start), "created_at")
     hours = [start + timedelta(hours=i) for i in range(24)]
-    peak = max([1, *submitted.values(), *failed.values()])
+    peak = max([1, *submitted.values(), *confirmed.values(), *failed.values()])
     return [
         {
             "hour": h,
+            "peak": peak,
             "submitted": submitted.get(h, 0),
+            "confirmed": confirmed.get(h, 0),
             "failed": failed.get(h, 0),
             "submitted_pct": round(100 * submitted.get(h, 0) / peak),
+            "confirmed_pct": round(100 * confirmed.get(h, 0) / peak),
             "failed_pct": round(100 * failed.get(h, 0) / peak),
         }
         for h in hours

@@ -28,7 +28,9 @@ from integrations.virtuous.services import (
 )
 from sync import selectors as sync_selectors
 from sync.admin.common import redirect_next
+from sync.admin.journey import journey_urls
 from sync.models import DeadLetter, TenantHealth
+from sync.ops import health as ops_health
 from sync.ops.offboard import DATA_ANONYMISE, DATA_DELETE, OffboardError, tenant_offboard
 from sync.ops.parity import parity_report
 from sync.outbound.confirm import tenant_reconcile
@@ -155,6 +157,7 @@ class TenantHealthAdmin(admin.ModelAdmin):
             ),
             path("<uuid:public_id>/offboard/", wrap(self.offboard_view), name="sync_tenanthealth_offboard"),
             path("<uuid:public_id>/parity/", wrap(self.parity_view), name="sync_tenanthealth_parity"),
+            *journey_urls(self),
         ]
 
     def parity_view(self, request, public_id):
@@ -187,12 +190,13 @@ class TenantHealthAdmin(admin.ModelAdmin):
     def overview_view(self, request):
         if not self.has_view_permission(request):
             raise PermissionDenied
-        rows = sync_selectors.tenant_health_overview(tenants=self.get_queryset(request))
+        rows = ops_health.tenant_health_overview(tenants=self.get_queryset(request))
         return self._render(
             request,
             "overview.html",
             "Tenant health",
-            rows=rows,
+            rows=[{"row": r, "concerns": concern_links(r.tenant, r.concerns)} for r in rows],
+            healthy=sum(not r.needs_attention for r in rows),
             can_onboard=request.user.has_perms(["tenants.add_tenant", "tenants.add_credential"]),
         )
 
@@ -201,12 +205,14 @@ class TenantHealthAdmin(admin.ModelAdmin):
             raise PermissionDenied
         tenant = self._tenant(request, public_id)
         health = sync_selectors.tenant_health(tenant=tenant)
+        concerns = ops_health.tenant_concerns(tenants=[tenant])[tenant.pk]
         return self._render(
             request,
             "dashboard.html",
             f"Health of {tenant.name}",
             tenant=tenant,
             health=health,
+            concerns=concern_links(tenant, concerns),
             can_operate=request.user.has_perm("tenants.change_tenant"),
             can_offboard=request.user.has_perm("tenants.delete_tenant"),
             can_setup=request.user.has_perm("tenants.add_credential"),
@@ -427,3 +433,28 @@ def onboarding_error(exc: VirtuousError) -> tuple[str, str]:
     if status == 404:
         return "virtuous_base_url", "No Virtuous API answered at this address. Leave it blank for production."
     return "api_key", f"Virtuous did not accept this key: {exc.message}"
+
+
+def concern_links(tenant: Tenant, concerns: list[ops_health.Concern]) -> list[dict]:
+    """Each concern with the page that lists its rows."""
+    t = f"tenant={tenant.public_id}"
+    dashboard = reverse("admin:sync_tenanthealth_change", args=[tenant.public_id])
+    lists = {
+        ops_health.PAUSED: dashboard,
+        ops_health.CONNECTION_FAILING: f"{dashboard}#connections",
+        ops_health.CONNECTION_PAUSED: f"{dashboard}#connections",
+        ops_health.DEAD_LETTERS: f"{reverse('admin:sync_deadletter_changelist')}?{t}&resolution__exact=open",
+        ops_health.INBOUND_REVIEW: f"{reverse('admin:integrations_inboundevent_changelist')}?{t}"
+        "&status__exact=needs_review",
+        ops_health.INBOUND_FAILED: f"{reverse('admin:integrations_inboundevent_changelist')}?{t}"
+        "&status__in=failed,malformed",
+        ops_health.ITEMS_NEED_REVIEW: f"{reverse('admin:sync_outbounditem_changelist')}?{t}"
+        "&state__exact=needs_review",
+        ops_health.UNCONFIRMED: f"{reverse('admin:sync_outbounditem_changelist')}?{t}&state__exact=submitted",
+        ops_health.WAITING: f"{reverse('admin:sync_outbounditem_changelist')}?{t}&state__exact=waiting",
+        ops_health.STALE_CHECKPOINT: f"{reverse('admin:sync_synccheckpoint_changelist')}?{t}",
+        ops_health.SIGNATURE_FAILURES: f"{reverse('admin:integrations_inboundevent_changelist')}?{t}"
+        "&status__exact=rejected",
+        ops_health.QUEUE_STALLED: f"{reverse('admin:sync_outbounditem_changelist')}?{t}&state__exact=pending",
+    }
+    return [{"concern": c, "url": lists.get(c.kind, dashboard)} for c in concerns]

@@ -13,9 +13,10 @@ from integrations.virtuous.errors import ErrorClass, VirtuousError
 from sync.inbound.checkpoints import checkpoint_reset
 from sync.inbound.replay import inbound_events_replay
 from sync.models import DeadLetter, OutboundItem, SyncCheckpoint
+from sync.ops.health import tenant_health_overview
 from sync.ops.offboard import OffboardError, tenant_offboard
 from sync.outbound.drain import outbound_drain
-from sync.selectors import tenant_health, tenant_health_overview
+from sync.selectors import tenant_health
 from tenants.models import AuditEvent, Credential, Tenant
 from tenants.services import Actor, tenant_pause
 from tests.sync.conftest import enqueue_gifts
@@ -162,7 +163,8 @@ def test_overview_puts_tenants_that_need_attention_first(tenant, other_tenant, c
     _event(connections[1], "rejected", 5)
     rows = tenant_health_overview(tenants=Tenant.objects.all())
     assert [r.tenant.slug for r in rows] == ["bravo", "alpha", "calm"]
-    assert rows[0].reasons == ["1 open dead letter(s)", "1 signature failure(s) in 24 h"]
+    assert [c.kind for c in rows[0].concerns] == ["dead_letters", "signature_failures"]
+    assert rows[0].reasons[1] == "1 delivery with a bad signature in 24 h"
     assert rows[1].reasons == ["Paused: 401 from Virtuous"] and rows[2].reasons == []
 
 
