@@ -77,7 +77,7 @@ class SandboxOrganization(models.Model):
     timeout_rate = models.FloatField(
         default=0.0,
         validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
-        help_text="Share of requests that are processed, then answered only after timeout_seconds.",
+        help_text="Share of writes that are processed, then answered only after timeout_seconds.",
     )
     timeout_seconds = models.PositiveIntegerField(default=35)
     error_after_rate = models.FloatField(

@@ -2,9 +2,9 @@
 
 Every request goes through :func:`_serve`: bearer token → organisation (401 plain text
 otherwise), one hit on the rate window (429 + Retry-After when over, or during a 429 storm),
-injected latency/errors, the endpoint itself, one counters UPDATE, then an injected error or
-timeout after the work (the answer is replaced by a 5xx, or held back: the caller that gives up
-has still written).
+injected latency/errors, the endpoint itself, one counters UPDATE, then, for a write, an injected
+error or timeout after the work (the answer is replaced by a 5xx, or held back: the caller that
+gives up has still written).
 Handlers are thin: they call ``services``/``queries`` and shape the answer.
 """
 
@@ -58,20 +58,23 @@ def _serve(request: HttpRequest, methods: dict[str, Handler], kwargs: dict[str, 
     rate = limits.rate_hit(organization=organization)
     response = _answer(request, organization, methods, kwargs, rate, tally)
     limits.counters_add(organization_id=organization.pk, **tally)
-    if response.status_code < 400 and limits.roll(organization.error_after_rate):
-        # The work is done and committed, but the caller hears a server error.
-        tally_after = limits.pick_error_status(organization=organization)
-        limits.counters_add(organization_id=organization.pk, faults_injected=1)
-        response = JsonResponse(
-            ApiError(
-                tally_after, "SERVER_ERROR", "Injected sandbox fault after the work was done."
-            ).as_json(),
-            status=tally_after,
-        )
-    if response.status_code < 400 and limits.roll(organization.timeout_rate):
-        limits.sleep(organization.timeout_seconds)
+    handler = methods.get(request.method or "")
+    if handler is not None and handler.write and response.status_code < 400:
+        response = _after_write_faults(organization, response)
     for name, value in rate.headers().items():
         response[name] = value
+    return response
+
+
+def _after_write_faults(organization: SandboxOrganization, response: HttpResponse) -> HttpResponse:
+    """A write that was done and committed, answered with a 5xx or only after a timeout."""
+    if limits.roll(organization.error_after_rate):
+        status = limits.pick_error_status(organization=organization)
+        limits.counters_add(organization_id=organization.pk, faults_injected=1)
+        message = "Injected sandbox fault after the work was done."
+        return JsonResponse(ApiError(status, "SERVER_ERROR", message).as_json(), status=status)
+    if limits.roll(organization.timeout_rate):
+        limits.sleep(organization.timeout_seconds)
     return response
 
 

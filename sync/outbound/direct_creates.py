@@ -22,6 +22,7 @@ from django.utils import timezone
 from integrations.virtuous.client import VirtuousClient
 from integrations.virtuous.errors import ErrorClass, VirtuousError
 from sync.models import Operation, OutboundItem
+from sync.outbound.faults import fault_point
 
 logger = logging.getLogger("giftline.sync.submit")
 
@@ -76,6 +77,7 @@ def direct_create_send(
     baseline = _baseline(client, item, payload)
     if not _sent_record(item, worker, baseline):
         raise LeaseLost(f"Item {item.public_id} is no longer held by {worker}")
+    fault_point("after_send_recorded")
     try:
         response = send(payload)
     except VirtuousError as exc:
