@@ -278,7 +278,12 @@ OUTBOUND_DISPATCHERS = env.int("OUTBOUND_DISPATCHERS", default=1)
 OUTBOUND_DISPATCH_SECONDS = env.float("OUTBOUND_DISPATCH_SECONDS", default=55.0)
 OUTBOUND_DRAIN_THREADS = env.int("OUTBOUND_DRAIN_THREADS", default=32)
 OUTBOUND_DRAIN_SLICE_SECONDS = env.float("OUTBOUND_DRAIN_SLICE_SECONDS", default=15.0)
-OUTBOUND_LEASE_SECONDS = env.int("OUTBOUND_LEASE_SECONDS", default=120)
+# Item and tenant leases are short and renewed by the drain's heartbeat (sync/outbound/leases.py):
+# a dead worker's items and tenant come back within one lease, a live one keeps them.
+OUTBOUND_LEASE_SECONDS = env.int("OUTBOUND_LEASE_SECONDS", default=30)
+OUTBOUND_HEARTBEAT_SECONDS = env.float("OUTBOUND_HEARTBEAT_SECONDS", default=OUTBOUND_LEASE_SECONDS / 3)
+if not 0 < OUTBOUND_HEARTBEAT_SECONDS <= OUTBOUND_LEASE_SECONDS / 2:
+    raise ImproperlyConfigured("OUTBOUND_HEARTBEAT_SECONDS must be positive and at most half the lease.")
 OUTBOUND_MAX_BUDGET_WAIT_SECONDS = env.float("OUTBOUND_MAX_BUDGET_WAIT_SECONDS", default=5.0)
 OUTBOUND_UNBATCHED_CLAIM = env.int("OUTBOUND_UNBATCHED_CLAIM", default=10)
 OUTBOUND_DEFER_SECONDS = env.int("OUTBOUND_DEFER_SECONDS", default=3600)

@@ -27,6 +27,24 @@ class Operation(models.TextChoices):
 
 PARTNER_OPERATIONS = frozenset({Operation.PARTNER_CONTACT_UPDATE})
 
+# Whether sending the same write twice leaves one record (spec 4.11): Transactions dedupe on their
+# transaction or reference pair, a cancel changes nothing the second time. Direct creates do not
+# (spec 4.7): after an unknown outcome the submitter looks the record up before sending again.
+# Every operation is listed; a new one must be classified here before the submitter accepts it.
+IDEMPOTENT: dict[str, bool] = {
+    Operation.CONTACT_TRANSACTION: True,
+    Operation.GIFT_TRANSACTION: True,
+    Operation.RECURRING_GIFT_CANCEL: True,
+    Operation.PARTNER_CONTACT_UPDATE: True,
+    Operation.REVERSING_TRANSACTION: False,
+    Operation.RECURRING_GIFT_CREATE: False,
+}
+
+
+def operation_is_idempotent(operation: str) -> bool:
+    """True when resending ``operation`` cannot double a record; KeyError for an unclassified one."""
+    return IDEMPOTENT[operation]
+
 
 @dataclass(frozen=True)
 class OutboundRequest:

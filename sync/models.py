@@ -74,6 +74,15 @@ class OutboundItem(models.Model):
     last_error_class = models.CharField(max_length=24, choices=ErrorClass.choices, blank=True)
     last_error = models.TextField(blank=True)
     note = models.CharField(max_length=200, blank=True)
+    # A non-idempotent write (direct create) records that its request was sent, committed before
+    # the call; while set, the outcome of the last send is unknown and the next attempt looks the
+    # record up in Virtuous before sending again. The evidence is what the lookups saw.
+    write_sent_at = models.DateTimeField(
+        null=True, blank=True, help_text="A direct create was sent and its outcome is not known yet"
+    )
+    write_evidence = models.JSONField(
+        default=dict, blank=True, encoder=DjangoJSONEncoder, help_text="What the duplicate check saw"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -295,6 +304,7 @@ class Alert(models.Model):
         DEAD_LETTER = "dead_letter", "Dead letters created"
         TENANT_PAUSED = "tenant_paused", "Tenant paused"
         QUEUE_STALE = "queue_stale", "Queue older than threshold"
+        NEEDS_REVIEW = "needs_review", "Writes need review"
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="alerts")
     kind = models.CharField(max_length=24, choices=Kind.choices)

@@ -21,6 +21,7 @@ FAULT_FIELDSET = (
     ("error_rate", "error_statuses"),
     "added_latency_ms",
     ("timeout_rate", "timeout_seconds"),
+    "error_after_rate",
     ("storm_until", "storm_retry_after"),
 )
 

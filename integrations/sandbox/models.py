@@ -77,9 +77,14 @@ class SandboxOrganization(models.Model):
     timeout_rate = models.FloatField(
         default=0.0,
         validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
-        help_text="Share of requests that are processed, then answered only after timeout_seconds.",
+        help_text="Share of writes that are processed, then answered only after timeout_seconds.",
     )
     timeout_seconds = models.PositiveIntegerField(default=35)
+    error_after_rate = models.FloatField(
+        default=0.0,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Share of writes that are processed, then answered with one of the error statuses.",
+    )
     storm_until = models.DateTimeField(null=True, blank=True, help_text="Every request gets 429 until then.")
     storm_retry_after = models.PositiveIntegerField(default=60)
 
@@ -153,8 +158,6 @@ class SandboxTransaction(models.Model):
     class Kind(models.TextChoices):
         CONTACT = "contact", "Contact"
         GIFT = "gift", "Gift"
-        RECURRING = "recurring", "Recurring gift"
-        REVERSAL = "reversal", "Reversing transaction"
 
     class State(models.TextChoices):
         HELD = "held", "Held (waiting for the nightly batch)"

@@ -234,7 +234,6 @@ def gift_json(gift: SandboxGift, *, full: bool = True) -> dict[str, Any]:
         "notes": gift.notes or None,
         "segmentCode": None,
         "recurringGiftTransactionId": gift.recurring_gift_transaction_id or None,
-        "reversedGiftId": gift.reversed_gift_id,
         "giftDesignations": gift.designations,
         "customFields": {},
         "createDateTimeUtc": iso_utc(gift.created_at),

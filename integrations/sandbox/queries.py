@@ -12,7 +12,7 @@ from typing import Any
 from django.db.models import Q, QuerySet
 
 from integrations.sandbox import payloads
-from integrations.sandbox.models import SandboxContact, SandboxGift, SandboxOrganization
+from integrations.sandbox.models import SandboxContact, SandboxGift, SandboxOrganization, SandboxRecurringGift
 from integrations.sandbox.payloads import detail, validation_error
 
 MAX_TAKE = 1000
@@ -200,3 +200,36 @@ def gift_query(*, organization: SandboxOrganization, body: Any) -> QuerySet[Sand
         _filter(body, GIFT_PARAMETERS, organization)
     )
     return qs.order_by(*_ordering(body, GIFT_SORTS))
+
+
+BY_CONTACT_SORTS = {
+    "Id": "pk",
+    "GiftDate": "gift_date",
+    "Amount": "amount",
+    "Batch": "batch",
+    "CreatedDateTime": "created_at",
+}
+
+
+def _contact_or_404(organization: SandboxOrganization, contact_id: int) -> None:
+    if not SandboxContact.objects.filter(organization=organization, pk=contact_id).exists():
+        raise payloads.not_found("Contact")
+
+
+def gifts_by_contact(
+    *, organization: SandboxOrganization, contact_id: int, params: dict[str, str]
+) -> QuerySet[SandboxGift]:
+    """A contact's gifts (``GET Gift/ByContact``): ``sortBy`` one of the documented keys."""
+    _contact_or_404(organization, contact_id)
+    body = {"sortBy": params.get("sortBy") or "Id", "descending": params.get("descending") == "true"}
+    qs = SandboxGift.objects.filter(organization=organization, contact_id=contact_id)
+    return qs.order_by(*_ordering(body, BY_CONTACT_SORTS))
+
+
+def recurring_by_contact(
+    *, organization: SandboxOrganization, contact_id: int
+) -> QuerySet[SandboxRecurringGift]:
+    _contact_or_404(organization, contact_id)
+    return SandboxRecurringGift.objects.filter(organization=organization, contact_id=contact_id).order_by(
+        "pk"
+    )

@@ -1,10 +1,11 @@
 """What the fake Virtuous does: organisations, the holding state, the nightly batch, direct writes.
 
-Transactions (``Contact/Transaction``, ``v2/Gift/Transaction(s)``, ``Gift/ReversingTransaction``)
+Transactions (``Contact/Transaction``, ``v2/Gift/Transaction(s)``)
 only land in ``SandboxTransaction`` rows, one per organisation+kind+source+external id; the
 nightly batch (:func:`sandbox_batch_run`) turns them into contacts and gifts and fires webhooks.
-Direct writes (``POST/PUT /api/Contact``, the "UI" helpers used by tests) change records at once
-and fire their webhook immediately. Webhooks are delivered after the database work committed.
+Direct writes (``POST/PUT /api/Contact``, ``Gift/ReversingTransaction``, ``RecurringGift``, the
+"UI" helpers used by tests) change records at once and fire their webhook immediately; like
+Virtuous (spec 4.7, 4.11) they are not idempotent: sending one twice makes two records. Webhooks are delivered after the database work committed.
 """
 
 from __future__ import annotations
@@ -101,6 +102,7 @@ FAULT_FIELDS = (
     "added_latency_ms",
     "timeout_rate",
     "timeout_seconds",
+    "error_after_rate",
     "storm_until",
     "storm_retry_after",
 )
@@ -127,6 +129,7 @@ def sandbox_faults_reset(*, organization: SandboxOrganization) -> SandboxOrganiz
         error_rate=0.0,
         added_latency_ms=0,
         timeout_rate=0.0,
+        error_after_rate=0.0,
         storm_until=None,
     )
 
@@ -214,8 +217,12 @@ def gift_transaction_validate(
     return Submission(source, transaction_id, normalised)
 
 
-def reversal_validate(*, organization: SandboxOrganization, body: Any) -> Submission:
-    """A ReversingTransaction must name an existing, not yet reversed, non-reversal gift."""
+def sandbox_reversal_create(*, organization: SandboxOrganization, body: Any) -> SandboxGift:
+    """``Gift/ReversingTransaction``: offset an existing, non-reversal gift at once.
+
+    A direct create, so nothing is keyed: a second request for the same gift makes a second
+    reversal (the docs give no duplicate check, and the stricter reading is none).
+    """
     if not isinstance(body, dict):
         raise validation_error([detail("body", "INVALID", "The body must be an object.")])
     errors: list[dict[str, Any]] = []
@@ -232,8 +239,28 @@ def reversal_validate(*, organization: SandboxOrganization, body: Any) -> Submis
         errors.append(detail("reversedGiftId", "INVALID", "A reversing gift cannot be reversed."))
     if errors:
         raise validation_error(errors)
-    payload = {"reversedGiftId": gift_id, "giftDate": gift_date.isoformat(), "notes": text(body.get("notes"))}
-    return Submission("", str(gift_id), payload)
+    now = timezone.now()
+    reversal = SandboxGift.objects.create(
+        organization=organization,
+        contact_id=original.contact_id,
+        amount=-original.amount,
+        gift_date=gift_date,
+        gift_type="ReversingTransaction",
+        currency=original.currency,
+        batch=original.batch,
+        notes=text(body.get("notes")),
+        designations=[
+            {**d, "amountDesignated": str(-Decimal(d["amountDesignated"]))}
+            for d in original.designations
+            if d.get("amountDesignated") is not None
+        ],
+        reversed_gift=original,
+        created_at=now,
+        modified_at=now,
+    )
+    counters_add(organization_id=organization.pk, gifts_created=1)
+    webhooks_deliver(organization=organization, events=[("giftCreate", payloads.gift_json(reversal))])
+    return reversal
 
 
 def sandbox_transactions_submit(
@@ -671,30 +698,6 @@ def _create_gift_from_transaction(
     )
 
 
-def _create_reversal(
-    organization: SandboxOrganization, payload: dict[str, Any], now: dt.datetime
-) -> SandboxGift:
-    original = SandboxGift.objects.get(organization=organization, pk=payload["reversedGiftId"])
-    return SandboxGift.objects.create(
-        organization=organization,
-        contact_id=original.contact_id,
-        amount=-original.amount,
-        gift_date=dt.date.fromisoformat(payload["giftDate"]),
-        gift_type="ReversingTransaction",
-        currency=original.currency,
-        batch=original.batch,
-        notes=payload["notes"],
-        designations=[
-            {**d, "amountDesignated": str(-Decimal(d["amountDesignated"]))}
-            for d in original.designations
-            if d.get("amountDesignated") is not None
-        ],
-        reversed_gift=original,
-        created_at=now,
-        modified_at=now,
-    )
-
-
 # --- the nightly batch --------------------------------------------------------------------
 
 
@@ -702,14 +705,14 @@ def sandbox_batch_run(*, organization: SandboxOrganization | None = None) -> dic
     """Process the holding state of one organisation (or all): the "nightly batch".
 
     Contacts first (match by reference, then e-mail; update or create), then gifts (held and
-    needs-update: matched → gift + giftCreate, unmatched → needs_update), then reversals.
+    needs-update: matched → gift + giftCreate, unmatched → needs_update).
     Each item is claimed with a conditional UPDATE, so two runs at once never process one twice.
     """
     organizations = [organization] if organization else list(SandboxOrganization.objects.all())
     totals: Counter[str] = Counter()
     for org in organizations:
         totals.update(_batch_run_one(org))
-    keys = ("contacts_created", "contacts_updated", "gifts_created", "needs_update", "reversals_created")
+    keys = ("contacts_created", "contacts_updated", "gifts_created", "needs_update")
     return {k: totals[k] for k in keys} | {
         "webhooks_sent": totals["sent"],
         "webhooks_failed": totals["failed"],
@@ -721,7 +724,6 @@ def _batch_run_one(organization: SandboxOrganization) -> Counter[str]:
     plan = (
         (Kind.CONTACT, [State.HELD]),
         (Kind.GIFT, [State.HELD, State.NEEDS_UPDATE]),
-        (Kind.REVERSAL, [State.HELD]),
     )
     for kind, states in plan:
         pending = SandboxTransaction.objects.filter(organization=organization, kind=kind, state__in=states)
@@ -750,40 +752,34 @@ def _process(
             SandboxTransaction.objects.filter(pk=claimed.pk).update(result_id=contact.pk)
             outcome = "contacts_created" if event == "contactCreate" else "contacts_updated"
             return outcome, [(event, contact_resource(contact))]
-        if kind == Kind.GIFT:
-            existing = SandboxGift.objects.filter(
-                organization=organization,
-                transaction_source=payload["transactionSource"],
-                transaction_id=payload["transactionId"],
-            ).first()
-            if existing is not None:
-                SandboxTransaction.objects.filter(pk=claimed.pk).update(result_id=existing.pk)
-                return "", []
-            contact = _gift_contact(organization, payload)
-            if contact is None:
-                SandboxTransaction.objects.filter(pk=claimed.pk).update(
-                    state=State.NEEDS_UPDATE, processed_at=None
-                )
-                return ("needs_update" if claimed.state == State.HELD else ""), []
-            gift = _create_gift_from_transaction(organization, payload, contact, now)
-        else:
-            gift = _create_reversal(organization, payload, now)
+        existing = SandboxGift.objects.filter(
+            organization=organization,
+            transaction_source=payload["transactionSource"],
+            transaction_id=payload["transactionId"],
+        ).first()
+        if existing is not None:
+            SandboxTransaction.objects.filter(pk=claimed.pk).update(result_id=existing.pk)
+            return "", []
+        contact = _gift_contact(organization, payload)
+        if contact is None:
+            SandboxTransaction.objects.filter(pk=claimed.pk).update(
+                state=State.NEEDS_UPDATE, processed_at=None
+            )
+            return ("needs_update" if claimed.state == State.HELD else ""), []
+        gift = _create_gift_from_transaction(organization, payload, contact, now)
         SandboxTransaction.objects.filter(pk=claimed.pk).update(result_id=gift.pk)
         counters_add(organization_id=organization.pk, gifts_created=1)
-    outcome = "gifts_created" if kind == Kind.GIFT else "reversals_created"
-    return outcome, [("giftCreate", payloads.gift_json(gift))]
+    return "gifts_created", [("giftCreate", payloads.gift_json(gift))]
 
 
 # --- recurring gifts ----------------------------------------------------------------------
 
 
-def sandbox_recurring_create(
-    *, organization: SandboxOrganization, body: Any
-) -> tuple[SandboxRecurringGift, bool]:
-    """Direct create on a known ``contactId``; returns (schedule, duplicate).
+def sandbox_recurring_create(*, organization: SandboxOrganization, body: Any) -> SandboxRecurringGift:
+    """Direct create on a known ``contactId``.
 
-    A repeated ``transactionSource``+``transactionId`` returns the schedule created the first
-    time instead of a second one.
+    Not idempotent, like Virtuous (spec 4.7: check before retrying a direct create): a repeated
+    ``transactionSource``+``transactionId`` makes a second schedule.
     """
     if not isinstance(body, dict):
         raise validation_error([detail("body", "INVALID", "The body must be an object.")])
@@ -802,36 +798,20 @@ def sandbox_recurring_create(
     designations = payloads.parse_designations(body, amount, "", errors)
     if errors:
         raise validation_error(errors)
-    source, external_id = text(body.get("transactionSource")), text(body.get("transactionId"))
-    with transaction.atomic():
-        if external_id:
-            marker, created = SandboxTransaction.objects.get_or_create(
-                organization=organization,
-                kind=Kind.RECURRING,
-                source=source,
-                external_id=external_id,
-                defaults={"payload": body, "state": State.PROCESSED, "processed_at": timezone.now()},
-            )
-            if not created:
-                SandboxTransaction.objects.filter(pk=marker.pk).update(submit_count=marker.submit_count + 1)
-                return SandboxRecurringGift.objects.get(organization=organization, pk=marker.result_id), True
-        now = timezone.now()
-        recurring = SandboxRecurringGift.objects.create(
-            organization=organization,
-            contact=contact,
-            transaction_source=source,
-            transaction_id=external_id,
-            amount=amount,
-            frequency=text(body.get("frequency")) or "Monthly",
-            start_date=start,
-            next_expected_payment_date=next_payment,
-            designations=designations,
-            created_at=now,
-            modified_at=now,
-        )
-        if external_id:
-            SandboxTransaction.objects.filter(pk=marker.pk).update(result_id=recurring.pk)
-    return recurring, False
+    now = timezone.now()
+    return SandboxRecurringGift.objects.create(
+        organization=organization,
+        contact=contact,
+        transaction_source=text(body.get("transactionSource")),
+        transaction_id=text(body.get("transactionId")),
+        amount=amount,
+        frequency=text(body.get("frequency")) or "Monthly",
+        start_date=start,
+        next_expected_payment_date=next_payment,
+        designations=designations,
+        created_at=now,
+        modified_at=now,
+    )
 
 
 def recurring_get(*, organization: SandboxOrganization, recurring_id: int) -> SandboxRecurringGift:

@@ -53,6 +53,7 @@ urlpatterns = [
         name="gift-reversing-transaction",
     ),
     path("api/Gift/<int:gift_id>", route(GET=H(v.gift_detail)), name="gift-detail"),
+    path("api/Gift/ByContact/<int:contact_id>", route(GET=H(v.gifts_by_contact)), name="gifts-by-contact"),
     path(
         "api/Gift/<str:transaction_source>/<str:transaction_id>",
         route(GET=H(v.gift_by_transaction)),
@@ -60,6 +61,11 @@ urlpatterns = [
     ),
     path("api/RecurringGift", route(POST=H(v.recurring_create, write=True)), name="recurring-create"),
     path("api/RecurringGift/<int:recurring_id>", route(GET=H(v.recurring_detail)), name="recurring-detail"),
+    path(
+        "api/RecurringGift/ByContact/<int:contact_id>",
+        route(GET=H(v.recurring_by_contact)),
+        name="recurring-by-contact",
+    ),
     path(
         "api/RecurringGift/Cancel/<int:recurring_id>",
         route(PUT=H(v.recurring_cancel, write=True)),

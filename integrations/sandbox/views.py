@@ -2,8 +2,9 @@
 
 Every request goes through :func:`_serve`: bearer token → organisation (401 plain text
 otherwise), one hit on the rate window (429 + Retry-After when over, or during a 429 storm),
-injected latency/errors, the endpoint itself, one counters UPDATE, then an injected timeout
-(the answer is held back after the work is done, so a caller that gives up has still written).
+injected latency/errors, the endpoint itself, one counters UPDATE, then, for a write, an injected
+error or timeout after the work (the answer is replaced by a 5xx, or held back: the caller that
+gives up has still written).
 Handlers are thin: they call ``services``/``queries`` and shape the answer.
 """
 
@@ -57,10 +58,23 @@ def _serve(request: HttpRequest, methods: dict[str, Handler], kwargs: dict[str, 
     rate = limits.rate_hit(organization=organization)
     response = _answer(request, organization, methods, kwargs, rate, tally)
     limits.counters_add(organization_id=organization.pk, **tally)
-    if response.status_code < 400 and limits.roll(organization.timeout_rate):
-        limits.sleep(organization.timeout_seconds)
+    handler = methods.get(request.method or "")
+    if handler is not None and handler.write and response.status_code < 400:
+        response = _after_write_faults(organization, response)
     for name, value in rate.headers().items():
         response[name] = value
+    return response
+
+
+def _after_write_faults(organization: SandboxOrganization, response: HttpResponse) -> HttpResponse:
+    """A write that was done and committed, answered with a 5xx or only after a timeout."""
+    if limits.roll(organization.error_after_rate):
+        status = limits.pick_error_status(organization=organization)
+        limits.counters_add(organization_id=organization.pk, faults_injected=1)
+        message = "Injected sandbox fault after the work was done."
+        return JsonResponse(ApiError(status, "SERVER_ERROR", message).as_json(), status=status)
+    if limits.roll(organization.timeout_rate):
+        limits.sleep(organization.timeout_seconds)
     return response
 
 
@@ -209,8 +223,8 @@ def gift_transactions(request, organization, body) -> Result:
 
 
 def reversing_transaction(request, organization, body) -> Result:
-    sub = services.reversal_validate(organization=organization, body=body)
-    return _submit(organization, SandboxTransaction.Kind.REVERSAL, [sub])
+    reversal = services.sandbox_reversal_create(organization=organization, body=body)
+    return Result(payloads.gift_json(reversal))
 
 
 def contact_create(request, organization, body) -> Result:
@@ -286,8 +300,21 @@ def gift_by_transaction(request, organization, body, transaction_source: str, tr
 
 
 def recurring_create(request, organization, body) -> Result:
-    recurring, duplicate = services.sandbox_recurring_create(organization=organization, body=body)
-    return Result(payloads.recurring_json(recurring), counts={"duplicate_submissions": int(duplicate)})
+    recurring = services.sandbox_recurring_create(organization=organization, body=body)
+    return Result(payloads.recurring_json(recurring))
+
+
+def gifts_by_contact(request, organization, body, contact_id: int) -> Result:
+    """``GET Gift/ByContact/{contactId}``: paged (``skip``, ``take`` default 10), newest first by
+    default for ``sortBy=CreatedDateTime``, the full gift shape."""
+    qs = queries.gifts_by_contact(organization=organization, contact_id=contact_id, params=request.GET)
+    return _page(request, qs, payloads.gift_json)
+
+
+def recurring_by_contact(request, organization, body, contact_id: int) -> Result:
+    """``GET RecurringGift/ByContact/{contactId}``: the contact's schedules, paged like the gifts."""
+    qs = queries.recurring_by_contact(organization=organization, contact_id=contact_id)
+    return _page(request, qs, payloads.recurring_json)
 
 
 def recurring_detail(request, organization, body, recurring_id: int) -> Result:

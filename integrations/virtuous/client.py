@@ -217,6 +217,31 @@ class VirtuousClient:
         path_params = {"transaction_source": transaction_source, "transaction_id": transaction_id}
         return self._call("gift_by_transaction", path_params=path_params) or {}
 
+    def gift_get(self, gift_id: int) -> dict:
+        """One gift by its Virtuous id."""
+        return self._call("gift_get", path_params={"gift_id": gift_id}) or {}
+
+    def gifts_by_contact(self, contact_id: int, *, page_size: int = 100) -> list[dict]:
+        """Every gift of one contact, oldest first (``Gift/ByContact``, paged by skip/take)."""
+        return self._by_contact("gift_by_contact", contact_id, page_size, {"sortBy": "Id"})
+
+    def _by_contact(
+        self, endpoint_key: str, contact_id: int, page_size: int, extra: dict[str, Any]
+    ) -> list[dict]:
+        items: list[dict] = []
+        while True:
+            page = self._call(
+                endpoint_key,
+                path_params={"contact_id": contact_id},
+                params={"skip": len(items), "take": page_size, **extra},
+            )
+            rows = page.get("list") if isinstance(page, dict) else page
+            rows = [row for row in rows or [] if isinstance(row, dict)]
+            items.extend(rows)
+            total = to_int(page.get("total")) if isinstance(page, dict) else None
+            if len(rows) < page_size or (total is not None and len(items) >= total):
+                return items
+
     def gift_query(
         self,
         groups: list[dict],
@@ -286,6 +311,10 @@ class VirtuousClient:
     def recurring_gift_create(self, payload: dict) -> dict:
         """Create a recurring-gift schedule on a known contact."""
         return self._call("recurring_gift_create", body=payload) or {}
+
+    def recurring_gifts_by_contact(self, contact_id: int, *, page_size: int = 100) -> list[dict]:
+        """Every recurring-gift schedule of one contact (``RecurringGift/ByContact``)."""
+        return self._by_contact("recurring_gift_by_contact", contact_id, page_size, {})
 
     def recurring_gift_cancel(
         self, recurring_gift_id: int, *, cancel_reason: str = "", category_id: int | None = None

@@ -106,9 +106,12 @@ def outbound_dispatch(
             if remaining <= 0:
                 break
             slice_for_this = min(slice_seconds, remaining)
-            lease = slice_for_this + settings.OUTBOUND_LEASE_SECONDS
             try:
-                claimed = tenant_queue_claim(owner=owner, limit=threads - len(running), lease_seconds=lease)
+                # A short lease the drain's heartbeat renews (sync.outbound.leases): a dead
+                # dispatcher's tenants come back within OUTBOUND_LEASE_SECONDS.
+                claimed = tenant_queue_claim(
+                    owner=owner, limit=threads - len(running), lease_seconds=settings.OUTBOUND_LEASE_SECONDS
+                )
                 for tenant_id in claimed:
                     running[tenant_id] = pool.submit(_drain_in_thread, tenant_id, owner, slice_for_this)
                 if stop_when_idle and not running and not _work_remains():

@@ -41,12 +41,15 @@ from sync.models import (
     SyncRecord,
     TenantQueue,
 )
+from sync.outbound.direct_creates import LeaseLost, NeedsReview, direct_create_send
 from sync.outbound.faults import fault_point
+from sync.outbound.leases import LeaseHeartbeat
 from sync.outbound.retry import Decision, RetryPolicy, budget_wait
 from sync.outbound.transitions import (
     DrainCounts,
     items_dead_letter,
     items_done,
+    items_needs_review,
     items_release,
     items_retry,
     sync_records_set,
@@ -64,6 +67,7 @@ ClientFactory = Callable[..., VirtuousClient]
 class DrainResult(DrainCounts):
     submitted: int = 0
     deferred: int = 0
+    review: int = 0
     calls: int = 0
 
 
@@ -134,6 +138,33 @@ def outbound_drain(
             clients[bulk] = factory(tenant, keep_reserve=bulk, on_call=recorder)
         return clients[bulk]
 
+    with LeaseHeartbeat(tenant.pk, worker):
+        _drain_loop(
+            tenant=tenant,
+            worker=worker,
+            deadline=deadline,
+            client_for=client_for,
+            recorder=recorder,
+            result=result,
+            max_budget_wait=max_budget_wait,
+        )
+    TenantQueue.objects.filter(tenant=tenant).update(
+        last_drain_at=timezone.now(),
+        **({"last_success_at": timezone.now()} if result.submitted else {}),
+    )
+    return result
+
+
+def _drain_loop(
+    *,
+    tenant: Tenant,
+    worker: str,
+    deadline: float,
+    client_for: Callable[[bool], VirtuousClient],
+    recorder: _AttemptRecorder,
+    result: DrainResult,
+    max_budget_wait: float,
+) -> None:
     try:
         while time.monotonic() < deadline:
             claimed = outbound_claim(tenant=tenant, worker=worker, limit=_claim_size(tenant))
@@ -167,11 +198,6 @@ def outbound_drain(
         # Raised by the client factory: no token (needs attention) — nothing was claimed yet
         # or everything claimed was released above.
         result.stopped = _needs_attention(tenant, exc)
-    TenantQueue.objects.filter(tenant=tenant).update(
-        last_drain_at=timezone.now(),
-        **({"last_success_at": timezone.now()} if result.submitted else {}),
-    )
-    return result
 
 
 def _claim_size(tenant: Tenant) -> int:
@@ -220,7 +246,8 @@ def outbound_claim(
 def outbound_reclaim_expired(*, tenant: Tenant | None = None) -> int:
     """Put items whose worker died (lease expired) back in the queue, counting the lost attempt.
 
-    Their external ids are fixed, so a resubmission cannot create a duplicate in Virtuous.
+    Their external ids are fixed, so a resubmitted Transaction cannot create a duplicate in
+    Virtuous; a direct create whose send was recorded is looked up before it is sent again.
     """
     now = timezone.now()
     qs = OutboundItem.objects.filter(state=OutboundItem.State.IN_FLIGHT, lease_expires_at__lt=now)
@@ -274,9 +301,17 @@ def _send_group(
     client = client_for(bulk)
     recorder.operation, recorder.items = group[0].operation, group
     try:
-        virtuous_ids = budget_wait(lambda: _call(client, group), max_wait=max_budget_wait, deadline=deadline)
+        virtuous_ids = budget_wait(
+            lambda: _call(client, group, worker=worker), max_wait=max_budget_wait, deadline=deadline
+        )
     except BudgetExhausted as exc:
         raise _Stop("budget", exc.retry_in) from exc
+    except NeedsReview as exc:
+        result.review += items_needs_review(tenant, group, message=exc.message, evidence=exc.evidence)
+        return
+    except LeaseLost:
+        logger.warning("outbound.lease_lost worker=%s: not sending", worker)
+        return
     except _Deferred as exc:
         _defer(tenant, group[0], exc.reason, result)
         return
@@ -298,7 +333,7 @@ class _Deferred(Exception):
 
 
 @metrics.calls_in_flight
-def _call(client: VirtuousClient, group: list[OutboundItem]) -> dict[int, str]:
+def _call(client: VirtuousClient, group: list[OutboundItem], *, worker: str) -> dict[int, str]:
     """Send one group; returns Virtuous ids learned on the way, by item pk."""
     first = group[0]
     payloads = [dict(i.payload) for i in group]
@@ -320,12 +355,12 @@ def _call(client: VirtuousClient, group: list[OutboundItem]) -> dict[int, str]:
             client.contact_transaction(payloads[0])
     elif first.operation == Operation.REVERSING_TRANSACTION:
         payload = _resolve_reversed_gift(client, first, payloads[0])
-        response = client.gift_reversing_transaction(payload)
-        return {first.pk: str((response or {}).get("id", ""))}
+        send = client.gift_reversing_transaction
+        return {first.pk: direct_create_send(client, first, payload, worker=worker, send=send)}
     elif first.operation == Operation.RECURRING_GIFT_CREATE:
         payload = _resolve_contact_id(client, first, payloads[0])
-        response = client.recurring_gift_create(payload)
-        return {first.pk: str((response or {}).get("id", ""))}
+        send = client.recurring_gift_create
+        return {first.pk: direct_create_send(client, first, payload, worker=worker, send=send)}
     elif first.operation == Operation.RECURRING_GIFT_CANCEL:
         payload = _resolve_recurring_gift_id(first, payloads[0])
         client.recurring_gift_cancel(

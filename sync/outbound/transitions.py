@@ -145,6 +145,37 @@ def items_dead_letter(
     return len(items)
 
 
+def items_needs_review(
+    tenant: Tenant, items: list[OutboundItem], *, message: str, evidence: dict[str, Any]
+) -> int:
+    """Out of ``in_flight`` into ``needs_review``: a person must decide; never sent again by itself.
+
+    The evidence (what the lookups saw) stays on the item for the admin; the tenant is alerted.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        moved = OutboundItem.objects.filter(
+            pk__in=[i.pk for i in items], state=OutboundItem.State.IN_FLIGHT
+        ).update(
+            state=OutboundItem.State.NEEDS_REVIEW,
+            attempts=F("attempts") + 1,
+            lease_owner="",
+            lease_expires_at=None,
+            last_error=message[:2000],
+            write_evidence=evidence,
+            updated_at=now,
+        )
+        if moved:
+            sync_records_set(tenant, items, status=SyncRecord.Status.NEEDS_REVIEW)
+            alerts.alert_raise(
+                tenant=tenant,
+                kind="needs_review",
+                subject=f"{tenant.name}: {moved} write(s) need review",
+                body=f"{message[:500]}\nCheck Virtuous and resolve them in the admin under Outbound items.",
+            )
+    return moved
+
+
 def sync_records_set(tenant: Tenant, items: list[OutboundItem], **fields: Any) -> None:
     """Update the per-record sync state of the records these items write."""
     by_type: dict[str, dict[str, list[str]]] = {}

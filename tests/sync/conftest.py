@@ -92,6 +92,18 @@ class _Bound:
         self._do("GET", "/api/Contact/Find", None)
         return self.fake.contacts.get((reference_source, reference_id))
 
+    def gift_get(self, gift_id):
+        self._do("GET", f"/api/Gift/{gift_id}", None)
+        return {"id": gift_id, "contactId": 1, "amount": "25.00"}
+
+    def gifts_by_contact(self, contact_id):
+        self._do("GET", f"/api/Gift/ByContact/{contact_id}", None)
+        return []
+
+    def recurring_gifts_by_contact(self, contact_id):
+        self._do("GET", f"/api/RecurringGift/ByContact/{contact_id}", None)
+        return []
+
     def gift_reversing_transaction(self, payload):
         self._do("POST", "/api/Gift/ReversingTransaction", payload)
         return {"id": 9001}

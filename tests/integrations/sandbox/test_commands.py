@@ -114,7 +114,7 @@ def test_admin_edits_fault_knobs_without_touching_counters(client, superuser, or
     data = {
         "name": org.name, "time_zone": org.time_zone, "rate_limit": 10, "window_seconds": 60,
         "error_rate": 0.5, "error_statuses": "503", "added_latency_ms": 5, "timeout_rate": 0,
-        "timeout_seconds": 35, "storm_until_0": "", "storm_until_1": "", "storm_retry_after": 60,
+        "timeout_seconds": 35, "error_after_rate": 0, "storm_until_0": "", "storm_until_1": "", "storm_retry_after": 60,
         "webhook_signature_header": "X-Virtuous-Signature", "webhook_signature_encoding": "base64",
         "webhook_payload_style": "envelope",
     }  # fmt: skip

@@ -26,7 +26,6 @@ def test_gift_transaction_is_held_then_created_by_the_batch(api, org):
         "contacts_updated": 0,
         "gifts_created": 1,
         "needs_update": 0,
-        "reversals_created": 0,
         "webhooks_sent": 0,
         "webhooks_failed": 0,
     }
@@ -261,7 +260,7 @@ def test_gift_follows_a_merged_contact_to_the_survivor(api, org):
     assert api.get(f"Contact/{merged.pk}").json()["mergedIntoContactId"] == survivor.pk
 
 
-def test_reversing_transaction_creates_a_negative_offset_gift_once(api, org):
+def test_reversing_transaction_is_a_direct_create_and_not_idempotent(api, org):
     contact = services.sandbox_contact_create(organization=org, body={"name": "Ada"})
     gift = services.sandbox_gift_create(
         organization=org,
@@ -273,17 +272,23 @@ def test_reversing_transaction_creates_a_negative_offset_gift_once(api, org):
         transaction_id="ch_9",
     )
     body = {"reversedGiftId": gift.pk, "giftDate": "2026-03-05", "notes": "refund re_1"}
-    assert api.post("Gift/ReversingTransaction", body).status_code == 200
-    assert api.post("Gift/ReversingTransaction", body).status_code == 200
-    result = services.sandbox_batch_run(organization=org)
-    assert result["reversals_created"] == 1
-    offset = SandboxGift.objects.get(reversed_gift=gift)
+    first = api.post("Gift/ReversingTransaction", body)
+    assert first.status_code == 200
+    offset = SandboxGift.objects.get(pk=first.json()["id"])
     assert offset.amount == Decimal("-40.00") and offset.gift_type == "ReversingTransaction"
     assert offset.designations == [{"projectCode": "GEN", "amountDesignated": "-40.00"}]
-    assert api.get(f"Gift/{offset.pk}").json()["reversedGiftId"] == gift.pk
+    # the read shape Virtuous documents names no reversed gift: the fake does not either
+    assert "reversedGiftId" not in api.get(f"Gift/{offset.pk}").json()
+    # like Virtuous (spec 4.7), sending it again makes a second offset: nothing is keyed
+    second = api.post("Gift/ReversingTransaction", body)
+    assert second.status_code == 200 and second.json()["id"] != offset.pk
+    assert SandboxGift.objects.filter(reversed_gift=gift).count() == 2
+    assert not SandboxTransaction.objects.exists()
+    # the donor's gifts show both, as Gift/ByContact lists them
+    listed = api.get(f"Gift/ByContact/{contact.pk}", sortBy="Id").json()
+    assert [g["giftType"] for g in listed["list"]] == ["Cash", "ReversingTransaction", "ReversingTransaction"]
     # Lookups by the original transaction pair still find the original gift.
     assert api.get("Gift/Giftline/ch_9").json()["id"] == gift.pk
-    assert counters(org)["duplicate_submissions"] == 1
     reversal_of_reversal = api.post(
         "Gift/ReversingTransaction", {"reversedGiftId": offset.pk, "giftDate": "2026-03-06"}
     )
@@ -297,7 +302,7 @@ def test_reversing_an_unknown_gift_is_400(api, org):
     assert not SandboxTransaction.objects.exists()
 
 
-def test_recurring_gift_create_get_cancel_and_idempotent_create(api, org):
+def test_recurring_gift_create_get_cancel_and_a_repeat_makes_a_second_schedule(api, org):
     contact = services.sandbox_contact_create(organization=org, body={"name": "Ada"})
     body = {
         "contactId": contact.pk,
@@ -310,8 +315,12 @@ def test_recurring_gift_create_get_cancel_and_idempotent_create(api, org):
     }
     first = api.post("RecurringGift", body).json()
     again = api.post("RecurringGift", body).json()
-    assert first == again and first["status"] == "Active" and first["amount"] == "10.00"
-    assert counters(org)["duplicate_submissions"] == 1
+    assert first["status"] == "Active" and first["amount"] == "10.00"
+    # a direct create: the repeated transactionId makes a second schedule (spec 4.7)
+    assert again["id"] != first["id"] and again["transactionId"] == "sub_1"
+    listed = api.get(f"RecurringGift/ByContact/{contact.pk}").json()
+    assert [s["id"] for s in listed["list"]] == [first["id"], again["id"]]
+    assert api.get("RecurringGift/ByContact/999999").status_code == 404
     assert api.get(f"RecurringGift/{first['id']}").json() == first
 
     cancelled = api.put(f"RecurringGift/Cancel/{first['id']}", {"cancelReason": "donor asked"}).json()

@@ -1,0 +1,69 @@
+"""Short leases and their heartbeat (issue 14 §5): a live drain keeps its items, a dead one frees them."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from sync.models import Origin, OutboundItem, TenantQueue
+from sync.outbound.dispatch import tenant_queue_claim
+from sync.outbound.drain import outbound_claim, outbound_reclaim_expired
+from sync.outbound.enqueue import outbound_enqueue
+from sync.outbound.leases import LeaseHeartbeat, leases_renew
+from sync.outbound.transitions import items_done
+from tests.sync.conftest import gift_request
+
+
+def test_default_leases_bring_a_dead_holders_work_back_within_a_minute(settings):
+    assert settings.OUTBOUND_LEASE_SECONDS <= 30
+    assert settings.OUTBOUND_HEARTBEAT_SECONDS <= settings.OUTBOUND_LEASE_SECONDS / 2
+    assert settings.Q_CLUSTER["max_attempts"] == 1  # a killed dispatch task is not re-run by the broker
+
+
+def test_renewal_extends_only_the_holders_leases(tenant, other_tenant):
+    outbound_enqueue(tenant=tenant, request=gift_request(1), origin=Origin.WEBHOOK)
+    outbound_enqueue(tenant=other_tenant, request=gift_request(2), origin=Origin.WEBHOOK)
+    mine = outbound_claim(tenant=tenant, worker="w1", limit=10)
+    theirs = outbound_claim(tenant=other_tenant, worker="w1", limit=10)
+    TenantQueue.objects.get_or_create(tenant=tenant)
+    tenant_queue_claim(owner="w1", limit=10, lease_seconds=1)
+    soon = timezone.now() + timedelta(seconds=1)
+    OutboundItem.objects.update(lease_expires_at=soon)
+
+    assert leases_renew(tenant_id=tenant.pk, worker="w1")[0] == 1
+
+    renewed = OutboundItem.objects.get(pk=mine[0].pk).lease_expires_at
+    assert renewed > soon + timedelta(seconds=20)
+    assert OutboundItem.objects.get(pk=theirs[0].pk).lease_expires_at == soon  # the outsider untouched
+    assert leases_renew(tenant_id=tenant.pk, worker="someone-else") == (0, 0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_heartbeat_keeps_a_live_drains_items_past_their_lease(tenant, settings):
+    settings.OUTBOUND_LEASE_SECONDS = 1
+    outbound_enqueue(tenant=tenant, request=gift_request(1), origin=Origin.WEBHOOK)
+    with LeaseHeartbeat(tenant.pk, "w1", interval=0.2) as beat:
+        outbound_claim(tenant=tenant, worker="w1", limit=10)
+        deadline = time.monotonic() + 10
+        while beat.beats < 8 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert outbound_reclaim_expired(tenant=tenant) == 0  # still held: 1.6 s past a 1 s lease
+    assert beat.beats >= 8
+
+
+def test_a_stalled_holder_past_its_lease_cannot_record_a_late_outcome(tenant, settings):
+    settings.OUTBOUND_LEASE_SECONDS = 30
+    outbound_enqueue(tenant=tenant, request=gift_request(1), origin=Origin.WEBHOOK)
+    held = outbound_claim(tenant=tenant, worker="stalled", limit=10)
+    # its heartbeat stopped (frozen host): the lease runs out and another worker takes the item
+    OutboundItem.objects.update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    assert outbound_reclaim_expired(tenant=tenant) == 1
+    taken = outbound_claim(tenant=tenant, worker="fresh", limit=10)
+    assert [i.pk for i in taken] == [i.pk for i in held]
+    # the stalled worker wakes up: its state update is refused, and so is its renewal
+    assert items_done(held, state=OutboundItem.State.SUBMITTED, worker="stalled") == 0
+    assert leases_renew(tenant_id=tenant.pk, worker="stalled") == (0, 0)
+    assert OutboundItem.objects.get().lease_owner == "fresh"
