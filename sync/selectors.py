@@ -23,6 +23,7 @@ from tenants.models import Tenant
 # The states that make up the live queue (confirmed and discarded are history, not depth).
 QUEUE_STATES = (
     OutboundItem.State.PENDING,
+    OutboundItem.State.WAITING,
     OutboundItem.State.IN_FLIGHT,
     OutboundItem.State.SUBMITTED,
     OutboundItem.State.NEEDS_REVIEW,
@@ -30,6 +31,11 @@ QUEUE_STATES = (
 )
 LATENCY_SAMPLE = 200
 STALE_SUCCESS = timedelta(hours=6)
+
+
+def outbound_waiting_count(tenant: Tenant) -> int:
+    """Items of this tenant waiting on a dependency (a new donor's gifts behind their contact)."""
+    return OutboundItem.objects.filter(tenant=tenant, state=OutboundItem.State.WAITING).count()
 
 
 @dataclass

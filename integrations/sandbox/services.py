@@ -701,8 +701,10 @@ def _create_reversal(
 def sandbox_batch_run(*, organization: SandboxOrganization | None = None) -> dict[str, int]:
     """Process the holding state of one organisation (or all): the "nightly batch".
 
-    Contacts first (match by reference, then e-mail; update or create), then gifts (held and
-    needs-update: matched → gift + giftCreate, unmatched → needs_update), then reversals.
+    Contacts first (match by reference, then e-mail; update or create), then held gifts (matched →
+    gift + giftCreate, unmatched → needs_update), then reversals. A gift in needs-update stays
+    there, however many batches run and whatever contacts appear later: in Virtuous a person
+    resolves it in the Imports UI (spec 4.6), here ``sandbox_needs_update_resolve``.
     Each item is claimed with a conditional UPDATE, so two runs at once never process one twice.
     """
     organizations = [organization] if organization else list(SandboxOrganization.objects.all())
@@ -720,7 +722,7 @@ def _batch_run_one(organization: SandboxOrganization) -> Counter[str]:
     totals: Counter[str] = Counter()
     plan = (
         (Kind.CONTACT, [State.HELD]),
-        (Kind.GIFT, [State.HELD, State.NEEDS_UPDATE]),
+        (Kind.GIFT, [State.HELD]),
         (Kind.REVERSAL, [State.HELD]),
     )
     for kind, states in plan:
@@ -772,6 +774,21 @@ def _process(
         counters_add(organization_id=organization.pk, gifts_created=1)
     outcome = "gifts_created" if kind == Kind.GIFT else "reversals_created"
     return outcome, [("giftCreate", payloads.gift_json(gift))]
+
+
+def sandbox_needs_update_resolve(*, organization: SandboxOrganization) -> dict[str, int]:
+    """A person working the Imports UI's needs-update list: every gift there whose contact can now
+    be matched becomes a gift (giftCreate fires); the rest stay. Returns the counts."""
+    totals: Counter[str] = Counter()
+    stuck = SandboxTransaction.objects.filter(
+        organization=organization, kind=Kind.GIFT, state=State.NEEDS_UPDATE
+    ).only("pk", "state", "submit_count")
+    for tx in stuck.order_by("pk").iterator(chunk_size=500):
+        outcome, events = _process(organization, Kind.GIFT, tx)
+        if outcome:
+            totals[outcome] += 1
+        totals.update(webhooks_deliver(organization=organization, events=events))
+    return {"gifts_created": totals["gifts_created"], "still_needs_update": stuck.count()}
 
 
 # --- recurring gifts ----------------------------------------------------------------------
