@@ -47,25 +47,23 @@ def gift_contact_dependency(*, tenant: Tenant, payload: dict[str, Any]) -> Outbo
     if not reference or contact.get("id"):
         return None
     source = str(contact.get("referenceSource") or payload.get("transactionSource") or "")
-    if SyncRecord.objects.filter(
-        tenant=tenant,
-        resource_type=SyncRecord.ResourceType.CONTACT,
-        partner_source=source,
-        partner_id=reference,
-        status=SyncRecord.Status.CONFIRMED,
-    ).exists():
-        return None  # the donor exists in Virtuous: a newer contact write does not hold the gift
-    return (
-        OutboundItem.objects.filter(
+    if (
+        SyncRecord.objects.filter(
             tenant=tenant,
-            operation=Operation.CONTACT_TRANSACTION,
-            external_source=source,
-            external_id=reference,
-            state__in=HELD_STATES,
+            resource_type=SyncRecord.ResourceType.CONTACT,
+            partner_source=source,
+            partner_id=reference,
         )
-        .order_by("pk")
-        .first()
+        .exclude(virtuous_id="")
+        .exists()
+    ):
+        return None  # the donor exists in Virtuous: a newer contact write does not hold the gift
+    contacts = OutboundItem.objects.filter(
+        tenant=tenant, operation=Operation.CONTACT_TRANSACTION, external_source=source, external_id=reference
     )
+    if contacts.filter(state=OutboundItem.State.CONFIRMED).exists():
+        return None
+    return contacts.filter(state__in=HELD_STATES).order_by("pk").first()
 
 
 def waiting_fields(dependency: OutboundItem | None, release_on: str, now: datetime) -> dict[str, Any]:

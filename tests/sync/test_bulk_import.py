@@ -189,7 +189,8 @@ def test_gift_payload_carries_batch_transaction_id_contact_and_designation(tenan
 def test_interrupted_enqueue_resumes_without_losing_or_doubling_a_gift(
     tenant, other_tenant, tmp_path, monkeypatch
 ):
-    # given five rows enqueued two at a time, and a crash on the second chunk
+    # given five rows enqueued two at a time, and a crash on the second chunk's gifts (its
+    # contacts went into the queue in the same transaction: they roll back with it)
     path = _write(tmp_path, [_good(n) for n in range(1, 6)])
     settings = _settings()
     run = _run(tenant, path, settings)
@@ -199,7 +200,7 @@ def test_interrupted_enqueue_resumes_without_losing_or_doubling_a_gift(
 
     def crash_on_second(**kwargs):
         calls["n"] += 1
-        if calls["n"] == 2:
+        if calls["n"] == 4:  # two calls a chunk: new donors' contacts, then the gifts
             raise RuntimeError("worker killed")
         return real(**kwargs)
 
@@ -208,6 +209,7 @@ def test_interrupted_enqueue_resumes_without_losing_or_doubling_a_gift(
         historical_import_enqueue(run=run, path=path, settings=settings, chunk_size=2, today=TODAY)
     run.refresh_from_db()
     assert (run.last_row_committed, _gifts(tenant).count()) == (2, 2)
+    assert OutboundItem.objects.filter(tenant=tenant, operation=Operation.CONTACT_TRANSACTION).count() == 2
     # when the run is resumed
     monkeypatch.setattr(import_enqueue, "outbound_enqueue_many", real)
     run = _run(tenant, path, settings)
