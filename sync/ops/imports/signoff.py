@@ -53,12 +53,12 @@ def import_signoff(
         states[state] = states.get(state, 0) + 1
         ours.gifts += 1
         ours.transaction_ids.add(external_id)
-        ours.amounts[external_id] = Decimal(str(payload.get("amount")))
         ours.donors.add(str((payload.get("contact") or {}).get("referenceId", "")))
+        ours.amounts[external_id] = Decimal("0")
         for designation in payload.get("designations") or []:
-            ours.add(
-                str(designation.get("projectCode", "")), Decimal(str(designation.get("amountDesignated")))
-            )
+            amount = Decimal(str(designation.get("amountDesignated")))
+            ours.add(str(designation.get("projectCode", "")), amount)
+            ours.amounts[external_id] += amount
     theirs = _virtuous_batch(tenant, batch_label, client, max_wait)
     missing_ids = ours.transaction_ids - theirs.transaction_ids
     projects = sorted(set(ours.projects) | set(theirs.projects))
@@ -118,13 +118,17 @@ def _money(amount: Decimal) -> str:
     return f"${amount:,.2f}"
 
 
+def _gifts(count: int) -> str:
+    return f"{count} gift" if count == 1 else f"{count} gifts"
+
+
 def _verdict(short: int, short_sum: Decimal, extra: int, extra_sum: Decimal) -> str:
     """The sign-off in words: what is not in Virtuous yet, and what Virtuous has beyond the import."""
     parts = []
     if short or short_sum:
-        parts.append(f"{short} gifts / {_money(short_sum)} not in Virtuous yet")
+        parts.append(f"{_gifts(short)} / {_money(short_sum)} not in Virtuous yet")
     if extra or extra_sum:
-        parts.append(f"{extra} gifts / {_money(extra_sum)} in Virtuous beyond this import")
+        parts.append(f"{_gifts(extra)} / {_money(extra_sum)} in Virtuous beyond this import")
     return "Not balanced: " + "; ".join(parts) if parts else "Balanced."
 
 
