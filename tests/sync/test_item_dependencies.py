@@ -407,3 +407,13 @@ def test_a_staff_member_sees_only_their_tenants_waiting_items(imported, client):
     listing = client.get(reverse("admin:sync_outbounditem_changelist") + "?dependency=waiting")
     ids = {i.pk for i in listing.context["cl"].result_list}
     assert ids == set(_items(tenant, Operation.GIFT_TRANSACTION).values_list("pk", flat=True))
+
+
+def test_the_import_run_page_shows_the_plan_and_where_each_category_stands(
+    tenant, tmp_path, client, superuser
+):
+    run, _ = _import(tenant, _file(tmp_path, _rows(2, 2)))
+    client.force_login(superuser)
+    page = client.get(reverse("admin:sync_importrun_change", args=[run.pk])).content.decode()
+    assert "not_checked: 2 donor(s), 4 gift(s)" in page
+    assert "not_checked contacts: 2 queued" in page and "not_checked gifts: 4 waiting" in page
