@@ -248,6 +248,7 @@ class DatabaseCollector(Collector):
 
         open_states = [
             OutboundItem.State.PENDING,
+            OutboundItem.State.WAITING,
             OutboundItem.State.IN_FLIGHT,
             OutboundItem.State.SUBMITTED,
             OutboundItem.State.NEEDS_REVIEW,

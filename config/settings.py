@@ -290,6 +290,9 @@ OUTBOUND_DEFER_SECONDS = env.int("OUTBOUND_DEFER_SECONDS", default=3600)
 OUTBOUND_DEFER_MAX_HOURS = env.int("OUTBOUND_DEFER_MAX_HOURS", default=96)
 OUTBOUND_CONFIRM_LOOKUP_HOURS = env.int("OUTBOUND_CONFIRM_LOOKUP_HOURS", default=24)
 OUTBOUND_NEEDS_REVIEW_HOURS = env.int("OUTBOUND_NEEDS_REVIEW_HOURS", default=72)
+# A write waiting on another (a new donor's gift on its Contact Transaction) goes to needs_review
+# after this long: longer than a contact's own 72 h review, so the contact's fate decides first.
+OUTBOUND_DEPENDENCY_WAIT_HOURS = env.int("OUTBOUND_DEPENDENCY_WAIT_HOURS", default=96)
 OUTBOUND_STALE_SECONDS = env.int("OUTBOUND_STALE_SECONDS", default=3600)
 INBOUND_DISPATCH_SECONDS = env.float("INBOUND_DISPATCH_SECONDS", default=55.0)
 INBOUND_MAX_ATTEMPTS = env.int("INBOUND_MAX_ATTEMPTS", default=5)

@@ -45,6 +45,7 @@ class OutboundItem(models.Model):
 
     class State(models.TextChoices):
         PENDING = "pending", "Pending"
+        WAITING = "waiting", "Waiting on a dependency"
         IN_FLIGHT = "in_flight", "In flight (claimed)"
         SUBMITTED = "submitted", "Submitted (accepted, awaiting confirmation)"
         CONFIRMED = "confirmed", "Confirmed"
@@ -83,6 +84,19 @@ class OutboundItem(models.Model):
     write_evidence = models.JSONField(
         default=dict, blank=True, encoder=DjangoJSONEncoder, help_text="What the duplicate check saw"
     )
+    # A write that must not go out before another one (a new donor's gift after its Contact
+    # Transaction): while ``state`` is ``waiting`` no drain claims it; the dependency reaching
+    # ``release_on`` puts it back to ``pending``. Kept after release, so the admin can show why
+    # it waited.
+    depends_on = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="dependents"
+    )
+    release_on = models.CharField(
+        max_length=16,
+        blank=True,
+        choices=[("submitted", "Dependency submitted"), ("confirmed", "Dependency confirmed")],
+    )
+    waiting_since = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -102,6 +116,8 @@ class OutboundItem(models.Model):
             models.Index(fields=["tenant", "state", "submitted_at"], name="outbound_submitted_idx"),
             # The partner drain's scan for tenants with due two-way writes.
             models.Index(fields=["direction", "state", "next_attempt_at"], name="outbound_direction_idx"),
+            # Waiting items: per tenant for the admin and health counts, by age for the timeout.
+            models.Index(fields=["state", "waiting_since"], name="outbound_waiting_idx"),
         ]
 
     def __str__(self) -> str:
@@ -387,6 +403,29 @@ class ImportRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.source_label} ({self.phase})"
+
+
+class ImportDonor(models.Model):
+    """One donor of a historical import run, as contact resolution found them during validation.
+
+    The enqueue pass reads it back, so the real run does exactly what the dry run reported: a
+    donor resolved ``will_create`` (or not checked) gets a Contact Transaction ahead of their gifts.
+    """
+
+    run = models.ForeignKey(ImportRun, on_delete=models.CASCADE, related_name="donors")
+    donor_id = models.CharField(max_length=200)
+    category = models.CharField(max_length=24)
+    virtuous_id = models.CharField(max_length=32, blank=True)
+    contact_item = models.ForeignKey(
+        OutboundItem, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    enqueued = models.BooleanField(default=False, help_text="The enqueue pass has reached this donor")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "donor_id"], name="importdonor_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.donor_id} ({self.category})"
 
 
 class ReconciliationLog(models.Model):

@@ -22,6 +22,7 @@ from tenants.models import Tenant
 # The states that make up the live queue (confirmed and discarded are history, not depth).
 QUEUE_STATES = (
     OutboundItem.State.PENDING,
+    OutboundItem.State.WAITING,
     OutboundItem.State.IN_FLIGHT,
     OutboundItem.State.SUBMITTED,
     OutboundItem.State.NEEDS_REVIEW,
@@ -31,12 +32,8 @@ LATENCY_SAMPLE = 200
 
 
 def outbound_waiting_count(tenant: Tenant) -> int:
-    """Items of this tenant held back until another record they depend on is confirmed.
-
-    The queue has no dependency state yet: holding a gift until its contact exists lands with
-    issue 14 (section 2), which replaces this count with its own. Until then nothing waits.
-    """
-    return 0
+    """Items of this tenant waiting on a dependency (a new donor's gifts behind their contact)."""
+    return OutboundItem.objects.filter(tenant=tenant, state=OutboundItem.State.WAITING).count()
 
 
 def _signature_failures(now: datetime) -> QuerySet[InboundEvent]:

@@ -29,6 +29,9 @@ from integrations.virtuous import endpoints
 from integrations.virtuous.errors import BudgetExhausted, ErrorClass, VirtuousError, classify_status
 
 logger = logging.getLogger("giftline.virtuous")
+# Lookups whose 404 means "not there (yet)" (spec 1.1: Find's no match, a record still in the
+# holding state); logged at INFO, every other error at WARNING.
+LOOKUPS_ANSWERING_404 = frozenset({"contact_find", "contact_by_reference", "gift_by_transaction"})
 
 DEFAULT_RETRY_AFTER = 60.0
 # X-RateLimit-Reset is documented as Unix seconds; a smaller number can only be a delay.
@@ -418,7 +421,11 @@ class VirtuousClient:
             return _parse_body(response)
 
         error = _http_error(response, error_class, request_id, hide=self._token)
-        logger.warning(
+        # A lookup's 404 is an answer ("no such contact yet"), not a fault: one per donor during an
+        # import's contact resolution must not read as a warning in the logs.
+        answered = error_class == ErrorClass.NOT_FOUND and endpoint_key in LOOKUPS_ANSWERING_404
+        logger.log(
+            logging.INFO if answered else logging.WARNING,
             "virtuous.error tenant=%s method=%s path=%s status=%s class=%s request_id=%s",
             self.tenant_label,
             method,

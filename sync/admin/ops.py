@@ -7,10 +7,13 @@ import io
 
 from django.contrib import admin, messages
 from django.http import HttpResponse
+from django.utils.html import format_html, format_html_join
 
 from integrations.virtuous.errors import VirtuousError
 from sync.models import Alert, ImportRun, ReconciliationLog
 from sync.ops.imports.files import ImportStopped
+from sync.ops.imports.plan import plan_lines
+from sync.ops.imports.progress import import_run_progress, progress_lines
 from sync.ops.imports.signoff import import_run_signoff, signoff_csv_write
 from tenants.admin import ReadOnlyMixin, TenantFilter, TenantScopedAdminMixin, actor_for
 
@@ -37,6 +40,16 @@ class ImportRunAdmin(TenantScopedAdminMixin, ReadOnlyMixin, admin.ModelAdmin):
     list_filter = ("kind", "phase")
     search_fields = ("source_label", "batch_label", "public_id")
     actions = ("signoff_csv",)
+    readonly_fields = ("plan_and_progress",)
+
+    @admin.display(description="Plan and where it stands")
+    def plan_and_progress(self, obj: ImportRun) -> str:
+        """The dry run's plan, what the real run did, and each category's gifts and contacts now."""
+        lines = ["Plan:", *plan_lines(obj.counters, "plan")]
+        if any(k.startswith("done_") for k in obj.counters):
+            lines += ["Done:", *plan_lines(obj.counters, "done")]
+            lines += ["Now:", *progress_lines(import_run_progress(obj))]
+        return format_html("<pre>{}</pre>", format_html_join("\n", "{}", ((line,) for line in lines)))
 
     @admin.action(description="Sign-off report (CSV): imported vs Virtuous per project")
     def signoff_csv(self, request, queryset):

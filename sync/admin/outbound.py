@@ -230,6 +230,29 @@ class StaleFilter(admin.SimpleListFilter):
         return queryset
 
 
+class DependencyFilter(admin.SimpleListFilter):
+    title = "dependency"
+    parameter_name = "dependency"
+
+    def lookups(self, request, model_admin):
+        return [
+            ("waiting", "Waiting on a dependency"),
+            ("has", "Depends on another item"),
+            ("blocking", "Holding items that wait for it"),
+        ]
+
+    def queryset(self, request, queryset):
+        if self.value() == "waiting":
+            return queryset.filter(state=OutboundItem.State.WAITING)
+        if self.value() == "has":
+            return queryset.filter(depends_on__isnull=False)
+        if self.value() == "blocking":
+            return queryset.filter(dependents__state=OutboundItem.State.WAITING).distinct()
+        if (self.value() or "").startswith("of-") and self.value()[3:].isdigit():
+            return queryset.filter(depends_on_id=int(self.value()[3:]))  # an item page's "waiting for this"
+        return queryset
+
+
 @admin.register(OutboundItem)
 class OutboundItemAdmin(TenantScopedAdminMixin, ReadOnlyMixin, admin.ModelAdmin):
     list_display = (
@@ -244,14 +267,53 @@ class OutboundItemAdmin(TenantScopedAdminMixin, ReadOnlyMixin, admin.ModelAdmin)
         "virtuous_id",
         "confirmed_at",
     )
-    list_filter = (TenantFilter, "state", "operation", "origin", StaleFilter, "last_error_class")
+    list_filter = (
+        TenantFilter,
+        "state",
+        "operation",
+        "origin",
+        StaleFilter,
+        DependencyFilter,
+        "last_error_class",
+    )
     list_select_related = ("tenant",)
     raw_id_fields = ("tenant",)
     search_fields = ("=external_id", "=public_id", "=virtuous_id")
     show_full_result_count = False
     paginator = BoundedCountPaginator
-    exclude = ("payload",)
+    exclude = ("payload", "depends_on")
+    readonly_fields = ("waits_for", "waited_on_by")
     change_form_template = "admin/sync/payload_change_form.html"
+
+    @admin.display(description="Waits for")
+    def waits_for(self, obj: OutboundItem):
+        dependency = obj.depends_on
+        if dependency is None:
+            return "—"
+        link = reverse("admin:sync_outbounditem_change", args=[dependency.pk])
+        release = "is confirmed in Virtuous" if obj.release_on == "confirmed" else "is submitted"
+        if obj.state == OutboundItem.State.WAITING:
+            status = f"waiting since {obj.waiting_since:%Y-%m-%d %H:%M} UTC until it {release}"
+        else:
+            status = f"no longer waiting (released when it {release})"
+        return format_html(
+            '<a href="{}">{} {}/{}</a> — {}; {}',
+            link,
+            dependency.get_operation_display(),
+            dependency.external_source,
+            dependency.external_id,
+            dependency.get_state_display(),
+            status,
+        )
+
+    @admin.display(description="Items waiting for this one")
+    def waited_on_by(self, obj: OutboundItem):
+        waiting = obj.dependents.filter(state=OutboundItem.State.WAITING).count()
+        total = obj.dependents.count()
+        if not total:
+            return "—"
+        link = reverse("admin:sync_outbounditem_changelist") + f"?dependency=of-{obj.pk}"
+        return format_html('<a href="{}">{} item(s)</a>, {} still waiting', link, total, waiting)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         obj = self.get_object(request, object_id)

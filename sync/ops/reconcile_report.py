@@ -47,6 +47,7 @@ def reconcile_report(*, tenant: Tenant, days: int = 7) -> dict[str, Any]:
     return {
         "tenant": tenant.slug,
         "pending": states.get(OutboundItem.State.PENDING, 0) + states.get(OutboundItem.State.IN_FLIGHT, 0),
+        "waiting_on_dependency": states.get(OutboundItem.State.WAITING, 0),
         "submitted_over_24h": OutboundItem.objects.filter(
             tenant=tenant, state=OutboundItem.State.SUBMITTED, submitted_at__lt=stale
         ).count(),

@@ -19,11 +19,13 @@ from integrations.virtuous.client import VirtuousClient
 from integrations.virtuous.errors import BudgetExhausted, ErrorClass, VirtuousError
 from sync.clients import virtuous_client
 from sync.models import Operation, OutboundItem, SyncRecord
+from sync.outbound.dependencies import RELEASE_CONFIRMED, dependents_release
 from tenants.models import Tenant
 from tenants.services import Actor, audit_record
 
 CONFIRMABLE_STATES = [
     OutboundItem.State.PENDING,
+    OutboundItem.State.WAITING,
     OutboundItem.State.IN_FLIGHT,
     OutboundItem.State.SUBMITTED,
     OutboundItem.State.NEEDS_REVIEW,
@@ -62,7 +64,8 @@ def outbound_confirm(
             # A contact changes over time: a change never sent yet cannot be what Virtuous shows.
             items = items.exclude(state=OutboundItem.State.PENDING, attempts=0)
         confirmations_observe(tenant, items, now)
-        count = items.update(
+        confirmed_ids = list(items.values_list("pk", flat=True))
+        count = OutboundItem.objects.filter(pk__in=confirmed_ids, state__in=CONFIRMABLE_STATES).update(
             state=OutboundItem.State.CONFIRMED,
             confirmed_at=now,
             virtuous_id=str(virtuous_id),
@@ -84,6 +87,8 @@ def outbound_confirm(
             last_synced_at=now,
             updated_at=now,
         )
+        # The record exists in Virtuous now: what waited for it (a new donor's gifts) may go.
+        dependents_release(dependency_ids=confirmed_ids, reached=RELEASE_CONFIRMED)
     return count
 
 

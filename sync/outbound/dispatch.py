@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from sync.models import Direction, OutboundItem, TenantQueue
 from sync.ops import alerts
+from sync.outbound.dependencies import outbound_dependencies_check
 from sync.outbound.drain import DrainResult, outbound_drain, outbound_reclaim_expired, tenant_queue_next_wake
 from tenants.models import Tenant
 
@@ -148,8 +149,10 @@ def _collect(future: Future[DrainResult], totals: dict[str, int]) -> None:
 
 
 def outbound_maintenance() -> dict[str, int]:
-    """Every minute: reclaim items of dead workers, repair wake times, alert on stale queues."""
+    """Every minute: reclaim items of dead workers, release or review items waiting on a dependency,
+    repair wake times, alert on stale queues."""
     reclaimed = outbound_reclaim_expired()
+    dependencies = outbound_dependencies_check()
     now = timezone.now()
     # Make sure every tenant with pending work has a queue row and a wake time.
     due = (
@@ -192,4 +195,4 @@ def outbound_maintenance() -> dict[str, int]:
             "budget and dead letters in the admin.",
         )
         stale_count += 1
-    return {"reclaimed": reclaimed, "woken": woken, "stale_tenants": stale_count}
+    return {"reclaimed": reclaimed, "woken": woken, "stale_tenants": stale_count, **dependencies}

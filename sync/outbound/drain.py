@@ -41,6 +41,7 @@ from sync.models import (
     SyncRecord,
     TenantQueue,
 )
+from sync.outbound.dependencies import RELEASE_SUBMITTED, dependents_release
 from sync.outbound.direct_creates import LeaseLost, NeedsReview, direct_create_send
 from sync.outbound.faults import fault_point
 from sync.outbound.leases import LeaseHeartbeat
@@ -494,6 +495,9 @@ def _mark_submitted(
             if virtuous_id:
                 OutboundItem.objects.filter(pk=pk).update(virtuous_id=virtuous_id)
         sync_records_set(tenant, group, status=SyncRecord.Status.SUBMITTED, last_synced_at=now)
+        if group[0].operation == Operation.CONTACT_TRANSACTION:
+            # The contact write went ahead: gifts held for it (steady state) may follow it now.
+            dependents_release(dependency_ids=[i.pk for i in group], reached=RELEASE_SUBMITTED)
     return count
 
 

@@ -25,6 +25,12 @@ from sync.models import (
     SyncRecord,
     TenantQueue,
 )
+from sync.outbound.dependencies import (
+    RELEASE_CONFIRMED,
+    RELEASE_SUBMITTED,
+    gift_contact_dependency,
+    waiting_fields,
+)
 from tenants.models import Tenant
 
 RESOURCE_FOR_OPERATION = {
@@ -50,6 +56,11 @@ def outbound_enqueue(
     now = timezone.now()
     due = not_before or now
     direction = direction_for(request.operation)
+    dependency = (
+        gift_contact_dependency(tenant=tenant, payload=request.payload)
+        if request.operation == Operation.GIFT_TRANSACTION and origin != Origin.REPLAY
+        else None
+    )
     item = OutboundItem(
         tenant=tenant,
         operation=request.operation,
@@ -61,6 +72,7 @@ def outbound_enqueue(
         origin=origin,
         priority=PRIORITY_BULK if origin == Origin.BULK else PRIORITY_LIVE,
         next_attempt_at=due,
+        **waiting_fields(dependency, RELEASE_SUBMITTED, now),
     )
     try:
         with transaction.atomic():
@@ -71,11 +83,11 @@ def outbound_enqueue(
         if origin == Origin.REPLAY and _revive(existing, request.payload, due):
             existing.refresh_from_db()
             if direction == Direction.OUTBOUND:
-                _wake(tenant=tenant, at=due)
+                queue_wake(tenant_id=tenant.pk, at=due)
             return existing, True
         return existing, False
-    if direction == Direction.OUTBOUND:
-        _wake(tenant=tenant, at=due)
+    if direction == Direction.OUTBOUND and item.state == OutboundItem.State.PENDING:
+        queue_wake(tenant_id=tenant.pk, at=due)
     return item, True
 
 
@@ -84,12 +96,20 @@ def direction_for(operation: str) -> str:
     return Direction.INBOUND if operation in PARTNER_OPERATIONS else Direction.OUTBOUND
 
 
-def outbound_enqueue_many(*, tenant: Tenant, requests: list[OutboundRequest], origin: str) -> int:
+def outbound_enqueue_many(
+    *,
+    tenant: Tenant,
+    requests: list[OutboundRequest],
+    origin: str,
+    depends_on: dict[str, OutboundItem] | None = None,
+) -> int:
     """Queue many writes at once (the bulk loader). Returns how many were new.
 
     Existing keys are skipped by the database (ON CONFLICT DO NOTHING), so a re-run or a
-    concurrent enqueue of the same rows never creates a second item.
+    concurrent enqueue of the same rows never creates a second item. ``depends_on`` maps a
+    request's key to the item it must wait for until that one is confirmed in Virtuous.
     """
+    depends_on = depends_on or {}
     if not requests:
         return 0
     for request in requests:
@@ -118,14 +138,15 @@ def outbound_enqueue_many(*, tenant: Tenant, requests: list[OutboundRequest], or
             origin=origin,
             priority=priority,
             next_attempt_at=now,
+            **waiting_fields(depends_on.get(key), RELEASE_CONFIRMED, now),
         )
         for key, r in fresh.items()
     ]
     with transaction.atomic():
         OutboundItem.objects.bulk_create(rows, ignore_conflicts=True, batch_size=500)
         _sync_record_touch(tenant=tenant, requests=list(fresh.values()))
-    if rows:
-        _wake(tenant=tenant, at=now)
+    if any(row.state == OutboundItem.State.PENDING for row in rows):
+        queue_wake(tenant_id=tenant.pk, at=now)
     return len(rows)
 
 
@@ -185,12 +206,12 @@ def _sync_record_touch(*, tenant: Tenant, requests: list[OutboundRequest]) -> No
         )
 
 
-def _wake(*, tenant: Tenant, at: datetime) -> None:
+def queue_wake(*, tenant_id: int, at: datetime) -> None:
     """Make sure a dispatcher looks at this tenant by ``at``. Cheap when it already will."""
     updated = (
-        TenantQueue.objects.filter(tenant=tenant)
+        TenantQueue.objects.filter(tenant_id=tenant_id)
         .filter(Q(wake_at__isnull=True) | Q(wake_at__gt=at))
         .update(wake_at=at)
     )
     if not updated:
-        TenantQueue.objects.bulk_create([TenantQueue(tenant=tenant, wake_at=at)], ignore_conflicts=True)
+        TenantQueue.objects.bulk_create([TenantQueue(tenant_id=tenant_id, wake_at=at)], ignore_conflicts=True)

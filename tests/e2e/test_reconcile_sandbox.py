@@ -225,17 +225,36 @@ def test_import_resolves_contacts_and_signs_off_per_project(world, tmp_path):
     assert "matched_by_email=1, matched_by_reference=2, will_create=1" in out.getvalue()
     outbound_drain(tenant=alpha)
     sandbox_batch_run(organization=org)
-    # when Virtuous holds three of the four (donor-8 is in its needs-update bucket)
+    # when Virtuous holds three of the four (donor-8's contact was just created; their gift waits
+    # for the contact's confirmation, which this tenant has no webhook for yet)
     signoff = import_signoff(tenant=alpha, batch_label="Historical-Import-2026-11")
     rows = {r["project_code"]: r for r in signoff["projects"]}
     assert (rows["FOOD"]["imported_count"], rows["FOOD"]["imported_sum"]) == (3, Decimal("35.00"))
     assert (rows["FOOD"]["virtuous_count"], rows["FOOD"]["virtuous_sum"]) == (2, Decimal("30.00"))
-    assert rows["SHEL"]["sum_difference"] == 0 and not signoff["balanced"]
-    # and the CSV carries the same figures with a total
+    assert rows["FOOD"]["verdict"] == "Not balanced: 1 gift / $5.00 not in Virtuous yet"
+    assert rows["SHEL"]["verdict"] == "Balanced." and not signoff["balanced"]
+    (missing,) = signoff["missing"]
+    assert (missing["transaction_id"], missing["donor_id"], missing["queue_state"]) == (
+        "h-4",
+        "donor-8",
+        "waiting",
+    )
+    # and the CSV carries the same figures with a total, the verdict and the missing gift
     call_command(
         "import_signoff", alpha.slug, "--batch", "Historical-Import-2026-11", "--csv", str(tmp_path / "s.csv")
     )
     lines = list(csv.reader((tmp_path / "s.csv").open()))
-    assert lines[-2] == ["TOTAL", "4", "50.50", "3", "45.50", "1", "5.00"]
+    total = next(line for line in lines if line[:1] == ["TOTAL"])
+    assert total == [
+        "TOTAL",
+        "4",
+        "50.50",
+        "3",
+        "45.50",
+        "1",
+        "5.00",
+        "Not balanced: 1 gift / $5.00 not in Virtuous yet",
+    ]
+    assert lines[-1][:5] == ["h-4", "donor-8", "5.00", "FOOD", "waiting"]
     assert ImportRun.objects.get(tenant=alpha, kind="historical_gifts").signoff["imported_gifts"] == 4
     assert import_signoff(tenant=bravo, batch_label="Historical-Import-2026-11")["virtuous_gifts"] == 0

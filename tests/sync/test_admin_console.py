@@ -417,7 +417,16 @@ def _signoff_run(tenant):
 
 def _virtuous_batch_of_two(mock) -> None:
     designations = [{"projectCode": "GEN", "amountDesignated": "10.00"}]
-    gifts = [{"id": n, "contactId": n, "amount": "10.00", "giftDesignations": designations} for n in (1, 2)]
+    gifts = [
+        {
+            "id": n,
+            "contactId": n,
+            "amount": "10.00",
+            "giftDesignations": designations,
+            "transactionId": f"pi_{n}",
+        }
+        for n in (1, 2)
+    ]
     mock.add(
         "POST",
         re.compile(r"https://api\.virtuoussoftware\.com/api/Gift/Query/FullGift.*"),
@@ -437,7 +446,8 @@ def test_the_signoff_action_and_command_store_it_through_one_audited_service(
             {"action": "signoff_csv", "_selected_action": [run.pk]},
         )
     assert (
-        response["Content-Type"] == "text/csv" and "TOTAL,2,20.00,2,20.00,0,0.00" in response.content.decode()
+        response["Content-Type"] == "text/csv"
+        and "TOTAL,2,20.00,2,20.00,0,0.00,Balanced." in response.content.decode()
     )
     run.refresh_from_db()
     assert run.signoff["balanced"] is True and run.signoff_at is not None

@@ -9,7 +9,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from integrations.virtuous.errors import BudgetExhausted
-from sync.models import ImportRun, Origin, OutboundItem
+from sync.models import ImportRun, Operation, Origin, OutboundItem
 from sync.ops.imports import enqueue as import_enqueue
 from sync.ops.imports.enqueue import historical_import_enqueue, import_run_open
 from sync.ops.imports.files import (
@@ -171,7 +171,7 @@ def test_gift_payload_carries_batch_transaction_id_contact_and_designation(tenan
     run = _run(tenant, path, settings)
     historical_import_validate(run=run, path=path, settings=settings, today=TODAY)
     historical_import_enqueue(run=run, path=path, settings=settings, today=TODAY)
-    item = OutboundItem.objects.get(tenant=tenant)
+    item = OutboundItem.objects.get(tenant=tenant, operation=Operation.GIFT_TRANSACTION)
     assert (item.origin, item.priority, item.external_id) == (Origin.BULK, 10, "h-1")
     p = item.payload
     assert p["transactionSource"] == "Giftline" and p["transactionId"] == "h-1"
@@ -189,7 +189,8 @@ def test_gift_payload_carries_batch_transaction_id_contact_and_designation(tenan
 def test_interrupted_enqueue_resumes_without_losing_or_doubling_a_gift(
     tenant, other_tenant, tmp_path, monkeypatch
 ):
-    # given five rows enqueued two at a time, and a crash on the second chunk
+    # given five rows enqueued two at a time, and a crash on the second chunk's gifts (its
+    # contacts went into the queue in the same transaction: they roll back with it)
     path = _write(tmp_path, [_good(n) for n in range(1, 6)])
     settings = _settings()
     run = _run(tenant, path, settings)
@@ -199,7 +200,7 @@ def test_interrupted_enqueue_resumes_without_losing_or_doubling_a_gift(
 
     def crash_on_second(**kwargs):
         calls["n"] += 1
-        if calls["n"] == 2:
+        if calls["n"] == 4:  # two calls a chunk: new donors' contacts, then the gifts
             raise RuntimeError("worker killed")
         return real(**kwargs)
 
@@ -207,17 +208,24 @@ def test_interrupted_enqueue_resumes_without_losing_or_doubling_a_gift(
     with pytest.raises(RuntimeError):
         historical_import_enqueue(run=run, path=path, settings=settings, chunk_size=2, today=TODAY)
     run.refresh_from_db()
-    assert (run.last_row_committed, OutboundItem.objects.filter(tenant=tenant).count()) == (2, 2)
+    assert (run.last_row_committed, _gifts(tenant).count()) == (2, 2)
+    assert OutboundItem.objects.filter(tenant=tenant, operation=Operation.CONTACT_TRANSACTION).count() == 2
     # when the run is resumed
     monkeypatch.setattr(import_enqueue, "outbound_enqueue_many", real)
     run = _run(tenant, path, settings)
     historical_import_enqueue(run=run, path=path, settings=settings, chunk_size=2, today=TODAY)
     # then every gift is queued exactly once, and the outsider has nothing
     run.refresh_from_db()
-    ids = sorted(OutboundItem.objects.filter(tenant=tenant).values_list("external_id", flat=True))
+    ids = sorted(_gifts(tenant).values_list("external_id", flat=True))
     assert ids == [f"h-{n}" for n in range(1, 6)]
+    contacts = OutboundItem.objects.filter(tenant=tenant, operation=Operation.CONTACT_TRANSACTION)
+    assert sorted(contacts.values_list("external_id", flat=True)) == [f"donor-{n}" for n in range(1, 6)]
     assert (run.phase, run.counters["enqueued"]) == (ImportRun.Phase.COMPLETED, 5)
     assert not OutboundItem.objects.filter(tenant=other_tenant).exists()
+
+
+def _gifts(tenant):
+    return OutboundItem.objects.filter(tenant=tenant, operation=Operation.GIFT_TRANSACTION)
 
 
 def _command(tenant, path, tmp_path, *extra):
@@ -248,7 +256,7 @@ def test_dry_run_reports_and_enqueues_nothing(tenant, tmp_path):
     assert ImportRun.objects.get(tenant=tenant).phase == ImportRun.Phase.VALIDATED
     # and the real run after it reuses the validated run
     _command(tenant, path, tmp_path)
-    assert OutboundItem.objects.filter(tenant=tenant).count() == 2
+    assert _gifts(tenant).count() == 2
     assert ImportRun.objects.filter(tenant=tenant).count() == 1
 
 
@@ -258,7 +266,8 @@ def test_rerunning_the_same_file_enqueues_nothing_twice(tenant, tmp_path):
     out = _command(tenant, path, tmp_path, "--benchmark")
     assert "Enqueued 0 gift(s)" in out and "3 already queued" in out
     assert "rows_per_s=" in out and "peak_rss_mb=" in out
-    assert OutboundItem.objects.filter(tenant=tenant).count() == 3
+    assert _gifts(tenant).count() == 3
+    assert OutboundItem.objects.filter(tenant=tenant, operation=Operation.CONTACT_TRANSACTION).count() == 3
 
 
 def test_a_file_with_errors_is_refused_unless_invalid_rows_are_skipped(tenant, tmp_path):

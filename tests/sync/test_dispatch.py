@@ -75,7 +75,14 @@ def test_maintenance_reclaims_and_rewakes_and_alerts_on_stale_queues(
     TenantQueue.objects.filter(tenant=tenant).update(wake_at=None)
     with django_capture_on_commit_callbacks(execute=True):
         counts = outbound_maintenance()
-    assert counts == {"reclaimed": 1, "woken": 1, "stale_tenants": 1}
+    assert counts == {
+        "reclaimed": 1,
+        "woken": 1,
+        "stale_tenants": 1,
+        "released": 0,
+        "dependency_gone": 0,
+        "dependency_timeout": 0,
+    }
     assert TenantQueue.objects.get(tenant=tenant).wake_at is not None
     assert "waiting for 120 minutes" in mail.outbox[0].subject
 

@@ -13,6 +13,7 @@ tests) addresses the fake through this one surface.
 
 from integrations.sandbox.services.batch import (
     sandbox_batch_run,
+    sandbox_needs_update_resolve,
 )
 from integrations.sandbox.services.contacts import (
     contact_by_email,
@@ -69,6 +70,7 @@ __all__ = [
     "gift_transaction_validate",
     "recurring_get",
     "sandbox_batch_run",
+    "sandbox_needs_update_resolve",
     "sandbox_contact_create",
     "sandbox_contact_edit",
     "sandbox_contacts_merge",

@@ -45,7 +45,7 @@ def _batch_run_one(organization: SandboxOrganization) -> Counter[str]:
     totals: Counter[str] = Counter()
     plan = (
         (Kind.CONTACT, [State.HELD]),
-        (Kind.GIFT, [State.HELD, State.NEEDS_UPDATE]),
+        (Kind.GIFT, [State.HELD]),
     )
     for kind, states in plan:
         pending = SandboxTransaction.objects.filter(organization=organization, kind=kind, state__in=states)
@@ -92,3 +92,18 @@ def _process(
         SandboxTransaction.objects.filter(pk=claimed.pk).update(result_id=gift.pk)
         counters_add(organization_id=organization.pk, gifts_created=1)
     return "gifts_created", [("giftCreate", payloads.gift_json(gift))]
+
+
+def sandbox_needs_update_resolve(*, organization: SandboxOrganization) -> dict[str, int]:
+    """A person working the Imports UI's needs-update list: every gift there whose contact can now
+    be matched becomes a gift (giftCreate fires); the rest stay. Returns the counts."""
+    totals: Counter[str] = Counter()
+    stuck = SandboxTransaction.objects.filter(
+        organization=organization, kind=Kind.GIFT, state=State.NEEDS_UPDATE
+    ).only("pk", "state", "submit_count")
+    for tx in stuck.order_by("pk").iterator(chunk_size=500):
+        outcome, events = _process(organization, Kind.GIFT, tx)
+        if outcome:
+            totals[outcome] += 1
+        totals.update(webhooks_deliver(organization=organization, events=events))
+    return {"gifts_created": totals["gifts_created"], "still_needs_update": stuck.count()}

@@ -23,6 +23,8 @@ from sync.ops.imports.files import (
     input_fingerprint,
     project_map_load,
 )
+from sync.ops.imports.plan import plan_lines
+from sync.ops.imports.progress import import_run_progress, progress_lines
 from sync.ops.imports.validate import ContactResolver, historical_import_validate
 from sync.progress import ProgressBar
 from tenants.management.base import tenant_from_arg
@@ -57,7 +59,12 @@ class Command(BaseCommand):
             action="store_true",
             help="Structural validation only (no Contact/Find)",
         )
-        parser.add_argument("--report", type=Path, help="Write the validation report (CSV) here")
+        parser.add_argument(
+            "--report",
+            type=Path,
+            help="Write the validation report (CSV) here (default: giftline-import-<run id>-report.csv "
+            "in the temporary directory)",
+        )
         parser.add_argument("--max-wait", type=float, default=60.0, help="Seconds to wait for rate budget")
         parser.add_argument("--chunk-size", type=int, default=CHUNK_SIZE)
         parser.add_argument(
@@ -100,11 +107,12 @@ class Command(BaseCommand):
             if run.phase in (ImportRun.Phase.VALIDATING, ImportRun.Phase.PAUSED):
                 self._validate(tenant, run, path, settings, options, total)
             self._print_report(run)
+            self.stdout.write(f"Validation report: {self._report_path(run, options).resolve()}")
             if options["dry_run"]:
                 self.stdout.write("Dry run: nothing was enqueued.")
                 return
             if run.phase == ImportRun.Phase.BLOCKED and not options["skip_invalid"]:
-                raise CommandError(f"{run.note}. Nothing was enqueued.")
+                raise CommandError(self._refusal(run, options))
             bar = ProgressBar("enqueue", total)
             historical_import_enqueue(
                 run=run,
@@ -122,7 +130,18 @@ class Command(BaseCommand):
         c = run.counters
         self.stdout.write(
             f"Enqueued {c.get('enqueued', 0)} gift(s) in batch {settings.batch_label!r}; "
-            f"{c.get('already_queued', 0)} already queued; {c.get('skipped_invalid', 0)} invalid row(s) skipped."
+            f"{c.get('already_queued', 0)} already queued; {c.get('skipped_invalid', 0)} invalid row(s) skipped; "
+            f"{c.get('contacts_enqueued', 0)} new donor contact(s) enqueued ahead of their gifts."
+        )
+        self.stdout.write("Done (per contact category):")
+        for line in plan_lines(c, "done"):
+            self.stdout.write(line)
+        self.stdout.write("Where it stands now:")
+        for line in progress_lines(import_run_progress(run)):
+            self.stdout.write(line)
+        self.stdout.write(
+            "Gifts waiting on their contact go out when Virtuous confirms it (after its nightly batch). "
+            f"Check later with: manage.py import_signoff {tenant.slug} --batch {settings.batch_label}"
         )
         if options["benchmark"]:
             self._benchmark(run, started)
@@ -177,7 +196,7 @@ class Command(BaseCommand):
                 client, reference_source=settings.transaction_source, max_wait=options["max_wait"]
             )
         bar = ProgressBar("validate", total)
-        report = options["report"].open("a", newline="", encoding="utf-8") if options["report"] else None
+        report = self._report_path(run, options).open("a", newline="", encoding="utf-8")
         try:
             historical_import_validate(
                 run=run,
@@ -210,6 +229,27 @@ class Command(BaseCommand):
             )
         for project, (count, total) in sorted(run.project_totals.items()):
             self.stdout.write(f"  project {project}: {count} gift(s), {total}")
+        if any(k.startswith("plan_") for k in c):
+            self.stdout.write("Plan (per contact category; the real run does exactly this):")
+            for line in plan_lines(c, "plan"):
+                self.stdout.write(line)
+
+    @staticmethod
+    def _report_path(run, options) -> Path:
+        """--report, or a file named after the run, so a refusal can always point at the rows."""
+        return (
+            options["report"] or Path(tempfile.gettempdir()) / f"giftline-import-{run.public_id}-report.csv"
+        )
+
+    def _refusal(self, run, options) -> str:
+        invalid = run.counters.get("invalid", 0)
+        valid = run.counters.get("valid", 0)
+        return (
+            f"Refused: {invalid} invalid row(s); nothing was enqueued. Every invalid row is listed in "
+            f"{self._report_path(run, options).resolve()}. "
+            f"Fix the file and run the same command again, or add --skip-invalid to import the "
+            f"{valid} valid row(s) and leave the invalid ones out."
+        )
 
     def _benchmark(self, run, started) -> None:
         seconds = max(time.monotonic() - started, 1e-6)

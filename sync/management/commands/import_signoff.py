@@ -5,7 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from sync.models import ImportRun
 from sync.ops.imports.files import ImportStopped
-from sync.ops.imports.signoff import import_run_signoff, import_signoff, signoff_csv_write
+from sync.ops.imports.signoff import import_run_signoff, import_signoff, signoff_csv_write, signoff_lines
 from tenants.management.base import CLI, tenant_from_arg
 
 
@@ -45,7 +45,8 @@ class Command(BaseCommand):
                 signoff_csv_write(signoff, handle)
         else:
             signoff_csv_write(signoff, self.stdout)
-        state = "balanced" if signoff["balanced"] else "NOT balanced"
-        (sys.stderr if options["csv"] is None else self.stdout).write(
-            f"{signoff['imported_gifts']} imported, {signoff['virtuous_gifts']} in Virtuous: {state}.\n"
-        )
+        # With the CSV on stdout, the words go to stderr so the CSV stays clean.
+        words = sys.stderr if options["csv"] is None else self.stdout
+        words.write(f"{signoff['imported_gifts']} imported, {signoff['virtuous_gifts']} in Virtuous.\n")
+        for line in signoff_lines(signoff):
+            words.write(line + "\n")

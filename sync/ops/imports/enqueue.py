@@ -9,10 +9,10 @@ from pathlib import Path
 from django.db import transaction
 from django.utils import timezone
 
-from integrations.types import OutboundRequest
-from sync.models import ImportRun, Origin
+from sync.models import ImportDonor, ImportRun, Origin, OutboundItem
 from sync.ops.imports.files import CHUNK_SIZE, ImportSettings, ImportStopped, import_rows
-from sync.ops.imports.validate import RowError, gift_request, row_validate
+from sync.ops.imports.plan import NOT_CHECKED, DonorWithoutIdentity, RowPlan, plan_tally, row_plan
+from sync.ops.imports.validate import DonorBook, RowError, ValidRow, row_validate
 from sync.outbound.enqueue import outbound_enqueue_many
 from tenants.models import Tenant
 
@@ -59,7 +59,9 @@ def historical_import_enqueue(
     chunk_size: int = CHUNK_SIZE,
     today: dt.date | None = None,
 ) -> ImportRun:
-    """The enqueue pass, from the row after ``last_row_committed``: chunks of gifts into the queue.
+    """The enqueue pass, from the row after ``last_row_committed``: executes the validation's plan
+    (``row_plan`` with each donor's resolution) in chunks: new donors' Contact Transactions first,
+    then the gifts, those of new donors waiting on their contact.
 
     Each chunk and the run's position commit together, so a crash loses nothing and repeats
     nothing; keys already in the queue (an earlier run, a live capture) are counted, not re-added.
@@ -71,36 +73,71 @@ def historical_import_enqueue(
     today = today or timezone.localdate()
     run.phase = ImportRun.Phase.ENQUEUING
     run.save(update_fields=["phase", "updated_at"])
-    chunk: list[OutboundRequest] = []
+    chunk: list[ValidRow] = []
     position = run.last_row_committed
     skipped = 0
     for number, row in import_rows(path):
         if number <= run.last_row_committed:
             continue
         try:
-            chunk.append(gift_request(row_validate(row, settings, today=today), settings))
+            chunk.append(row_validate(row, settings, today=today))
         except RowError:
             skipped += 1
         position = number
         if len(chunk) >= chunk_size:
-            _commit_chunk(run, chunk, position, skipped)
+            _commit_chunk(run, settings, chunk, position, skipped)
             chunk, skipped = [], 0
             if on_progress:
                 on_progress(position)
-    _commit_chunk(run, chunk, position, skipped, finished=True)
+    _commit_chunk(run, settings, chunk, position, skipped, finished=True)
     if on_progress:
         on_progress(position)
     return run
 
 
 def _commit_chunk(
-    run: ImportRun, chunk: list[OutboundRequest], position: int, skipped: int, *, finished=False
+    run: ImportRun,
+    settings: ImportSettings,
+    rows: list[ValidRow],
+    position: int,
+    skipped: int,
+    *,
+    finished: bool = False,
 ) -> None:
+    counters = dict(run.counters)
     with transaction.atomic():
-        created = outbound_enqueue_many(tenant=run.tenant, requests=chunk, origin=Origin.BULK)
-        counters = dict(run.counters)
+        donors = {
+            d.donor_id: d
+            for d in ImportDonor.objects.filter(
+                run=run, donor_id__in={r.donor_id for r in rows}
+            ).select_related("contact_item")
+        }
+        plans: list[RowPlan] = []
+        for valid in rows:
+            donor = donors.get(valid.donor_id)
+            try:
+                plans.append(row_plan(valid, donor.category if donor else NOT_CHECKED, settings))
+            except DonorWithoutIdentity:
+                skipped += 1  # validation reported it invalid; --skip-invalid leaves it out
+        contact_items = _contacts_enqueue(run, plans, donors, counters)
+        gifts = [p.gift for p in plans]
+        created = outbound_enqueue_many(
+            tenant=run.tenant,
+            requests=gifts,
+            origin=Origin.BULK,
+            depends_on={
+                p.gift.key: contact_items[p.gift.payload["contact"]["referenceId"]]
+                for p in plans
+                if p.contact
+            },
+        )
+        book = DonorBook(run, pass_name="enqueue")
+        for plan in plans:
+            donor_id = plan.gift.payload["contact"]["referenceId"]
+            plan_tally(counters, "done", plan, new_donor=book.is_new(donor_id))
+        ImportDonor.objects.filter(run=run, donor_id__in={r.donor_id for r in rows}).update(enqueued=True)
         counters["enqueued"] = counters.get("enqueued", 0) + created
-        counters["already_queued"] = counters.get("already_queued", 0) + len(chunk) - created
+        counters["already_queued"] = counters.get("already_queued", 0) + len(gifts) - created
         counters["skipped_invalid"] = counters.get("skipped_invalid", 0) + skipped
         run.counters = counters
         run.last_row_committed = position
@@ -111,3 +148,28 @@ def _commit_chunk(
             run.note = ""
             fields += ["phase", "finished_at", "note"]
         run.save(update_fields=fields)
+
+
+def _contacts_enqueue(
+    run: ImportRun, plans: list[RowPlan], donors: dict[str, ImportDonor], counters: dict[str, int]
+) -> dict[str, OutboundItem]:
+    """Enqueue the Contact Transaction of every new donor in the chunk not yet given one (from their
+    first row), and return each new donor's contact item, by donor id."""
+    wanted = {}
+    for plan in plans:
+        donor_id = plan.gift.payload["contact"]["referenceId"]
+        donor = donors.get(donor_id)
+        if plan.contact is not None and (donor is None or donor.contact_item is None):
+            wanted.setdefault(donor_id, plan.contact)
+    created = outbound_enqueue_many(tenant=run.tenant, requests=list(wanted.values()), origin=Origin.BULK)
+    counters["contacts_enqueued"] = counters.get("contacts_enqueued", 0) + created
+    items = {
+        item.external_id: item
+        for item in OutboundItem.objects.filter(
+            tenant=run.tenant, idempotency_key__in=[r.key for r in wanted.values()]
+        )
+    }
+    for donor_id, item in items.items():
+        ImportDonor.objects.filter(run=run, donor_id=donor_id).update(contact_item=item)
+    known = {d: donor.contact_item for d, donor in donors.items() if donor.contact_item is not None}
+    return {**known, **items}

@@ -19,12 +19,16 @@ from sync.ops.imports.files import budgeted
 from tenants.models import Tenant
 from tenants.services import Actor, audit_record
 
+MISSING_LISTED = 200
+
 
 @dataclass
 class _Side:
     gifts: int = 0
     donors: set[str] = field(default_factory=set)
     projects: dict[str, list] = field(default_factory=dict)
+    transaction_ids: set[str] = field(default_factory=set)
+    amounts: dict[str, Decimal] = field(default_factory=dict)
 
     def add(self, project: str, amount: Decimal) -> None:
         row = self.projects.setdefault(project or "(none)", [0, Decimal("0")])
@@ -44,16 +48,19 @@ def import_signoff(
     states: dict[str, int] = {}
     items = OutboundItem.objects.filter(
         tenant=tenant, operation=Operation.GIFT_TRANSACTION, payload__batch=batch_label
-    ).values_list("state", "payload")
-    for state, payload in items.iterator(chunk_size=2000):
+    ).values_list("state", "external_id", "payload")
+    for state, external_id, payload in items.iterator(chunk_size=2000):
         states[state] = states.get(state, 0) + 1
         ours.gifts += 1
+        ours.transaction_ids.add(external_id)
         ours.donors.add(str((payload.get("contact") or {}).get("referenceId", "")))
+        ours.amounts[external_id] = Decimal("0")
         for designation in payload.get("designations") or []:
-            ours.add(
-                str(designation.get("projectCode", "")), Decimal(str(designation.get("amountDesignated")))
-            )
+            amount = Decimal(str(designation.get("amountDesignated")))
+            ours.add(str(designation.get("projectCode", "")), amount)
+            ours.amounts[external_id] += amount
     theirs = _virtuous_batch(tenant, batch_label, client, max_wait)
+    missing_ids = ours.transaction_ids - theirs.transaction_ids
     projects = sorted(set(ours.projects) | set(theirs.projects))
     rows = []
     for project in projects:
@@ -70,6 +77,23 @@ def import_signoff(
                 "sum_difference": a[1] - b[1],
             }
         )
+        rows[-1]["verdict"] = _verdict(
+            max(a[0] - b[0], 0),
+            max(a[1] - b[1], Decimal("0")),
+            max(b[0] - a[0], 0),
+            max(b[1] - a[1], Decimal("0")),
+        )
+    balanced = (
+        all(r["count_difference"] == 0 and r["sum_difference"] == 0 for r in rows)
+        and ours.gifts == theirs.gifts
+        and not missing_ids
+    )
+    missing = _missing(tenant, batch_label, missing_ids)
+    missing_sum = sum((ours.amounts[i] for i in missing_ids), Decimal("0"))
+    ours_sum = sum(ours.amounts.values(), Decimal("0"))
+    theirs_sum = sum((p[1] for p in theirs.projects.values()), Decimal("0"))
+    extra_count = max(theirs.gifts - (ours.gifts - len(missing_ids)), 0)
+    extra_sum = max(theirs_sum - (ours_sum - missing_sum), Decimal("0"))
     return {
         "tenant": tenant.slug,
         "batch": batch_label,
@@ -80,9 +104,67 @@ def import_signoff(
         "virtuous_donors": len(theirs.donors),
         "queue_states": states,
         "projects": rows,
-        "balanced": all(r["count_difference"] == 0 and r["sum_difference"] == 0 for r in rows)
-        and ours.gifts == theirs.gifts,
+        "balanced": balanced,
+        "verdict": "Balanced."
+        if balanced
+        else _verdict(len(missing_ids), missing_sum, extra_count, extra_sum),
+        "missing_sum": missing_sum,
+        "missing_count": len(missing_ids),
+        "missing": missing,
     }
+
+
+def _money(amount: Decimal) -> str:
+    return f"${amount:,.2f}"
+
+
+def _gifts(count: int) -> str:
+    return f"{count} gift" if count == 1 else f"{count} gifts"
+
+
+def _verdict(short: int, short_sum: Decimal, extra: int, extra_sum: Decimal) -> str:
+    """The sign-off in words: what is not in Virtuous yet, and what Virtuous has beyond the import."""
+    parts = []
+    if short or short_sum:
+        parts.append(f"{_gifts(short)} / {_money(short_sum)} not in Virtuous yet")
+    if extra or extra_sum:
+        parts.append(f"{_gifts(extra)} / {_money(extra_sum)} in Virtuous beyond this import")
+    return "Not balanced: " + "; ".join(parts) if parts else "Balanced."
+
+
+def _missing(tenant: Tenant, batch_label: str, transaction_ids: set[str]) -> list[dict[str, Any]]:
+    """The first imported gifts Virtuous does not hold, with where each stands in our queue."""
+    rows = (
+        OutboundItem.objects.filter(
+            tenant=tenant,
+            operation=Operation.GIFT_TRANSACTION,
+            payload__batch=batch_label,
+            external_id__in=sorted(transaction_ids)[:MISSING_LISTED],
+        )
+        .select_related("depends_on")
+        .order_by("external_id")
+    )
+    return [
+        {
+            "transaction_id": item.external_id,
+            "donor_id": str((item.payload.get("contact") or {}).get("referenceId", "")),
+            "amount": Decimal(str(item.payload.get("amount"))),
+            "project_code": ",".join(
+                str(d.get("projectCode", "")) for d in item.payload.get("designations") or []
+            ),
+            "queue_state": item.state,
+            "why": _why_missing(item),
+        }
+        for item in rows
+    ]
+
+
+def _why_missing(item: OutboundItem) -> str:
+    if item.state == OutboundItem.State.WAITING:
+        return f"waiting for its contact ({item.depends_on.get_state_display().lower() if item.depends_on else 'gone'})"
+    if item.state == OutboundItem.State.SUBMITTED:
+        return "submitted; Virtuous has not made it yet (nightly batch, or the needs-update bucket)"
+    return item.note or item.last_error[:200] or item.get_state_display()
 
 
 def _virtuous_batch(
@@ -109,6 +191,8 @@ def _virtuous_batch(
         )
         for gift in page["list"]:
             side.gifts += 1
+            if gift.get("transactionId"):
+                side.transaction_ids.add(str(gift["transactionId"]))
             side.donors.add(str(gift.get("contactId", "")))
             designations = gift.get("giftDesignations") or gift.get("designations") or []
             for d in designations:
@@ -130,7 +214,9 @@ SIGNOFF_COLUMNS = (
     "virtuous_sum",
     "count_difference",
     "sum_difference",
+    "verdict",
 )
+MISSING_COLUMNS = ("transaction_id", "donor_id", "amount", "project_code", "queue_state", "why")
 
 
 def signoff_csv_write(signoff: dict[str, Any], stream: TextIO) -> None:
@@ -143,7 +229,7 @@ def signoff_csv_write(signoff: dict[str, Any], stream: TextIO) -> None:
     for row in signoff["projects"]:
         writer.writerow([row[c] for c in SIGNOFF_COLUMNS])
     total = {
-        c: sum((Decimal(str(r[c])) for r in signoff["projects"]), Decimal("0")) for c in SIGNOFF_COLUMNS[1:]
+        c: sum((Decimal(str(r[c])) for r in signoff["projects"]), Decimal("0")) for c in SIGNOFF_COLUMNS[1:-1]
     }
     writer.writerow(
         [
@@ -154,9 +240,35 @@ def signoff_csv_write(signoff: dict[str, Any], stream: TextIO) -> None:
             total["virtuous_sum"],
             signoff["imported_gifts"] - signoff["virtuous_gifts"],
             total["sum_difference"],
+            signoff["verdict"],
         ]
     )
     writer.writerow(["donors", signoff["imported_donors"], "", signoff["virtuous_donors"]])
+    if signoff["missing"]:
+        writer.writerow([])
+        writer.writerow(["missing", *MISSING_COLUMNS[1:]])
+        for row in signoff["missing"]:
+            writer.writerow([row[c] for c in MISSING_COLUMNS])
+
+
+def signoff_lines(signoff: dict[str, Any]) -> list[str]:
+    """The sign-off in words: the verdict, each project's, and the first missing gifts."""
+    lines = [f"Batch {signoff['batch']}: {signoff['verdict']}"]
+    for row in signoff["projects"]:
+        lines.append(
+            f"  project {row['project_code']}: {row['verdict']} "
+            f"(imported {row['imported_count']} / {_money(row['imported_sum'])}, "
+            f"in Virtuous {row['virtuous_count']} / {_money(row['virtuous_sum'])})"
+        )
+    if signoff["missing"]:
+        shown = len(signoff["missing"])
+        lines.append(f"Missing from Virtuous ({shown} of {signoff['missing_count']} listed):")
+        for row in signoff["missing"]:
+            lines.append(
+                f"  {row['transaction_id']} donor {row['donor_id']} {_money(row['amount'])} "
+                f"{row['project_code']}: {row['why']}"
+            )
+    return lines
 
 
 def import_run_signoff_store(*, run: ImportRun, signoff: dict[str, Any]) -> None:

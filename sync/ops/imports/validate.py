@@ -14,13 +14,15 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, TextIO
 
+from django.db import transaction
 from django.utils import timezone
 
 from integrations.types import OutboundRequest
 from integrations.virtuous.client import VirtuousClient
 from integrations.virtuous.errors import ErrorClass, VirtuousError
-from sync.models import ImportRun, Operation
+from sync.models import ImportDonor, ImportRun, Operation
 from sync.ops.imports.files import CHUNK_SIZE, ImportSettings, ImportStopped, budgeted, import_rows
+from sync.ops.imports.plan import NOT_CHECKED, DonorWithoutIdentity, plan_tally, row_plan
 
 ERRORS_KEPT = 200
 DONOR_CACHE_SIZE = 100_000
@@ -214,6 +216,40 @@ class _Tally:
         self.counters[key] = self.counters.get(key, 0) + n
 
 
+class DonorBook:
+    """The donors of one run as a pass meets them: is this the donor's first row in the run?
+
+    Remembers a bounded number in memory and asks the database on a miss, so a resumed pass and
+    a file of a million donors both count each donor once. ``record`` buffers the validation's
+    answer for a donor until ``flush``, which commits with the run's counters."""
+
+    def __init__(self, run: ImportRun, *, pass_name: str):
+        self.run = run
+        self.pass_name = pass_name
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._buffer: list[ImportDonor] = []
+
+    def is_new(self, donor_id: str) -> bool:
+        if donor_id in self._seen:
+            return False
+        known = ImportDonor.objects.filter(run=self.run, donor_id=donor_id)
+        if self.pass_name == "enqueue":
+            known = known.filter(enqueued=True)
+        self._seen[donor_id] = None
+        if len(self._seen) > DONOR_CACHE_SIZE:
+            self._seen.popitem(last=False)
+        return not known.exists()
+
+    def record(self, donor_id: str, category: str, virtuous_id: str) -> None:
+        self._buffer.append(
+            ImportDonor(run=self.run, donor_id=donor_id, category=category, virtuous_id=virtuous_id)
+        )
+
+    def flush(self) -> None:
+        ImportDonor.objects.bulk_create(self._buffer, ignore_conflicts=True, batch_size=1000)
+        self._buffer.clear()
+
+
 def historical_import_validate(
     *,
     run: ImportRun,
@@ -237,34 +273,42 @@ def historical_import_validate(
     if writer is not None and report.tell() == 0:
         writer.writerow(["row", "donation_id", "donor_id", "category", "detail"])
     reported_donors: set[str] = set()
+    book = DonorBook(run, pass_name="validate")
     try:
         for number, row in import_rows(path):
             if number <= run.validated_through_row:
                 continue
-            _validate_one(number, row, settings, tally, resolver, writer, reported_donors, today)
+            _validate_one(number, row, settings, tally, resolver, writer, reported_donors, today, book)
             tally.position = number
             if number % chunk_size == 0:
-                _save_validation(run, tally)
+                _save_validation(run, tally, book)
                 if on_progress:
                     on_progress(number)
                 if len(reported_donors) > DONOR_CACHE_SIZE:
                     reported_donors.clear()
     except ImportStopped as exc:
-        _save_validation(run, tally, phase=ImportRun.Phase.PAUSED, note=f"Stopped: {exc.reason}")
+        _save_validation(run, tally, book, phase=ImportRun.Phase.PAUSED, note=f"Stopped: {exc.reason}")
         raise
     invalid = tally.counters.get("invalid", 0)
     phase = ImportRun.Phase.BLOCKED if invalid else ImportRun.Phase.VALIDATED
     note = f"{invalid} invalid row(s): fix the file, or enqueue the valid rows only" if invalid else ""
-    _save_validation(run, tally, phase=phase, note=note)
+    _save_validation(run, tally, book, phase=phase, note=note)
     if on_progress:
         on_progress(tally.position)
     return run
 
 
-def _validate_one(number, row, settings, tally, resolver, writer, reported_donors, today) -> None:
+def _validate_one(number, row, settings, tally, resolver, writer, reported_donors, today, book) -> None:
     # The contact lookup may stop the run: nothing is counted for this row before it has answered.
     try:
         valid = row_validate(row, settings, today=today)
+        category, virtuous_id = (
+            resolver.resolve(valid.donor_id, valid.email) if resolver is not None else (NOT_CHECKED, "")
+        )
+        try:
+            plan = row_plan(valid, category, settings)
+        except DonorWithoutIdentity as exc:
+            raise RowError("new_donor_without_identity", str(exc)) from None
     except RowError as exc:
         tally.add("rows")
         tally.add("invalid")
@@ -276,12 +320,13 @@ def _validate_one(number, row, settings, tally, resolver, writer, reported_donor
         if writer is not None:
             writer.writerow([number, donation_id, row.get("donor_id", ""), exc.category, str(exc)])
         return
-    category, virtuous_id = (
-        resolver.resolve(valid.donor_id, valid.email) if resolver is not None else ("not_checked", "")
-    )
     tally.add("rows")
     tally.add("valid")
     tally.add(f"contact_{category}")
+    new_donor = book.is_new(valid.donor_id)
+    if new_donor:
+        book.record(valid.donor_id, category, virtuous_id)
+    plan_tally(tally.counters, "plan", plan, new_donor=new_donor)
     totals = tally.projects.setdefault(valid.project_code, [0, "0"])
     totals[0] += 1
     totals[1] = str(Decimal(totals[1]) + valid.amount)
@@ -291,7 +336,7 @@ def _validate_one(number, row, settings, tally, resolver, writer, reported_donor
 
 
 def _save_validation(
-    run: ImportRun, tally: _Tally, *, phase: str | None = None, note: str | None = None
+    run: ImportRun, tally: _Tally, book: DonorBook, *, phase: str | None = None, note: str | None = None
 ) -> None:
     run.validated_through_row = tally.position
     run.counters = tally.counters
@@ -304,4 +349,6 @@ def _save_validation(
     if note is not None:
         run.note = note[:500]
         fields.append("note")
-    run.save(update_fields=fields)
+    with transaction.atomic():
+        book.flush()
+        run.save(update_fields=fields)

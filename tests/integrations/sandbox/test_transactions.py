@@ -220,17 +220,25 @@ def test_resubmitted_contact_is_applied_again_without_a_second_contact(api, org)
     assert counters(org)["duplicate_submissions"] == 1
 
 
-def test_unmatched_gift_waits_in_needs_update_until_its_contact_exists(api, org):
+def test_unmatched_gift_stays_in_needs_update_until_a_person_resolves_it(api, org):
     api.post("v2/Gift/Transaction", gift_item(contact={"referenceId": "cus_later"}))
     result = services.sandbox_batch_run(organization=org)
     assert result["needs_update"] == 1 and result["gifts_created"] == 0
     assert SandboxTransaction.objects.get().state == "needs_update"
     assert api.get("Gift/Giftline/ch_1").status_code == 404
-    assert services.sandbox_batch_run(organization=org)["needs_update"] == 0  # still waiting, not recounted
+    assert services.sandbox_batch_run(organization=org)["needs_update"] == 0  # still there, not recounted
 
+    # The contact arriving later does not pull the gift out of needs-update (spec 4.6: a person does).
     api.post("Contact/Transaction", contact_item("cus_later"))
     result = services.sandbox_batch_run(organization=org)
-    assert (result["contacts_created"], result["gifts_created"]) == (1, 1)
+    assert (result["contacts_created"], result["gifts_created"]) == (1, 0)
+    assert api.get("Gift/Giftline/ch_1").status_code == 404
+    assert SandboxTransaction.objects.get(kind="gift").state == "needs_update"
+
+    assert services.sandbox_needs_update_resolve(organization=org) == {
+        "gifts_created": 1,
+        "still_needs_update": 0,
+    }
     assert api.get("Gift/Giftline/ch_1").status_code == 200
     assert SandboxTransaction.objects.get(kind="gift").state == "processed"
 
