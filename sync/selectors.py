@@ -31,11 +31,6 @@ QUEUE_STATES = (
 LATENCY_SAMPLE = 200
 
 
-def outbound_waiting_count(tenant: Tenant) -> int:
-    """Items of this tenant waiting on a dependency (a new donor's gifts behind their contact)."""
-    return OutboundItem.objects.filter(tenant=tenant, state=OutboundItem.State.WAITING).count()
-
-
 def _signature_failures(now: datetime) -> QuerySet[InboundEvent]:
     return InboundEvent.objects.filter(
         status=InboundEvent.Status.REJECTED, signature_valid=False, received_at__gte=now - timedelta(hours=24)

@@ -18,7 +18,6 @@ from django.utils import timezone
 
 from integrations.models import Connection, InboundEvent
 from sync.models import DeadLetter, OutboundItem, SyncCheckpoint, TenantQueue
-from sync.selectors import outbound_waiting_count
 from tenants.models import Tenant
 
 # A poll is overdue once three of its intervals pass without one starting.
@@ -124,12 +123,20 @@ def tenant_concerns(*, tenants: list[Tenant], now: datetime | None = None) -> di
         ),
         UNCONFIRMED,
     )
-    for t in tenants:
-        waiting = outbound_waiting_count(t)
-        if waiting:
-            found[t.pk].append(
-                Concern(WAITING, waiting, f"{_plural(waiting, 'item waits', 'items wait')} on another record")
-            )
+    # A gift waits behind its donor's contact as a matter of course (seconds for a live gift, one
+    # nightly batch for an import); only one still waiting after the confirmation window is stuck.
+    _grouped(
+        found,
+        OutboundItem.objects.filter(
+            tenant__in=ids, state=OutboundItem.State.WAITING, waiting_since__lt=overdue
+        ),
+        "waiting_since",
+        lambda n: (
+            f"{_plural(n, 'item has', 'items have')} waited on another record for more than "
+            f"{settings.OUTBOUND_CONFIRM_LOOKUP_HOURS} h"
+        ),
+        WAITING,
+    )
     _stale_checkpoints(ids, now, found)
     day_ago = now - timedelta(hours=24)
     _grouped(

@@ -182,10 +182,26 @@ def test_a_checkpoint_not_read_for_three_intervals_is_stale(tenant):
     assert _healthy(tenant)
 
 
-def test_waiting_items_count_through_the_dependency_selector(tenant, monkeypatch):
+def test_an_item_waiting_on_its_contact_past_the_confirmation_window_needs_attention(tenant, other_tenant):
+    def waiting_gift(owner: Tenant, key: str, hours: int) -> OutboundItem:
+        return OutboundItem.objects.create(
+            tenant=owner,
+            operation="gift_transaction",
+            external_source="Donorbox",
+            external_id=key,
+            idempotency_key=f"gift:{key}",
+            payload={"transactionId": key},
+            state=OutboundItem.State.WAITING,
+            waiting_since=timezone.now() - timedelta(hours=hours),
+        )
+
+    waiting_gift(other_tenant, "outsider-old", 30)  # never counts against the tenant
+    fresh = waiting_gift(tenant, "d-1", 1)  # waiting behind its contact as a matter of course
     assert _healthy(tenant)
-    monkeypatch.setattr(health, "outbound_waiting_count", lambda t: 2)
+    OutboundItem.objects.filter(pk=fresh.pk).update(waiting_since=timezone.now() - timedelta(hours=25))
     assert _kinds(tenant) == [health.WAITING]
+    OutboundItem.objects.filter(pk=fresh.pk).update(state=OutboundItem.State.PENDING)
+    assert _healthy(tenant)
 
 
 # --- pages ----------------------------------------------------------------------------------------
