@@ -9,6 +9,7 @@ from django.contrib import admin, messages
 from django.http import HttpResponse
 
 from integrations.virtuous.errors import VirtuousError
+from sync.admin.imports import ImportRunConsoleMixin
 from sync.models import Alert, ImportRun, ReconciliationLog
 from sync.ops.imports.files import ImportStopped
 from sync.ops.imports.signoff import import_run_signoff, signoff_csv_write
@@ -32,8 +33,10 @@ class AlertAdmin(TenantScopedAdminMixin, ReadOnlyMixin, admin.ModelAdmin):
 
 
 @admin.register(ImportRun)
-class ImportRunAdmin(TenantScopedAdminMixin, ReadOnlyMixin, admin.ModelAdmin):
-    list_display = ("tenant", "kind", "source_label", "batch_label", "phase", "started_at", "finished_at")
+class ImportRunAdmin(ImportRunConsoleMixin, TenantScopedAdminMixin, ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ("run_link", "tenant", "kind", "batch_label", "phase_words", "signoff_words", "started_at")
+    list_display_links = None
+    list_select_related = ("tenant",)
     list_filter = ("kind", "phase")
     search_fields = ("source_label", "batch_label", "public_id")
     actions = ("signoff_csv",)
