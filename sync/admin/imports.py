@@ -44,7 +44,9 @@ class ConnectionChoice(forms.ModelChoiceField):
 
 
 class UploadForm(forms.Form):
-    tenant = forms.ModelChoiceField(queryset=None, help_text="Whose gifts these are.")
+    tenant = forms.ModelChoiceField(
+        queryset=None, to_field_name="public_id", help_text="Whose gifts these are."
+    )
     file = forms.FileField(
         label="File (CSV or XLSX)",
         help_text="One gift per row with the columns donation_id, donor_id, amount, gift_date and "
@@ -52,6 +54,7 @@ class UploadForm(forms.Form):
     )
     connection = ConnectionChoice(
         queryset=None,
+        to_field_name="public_id",
         required=False,
         label="Project map from",
         help_text="The connection whose project map (and source name) this import uses.",

@@ -53,7 +53,7 @@ def run_queued(calls):
 
 def upload(client, tenant, body, name="gifts.csv", **extra):
     data = {
-        "tenant": tenant.pk,
+        "tenant": tenant.public_id,
         "file": SimpleUploadedFile(name, (HEADER + body).encode()),
         "project_map": "Spring, SPR",
         "batch_label": "Historical-Import-2026-11",
@@ -154,7 +154,7 @@ def test_a_wrong_file_is_refused_on_the_upload_page(
     response = client.post(
         reverse("admin:sync_importrun_upload"),
         {
-            "tenant": tenant.pk,
+            "tenant": tenant.public_id,
             "file": SimpleUploadedFile(name, body.encode()),
             "project_map": "Spring, SPR",
             "batch_label": "B-1",
@@ -196,7 +196,7 @@ def test_another_tenants_run_and_connection_stay_hidden(
     client.force_login(staff_user)
     assert client.get(reverse("admin:sync_importrun_run", args=[run.public_id])).status_code == 404
     assert client.get(reverse("admin:sync_importrun_progress", args=[run.public_id])).status_code == 404
-    response = upload(client, tenant, GOOD, connection=theirs.pk)
+    response = upload(client, tenant, GOOD, connection=theirs.public_id)
     assert "Select a valid choice" in response.content.decode()
 
 
