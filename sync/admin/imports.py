@@ -25,7 +25,12 @@ from django_q.tasks import async_task
 
 from integrations.models import Connection
 from sync.models import ImportRun
-from sync.ops.imports.console import import_run_resume, import_run_start, import_upload_store
+from sync.ops.imports.console import (
+    import_run_resume,
+    import_run_signoff_requested,
+    import_run_start,
+    import_upload_store,
+)
 from sync.ops.imports.files import ImportFileError, ImportSettings, batch_label_default
 from sync.ops.imports.progress import PHASE_WORDS, import_run_progress, import_run_report
 from sync.pii import MASK, user_sees_pii
@@ -282,7 +287,7 @@ class ImportRunConsoleMixin:
         if run.phase != ImportRun.Phase.COMPLETED:
             self.message_user(request, "Sign off once every gift is in the queue.", messages.WARNING)
         else:
-            ImportRun.objects.filter(pk=run.pk).update(note="Comparing with Virtuous…")
+            import_run_signoff_requested(run=run)
             self._queue(
                 "sync.tasks.import_run_signoff", run, f"import-signoff-{run.public_id}", request.user.pk
             )

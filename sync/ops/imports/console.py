@@ -165,6 +165,11 @@ def import_run_resume(*, run: ImportRun, actor: Actor) -> bool:
     return bool(claimed)
 
 
+def import_run_signoff_requested(*, run: ImportRun) -> None:
+    """Say on the run that the comparison is under way until its task ends (the task audits it)."""
+    ImportRun.objects.filter(pk=run.pk).update(note="Comparing with Virtuous…", updated_at=timezone.now())
+
+
 # --- the task bodies (sync.tasks wraps them) -------------------------------------------------
 
 
