@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 from datetime import timedelta
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
@@ -300,6 +301,10 @@ POLL_FAILURES_BEFORE_PAUSE = env.int("POLL_FAILURES_BEFORE_PAUSE", default=3)
 POLL_PAUSE_HOURS = env.int("POLL_PAUSE_HOURS", default=24)
 ALERT_QUIET_SECONDS = env.int("ALERT_QUIET_SECONDS", default=3600)
 GIFTLINE_ALERT_FALLBACK_EMAILS = env.list("GIFTLINE_ALERT_FALLBACK_EMAILS", default=[])
+# Historical-import files uploaded in the console wait here (outside any web root) until their gifts
+# are queued, then are deleted; larger uploads are refused.
+IMPORT_SPOOL_DIR = Path(env.str("IMPORT_SPOOL_DIR", default=str(BASE_DIR / "var" / "imports")))
+IMPORT_UPLOAD_MAX_BYTES = env.int("IMPORT_UPLOAD_MAX_BYTES", default=50 * 1024 * 1024)
 
 # --- Running in production: logs, metrics, health, error reports (docs/metrics.md) -----------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")

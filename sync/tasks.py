@@ -5,14 +5,18 @@ Tasks may run twice; every service they call is idempotent, and retry state is i
 
 from __future__ import annotations
 
+from django.contrib.auth import get_user_model
+
 from integrations.models import Connection
 from sync.inbound import drain as inbound
 from sync.inbound import polling
-from sync.models import Alert
+from sync.models import Alert, ImportRun
 from sync.ops import alerts, reconcile, retention
+from sync.ops.imports import console as imports_console
 from sync.outbound import confirm, dispatch
 from sync.two_way import partner_drain as partner_submit
 from tenants.models import Tenant
+from tenants.services import Actor
 
 
 def outbound_dispatch() -> dict[str, int]:
@@ -121,3 +125,24 @@ def connection_poll(connection_id: int) -> dict[str, int]:
         return polling.connection_poll(connection=connection)
     except polling.PollSkipped:
         return {"skipped": 1}
+
+
+def import_run_validate(run_id: int) -> str:
+    """A console upload's validation pass (contacts looked up on the bulk budget)."""
+    return imports_console.import_run_validate_now(
+        ImportRun.objects.select_related("tenant").get(pk=run_id)
+    ).phase
+
+
+def import_run_enqueue(run_id: int) -> str:
+    return imports_console.import_run_enqueue_now(
+        ImportRun.objects.select_related("tenant").get(pk=run_id)
+    ).phase
+
+
+def import_run_signoff(run_id: int, user_id: int | None = None) -> bool | None:
+    """The sign-off a person asked for in the console, recorded under their name."""
+    user = get_user_model().objects.filter(pk=user_id).first() if user_id else None
+    run = ImportRun.objects.select_related("tenant").get(pk=run_id)
+    signoff = imports_console.import_run_signoff_now(run, actor=Actor(user=user, via="admin"))
+    return None if signoff is None else signoff["balanced"]

@@ -7,13 +7,11 @@ import io
 
 from django.contrib import admin, messages
 from django.http import HttpResponse
-from django.utils.html import format_html, format_html_join
 
 from integrations.virtuous.errors import VirtuousError
+from sync.admin.imports import ImportRunConsoleMixin
 from sync.models import Alert, ImportRun, ReconciliationLog
 from sync.ops.imports.files import ImportStopped
-from sync.ops.imports.plan import plan_lines
-from sync.ops.imports.progress import import_run_progress, progress_lines
 from sync.ops.imports.signoff import import_run_signoff, signoff_csv_write
 from tenants.admin import ReadOnlyMixin, TenantFilter, TenantScopedAdminMixin, actor_for
 
@@ -35,21 +33,13 @@ class AlertAdmin(TenantScopedAdminMixin, ReadOnlyMixin, admin.ModelAdmin):
 
 
 @admin.register(ImportRun)
-class ImportRunAdmin(TenantScopedAdminMixin, ReadOnlyMixin, admin.ModelAdmin):
-    list_display = ("tenant", "kind", "source_label", "batch_label", "phase", "started_at", "finished_at")
+class ImportRunAdmin(ImportRunConsoleMixin, TenantScopedAdminMixin, ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ("run_link", "tenant", "kind", "batch_label", "phase_words", "signoff_words", "started_at")
+    list_display_links = None
+    list_select_related = ("tenant",)
     list_filter = ("kind", "phase")
     search_fields = ("source_label", "batch_label", "public_id")
     actions = ("signoff_csv",)
-    readonly_fields = ("plan_and_progress",)
-
-    @admin.display(description="Plan and where it stands")
-    def plan_and_progress(self, obj: ImportRun) -> str:
-        """The dry run's plan, what the real run did, and each category's gifts and contacts now."""
-        lines = ["Plan:", *plan_lines(obj.counters, "plan")]
-        if any(k.startswith("done_") for k in obj.counters):
-            lines += ["Done:", *plan_lines(obj.counters, "done")]
-            lines += ["Now:", *progress_lines(import_run_progress(obj))]
-        return format_html("<pre>{}</pre>", format_html_join("\n", "{}", ((line,) for line in lines)))
 
     @admin.action(description="Sign-off report (CSV): imported vs Virtuous per project")
     def signoff_csv(self, request, queryset):

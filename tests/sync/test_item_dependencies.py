@@ -414,6 +414,6 @@ def test_the_import_run_page_shows_the_plan_and_where_each_category_stands(
 ):
     run, _ = _import(tenant, _file(tmp_path, _rows(2, 2)))
     client.force_login(superuser)
-    page = client.get(reverse("admin:sync_importrun_change", args=[run.pk])).content.decode()
+    page = client.get(reverse("admin:sync_importrun_change", args=[run.pk]), follow=True).content.decode()
     assert "not_checked: 2 donor(s), 4 gift(s)" in page
     assert "not_checked contacts: 2 queued" in page and "not_checked gifts: 4 waiting" in page

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from sync.models import ImportDonor, ImportRun, Operation, OutboundItem
-from sync.ops.imports.plan import CATEGORIES, NOT_CHECKED
+from sync.ops.imports.plan import CATEGORIES, NOT_CHECKED, plan_lines
 
 BUCKETS = ("queued", "waiting", "submitted", "confirmed", "in_review", "discarded")
 BUCKET_OF_STATE = {
@@ -56,4 +56,13 @@ def progress_lines(progress: dict[str, Any]) -> list[str]:
             if buckets:
                 parts = ", ".join(f"{buckets[b]} {b.replace('_', ' ')}" for b in BUCKETS if buckets.get(b))
                 lines.append(f"  {category} {kind}: {parts}")
+    return lines
+
+
+def import_run_category_lines(run: ImportRun) -> list[str]:
+    """The dry run's plan, what the real run did, and each category's gifts and contacts now."""
+    counters = run.counters or {}
+    lines = ["Plan:", *plan_lines(counters, "plan")]
+    if any(k.startswith("done_") for k in counters):
+        lines += ["Done:", *plan_lines(counters, "done"), "Now:", *progress_lines(import_run_progress(run))]
     return lines
