@@ -1,10 +1,8 @@
 """Customer success in a real browser: a stuck inbound event turns the tenant from Healthy to
 Needs attention and back once fixed; a donor's gift is found by e-mail and its journey shows
-webhook → attempts → confirmation. Screenshots go to docs/img/ (the customer-success guide)."""
+webhook → attempts → confirmation. Screenshots for the customer-success guide go to docs/img/ when GIFTLINE_DOCS_SCREENSHOTS=1."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 from django.contrib.auth import get_user_model
 from django_otp.oath import totp
@@ -26,13 +24,11 @@ from tests.sync.test_console_health import _donation
 # The same browser, marks and skips as the other admin walk.
 browser_page = test_admin_browser.browser_page
 pytestmark = test_admin_browser.pytestmark
-DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
 
 
 def shot(page, name: str) -> None:
-    DOCS_IMG.mkdir(exist_ok=True)
     page.set_viewport_size({"width": 1400, "height": 900})
-    page.screenshot(path=str(DOCS_IMG / f"{name}.png"), full_page=True)
+    test_admin_browser.docs_shot(page, f"{name}.png")
 
 
 def test_a_stuck_event_and_the_journey_of_a_gift(browser_page, live_server, settings, transactional_db):

@@ -1,5 +1,5 @@
 """Customer success runs a historical import in a real browser against the live sandbox: upload,
-read the check, start, watch the gifts reach Virtuous, sign off. Screenshots go to docs/img/.
+read the check, start, watch the gifts reach Virtuous, sign off. Screenshots for the guide go to docs/img/ when GIFTLINE_DOCS_SCREENSHOTS=1.
 
 The test thread stands in for the django-q2 workers: the tasks the pages queue are collected and
 run here between page visits, as are the drain, Virtuous's nightly batch and the inbound drain.
@@ -20,7 +20,7 @@ from sync.outbound.drain import outbound_drain
 from sync.outbound.enqueue import outbound_enqueue
 from tenants.services import SYSTEM, tenant_create
 from tests.e2e.conftest import point_tenant_at_sandbox
-from tests.e2e.test_admin_browser import ARTIFACTS, DOCS_IMG, browser_page, go, pytestmark  # noqa: F401
+from tests.e2e.test_admin_browser import ARTIFACTS, browser_page, docs_shot, go, pytestmark  # noqa: F401
 
 CSV = (
     "donation_id,donor_id,email,first_name,last_name,amount,gift_date,project\n"
@@ -34,7 +34,7 @@ CSV = (
 def shot(page, name: str) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-    page.screenshot(path=str(DOCS_IMG / f"console-{name}.png"), full_page=True)
+    docs_shot(page, f"console-{name}.png")
 
 
 def login(page, base: str, username: str, password: str, device: TOTPDevice) -> None:
