@@ -18,7 +18,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection, transaction
-from django.db.models import Min, Q
+from django.db.models import F, Min, Q
 from django.utils import timezone
 
 from sync.models import Direction, OutboundItem, TenantQueue
@@ -41,7 +41,9 @@ def tenant_queue_claim(*, owner: str, limit: int, lease_seconds: float) -> list[
         ids = list(
             TenantQueue.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(free, wake_at__lte=now, tenant__status=Tenant.Status.ACTIVE)
-            .order_by("last_drain_at", "wake_at")
+            # A never-drained tenant (a new customer's first gifts) goes first: PostgreSQL
+            # sorts NULL last by default, which would serve it after every backlog.
+            .order_by(F("last_drain_at").asc(nulls_first=True), "wake_at")
             .values_list("tenant_id", flat=True)[:limit]
         )
         if not ids:

@@ -188,3 +188,17 @@ def test_concurrent_enqueue_of_one_key_makes_one_item(tenant):
         t.join()
     assert OutboundItem.objects.filter(tenant=tenant).count() == 1
     assert sorted(created) == [False] * 7 + [True]
+
+
+@postgres_only
+@pytest.mark.postgres
+def test_never_drained_tenant_goes_before_backlogged_ones(tenant, other_tenant):
+    # PostgreSQL sorts NULL last unless told otherwise; SQLite sorts it first, so this only
+    # fails (before the fix) on PostgreSQL.
+    enqueue_gifts(tenant, 1)
+    enqueue_gifts(other_tenant, 1)
+    TenantQueue.objects.filter(tenant=other_tenant).update(
+        last_drain_at=timezone.now() - timedelta(minutes=5)
+    )
+    TenantQueue.objects.filter(tenant=tenant).update(last_drain_at=None)
+    assert tenant_queue_claim(owner="d1", limit=1, lease_seconds=60) == [tenant.pk]
