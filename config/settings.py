@@ -226,6 +226,10 @@ if RATE_LIMIT_BACKEND not in ("auto", "database", "redis"):
     raise ImproperlyConfigured(f"RATE_LIMIT_BACKEND={RATE_LIMIT_BACKEND!r}; use auto, database or redis.")
 RATE_LIMIT_REDIS_PREFIX = env.str("RATE_LIMIT_REDIS_PREFIX", default="giftline:ratelimit:")
 VIRTUOUS_BUCKET_BURST_SECONDS = env.int("VIRTUOUS_BUCKET_BURST_SECONDS", default=60)
+# X-RateLimit-Reset and Retry-After come in whole seconds and from another clock: a tenant whose
+# window is spent resumes this long after the announced reset, so its first call never lands in
+# the old window (1.5 s of an hourly window is 0.04 % of the budget, and the bucket refills meanwhile).
+VIRTUOUS_RATE_RESET_MARGIN_SECONDS = env.float("VIRTUOUS_RATE_RESET_MARGIN_SECONDS", default=1.5)
 # Constant Contact limits each application key (all tenants together) to 4 requests/s and
 # 10,000/day; one shared limiter spends these. The defaults sit below the limits because a token
 # bucket can let its burst through on top of its rate (see integrations/constant_contact/throttle.py).
