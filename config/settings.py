@@ -283,6 +283,9 @@ OUTBOUND_DISPATCHERS = env.int("OUTBOUND_DISPATCHERS", default=1)
 OUTBOUND_DISPATCH_SECONDS = env.float("OUTBOUND_DISPATCH_SECONDS", default=55.0)
 OUTBOUND_DRAIN_THREADS = env.int("OUTBOUND_DRAIN_THREADS", default=32)
 OUTBOUND_DRAIN_SLICE_SECONDS = env.float("OUTBOUND_DRAIN_SLICE_SECONDS", default=15.0)
+# Calls one tenant may have in flight at once (independent batches, each its own claim; the
+# token bucket still paces them). 3 keeps a tenant's budget busy at ~1 s Virtuous answers.
+OUTBOUND_TENANT_IN_FLIGHT = env.int("OUTBOUND_TENANT_IN_FLIGHT", default=3)
 OUTBOUND_LEASE_SECONDS = env.int("OUTBOUND_LEASE_SECONDS", default=120)
 OUTBOUND_MAX_BUDGET_WAIT_SECONDS = env.float("OUTBOUND_MAX_BUDGET_WAIT_SECONDS", default=5.0)
 OUTBOUND_UNBATCHED_CLAIM = env.int("OUTBOUND_UNBATCHED_CLAIM", default=10)

@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -110,9 +110,14 @@ def outbound_drain(
     worker: str | None = None,
     client_factory: ClientFactory | None = None,
     max_budget_wait: float | None = None,
+    on_backlog: Callable[[], None] | None = None,
 ) -> DrainResult:
     """Submit this tenant's due items until the queue is empty, the budget runs out or ``deadline``
-    (a ``time.monotonic()`` value) passes."""
+    (a ``time.monotonic()`` value) passes.
+
+    ``on_backlog`` is called whenever a claim comes back full (more may be due than one claim
+    takes): the dispatcher may then start another drain of the tenant, so it keeps several calls
+    in flight, each on its own claimed batch."""
     worker = worker or f"drain-{uuid.uuid4().hex[:12]}"
     deadline = deadline if deadline is not None else time.monotonic() + settings.OUTBOUND_DRAIN_SLICE_SECONDS
     max_budget_wait = (
@@ -136,10 +141,13 @@ def outbound_drain(
 
     try:
         while time.monotonic() < deadline:
-            claimed = outbound_claim(tenant=tenant, worker=worker, limit=_claim_size(tenant))
+            limit = _claim_size(tenant)
+            claimed = outbound_claim(tenant=tenant, worker=worker, limit=limit)
             if not claimed:
                 result.stopped = "empty"
                 break
+            if on_backlog is not None and len(claimed) >= limit:
+                on_backlog()
             fault_point("after_claim")
             queue = _group(tenant, claimed)
             try:
@@ -447,6 +455,17 @@ def _handle_error(
                 error_class=exc.error_class,
             )
             result.retried += 1
+    _stop_if_failing(exc, verdicts, now)
+
+
+def _stop_if_failing(exc: VirtuousError, verdicts: list, now: datetime) -> None:
+    """A 5xx or a network failure says the organisation is failing, not this item: end the drain
+    (what it still holds goes back, no attempt spent, until the item's retry time) instead of
+    spending a thread, budget and every held item's attempts on calls that will fail too."""
+    if exc.error_class != ErrorClass.TRANSIENT:
+        return
+    retry_at = [v.at for _, v in verdicts if v.decision == Decision.RETRY and v.at is not None]
+    raise _Stop("failing", max((min(retry_at) - now).total_seconds(), 0.0) if retry_at else 0.0)
 
 
 def _mark_submitted(
