@@ -29,7 +29,7 @@ from config import metrics
 from config.logconfig import tenant_log_context
 from integrations.virtuous.client import CallRecord, VirtuousClient
 from integrations.virtuous.errors import BudgetExhausted, ErrorClass, VirtuousError
-from sync.claims import rows_claim
+from sync.claims import rows_claim_fetch
 from sync.clients import tenant_needs_attention, virtuous_client
 from sync.models import (
     PRIORITY_BULK,
@@ -78,28 +78,42 @@ class _Stop(Exception):
 
 @dataclass
 class _AttemptRecorder:
-    """Turns the client's per-call records into Attempt rows linked to the items in flight."""
+    """Turns the client's per-call records into Attempt rows linked to the items in flight.
+
+    Records are kept until the call's outcome is written, so a 2xx's Attempt rows and the items'
+    new state commit together (one commit per call instead of three); every other outcome
+    writes them on its own (``flush`` in ``_send_group``'s ``finally``).
+    """
 
     tenant: Tenant
     operation: str = ""
     items: list[OutboundItem] = field(default_factory=list)
     last: CallRecord | None = None
+    pending: list[tuple[CallRecord, str, list[OutboundItem]]] = field(default_factory=list)
 
     def __call__(self, record: CallRecord) -> None:
         self.last = record
-        attempt = Attempt.objects.create(
-            tenant=self.tenant,
-            operation=self.operation,
-            method=record.method,
-            path=record.path[:300],
-            status_code=record.status_code,
-            error_class=record.error_class or "",
-            duration_ms=record.duration_ms,
-            request_id=record.request_id or "",
-            item_count=len(self.items),
-        )
-        if self.items:
-            AttemptItem.objects.bulk_create([AttemptItem(attempt=attempt, item=i) for i in self.items])
+        self.pending.append((record, self.operation, self.items))
+
+    def flush(self) -> None:
+        """Write the calls recorded so far: an Attempt each, and its AttemptItem links in one INSERT."""
+        pending, self.pending = self.pending, []
+        links: list[AttemptItem] = []
+        for record, operation, items in pending:
+            attempt = Attempt.objects.create(
+                tenant=self.tenant,
+                operation=operation,
+                method=record.method,
+                path=record.path[:300],
+                status_code=record.status_code,
+                error_class=record.error_class or "",
+                duration_ms=record.duration_ms,
+                request_id=record.request_id or "",
+                item_count=len(items),
+            )
+            links.extend(AttemptItem(attempt=attempt, item=i) for i in items)
+        if links:
+            AttemptItem.objects.bulk_create(links)
 
 
 @tenant_log_context
@@ -189,10 +203,10 @@ def _claim_size(tenant: Tenant) -> int:
 def outbound_claim(
     *, tenant: Tenant, worker: str, limit: int, direction: str = Direction.OUTBOUND
 ) -> list[OutboundItem]:
-    """Claim up to ``limit`` due items of one tenant, live before bulk, under a lease (``rows_claim``)."""
+    """Claim up to ``limit`` due items of one tenant, live before bulk, under a lease (``rows_claim_fetch``)."""
     now = timezone.now()
     order = ("priority", "next_attempt_at", "id")
-    ids = rows_claim(
+    claimed = rows_claim_fetch(
         OutboundItem.objects.filter(
             tenant=tenant, direction=direction, state=OutboundItem.State.PENDING, next_attempt_at__lte=now
         ),
@@ -206,13 +220,14 @@ def outbound_claim(
             "updated_at": now,
         },
     )
-    if not ids:
+    if claimed is None:  # raced without row locks: keep only what this worker really holds
+        claimed = list(
+            OutboundItem.objects.filter(
+                tenant=tenant, lease_owner=worker, state=OutboundItem.State.IN_FLIGHT, updated_at=now
+            ).order_by(*order)
+        )
+    if not claimed:
         return []
-    claimed = list(
-        OutboundItem.objects.filter(
-            id__in=ids, lease_owner=worker, state=OutboundItem.State.IN_FLIGHT
-        ).order_by(*order)
-    )
     exhausted = [i for i in claimed if i.attempts >= tenant.retry_max_attempts]
     for item in exhausted:
         # Reclaimed after crashes until its attempts ran out: never retried forever.
@@ -282,19 +297,27 @@ def _send_group(
     client = client_for(bulk)
     recorder.operation, recorder.items = group[0].operation, group
     try:
-        virtuous_ids = budget_wait(lambda: _call(client, group), max_wait=max_budget_wait, deadline=deadline)
-    except BudgetExhausted as exc:
-        raise _Stop("budget", exc.retry_in) from exc
-    except _Deferred as exc:
-        _defer(tenant, group[0], exc.reason, result)
-        return
-    except VirtuousError as exc:
+        try:
+            virtuous_ids = budget_wait(
+                lambda: _call(client, group), max_wait=max_budget_wait, deadline=deadline
+            )
+        except BudgetExhausted as exc:
+            raise _Stop("budget", exc.retry_in) from exc
+        except _Deferred as exc:
+            _defer(tenant, group[0], exc.reason, result)
+            return
+        except VirtuousError as exc:
+            result.calls += 1
+            recorder.flush()
+            _handle_error(tenant=tenant, group=group, queue=queue, exc=exc, result=result)
+            return
+        fault_point("after_2xx")
         result.calls += 1
-        _handle_error(tenant=tenant, group=group, queue=queue, exc=exc, result=result)
-        return
-    fault_point("after_2xx")
-    result.calls += 1
-    result.submitted += _mark_submitted(tenant, group, worker=worker, virtuous_ids=virtuous_ids)
+        result.submitted += _mark_submitted(
+            tenant, group, worker=worker, virtuous_ids=virtuous_ids, recorder=recorder
+        )
+    finally:
+        recorder.flush()  # whatever the outcome, every call sent leaves its Attempt row
 
 
 class _Deferred(Exception):
@@ -469,10 +492,17 @@ def _stop_if_failing(exc: VirtuousError, verdicts: list, now: datetime) -> None:
 
 
 def _mark_submitted(
-    tenant: Tenant, group: list[OutboundItem], *, worker: str, virtuous_ids: dict[int, str]
+    tenant: Tenant,
+    group: list[OutboundItem],
+    *,
+    worker: str,
+    virtuous_ids: dict[int, str],
+    recorder: _AttemptRecorder,
 ) -> int:
+    """The 2xx's Attempt rows, the items' new state and their sync records, in one commit."""
     now = timezone.now()
     with transaction.atomic():
+        recorder.flush()
         count = items_done(group, state=OutboundItem.State.SUBMITTED, worker=worker)
         for pk, virtuous_id in virtuous_ids.items():
             if virtuous_id:
