@@ -75,6 +75,7 @@ class _TenantDrains:
         self.started: dict[int, int] = {}  # tenant id -> drains started (names the workers)
         self.deadline: dict[int, float] = {}
         self.futures: list[Future[DrainResult]] = []
+        self.closing = False  # the dispatcher is collecting its last results: no new siblings
 
     def busy(self) -> int:
         with self.lock:
@@ -90,7 +91,8 @@ class _TenantDrains:
         It never sleeps for budget: an empty bucket means no extra call could go anyway."""
         with self.lock:
             if (
-                0 < self.live.get(tenant_id, 0) < self.per_tenant
+                not self.closing
+                and 0 < self.live.get(tenant_id, 0) < self.per_tenant
                 and sum(self.live.values()) < self.threads
                 and time.monotonic() < self.deadline[tenant_id]
             ):
@@ -135,6 +137,7 @@ class _TenantDrains:
 
     def collect(self, totals: dict[str, int], *, wait: bool = False) -> None:
         with self.lock:
+            self.closing = self.closing or wait
             done = [f for f in self.futures if wait or f.done()]
             self.futures = [f for f in self.futures if f not in done]
         for future in done:

@@ -375,3 +375,30 @@ def test_cancel_of_a_schedule_we_never_created_is_a_dead_letter(tenant, fake_vir
     _drain(tenant, fake_virtuous)
     item.refresh_from_db()
     assert item.state == "dead" and DeadLetter.objects.filter(item=item).exists()
+
+
+def test_a_failing_organisation_costs_one_call_not_a_slice(tenant, other_tenant, fake_virtuous):
+    tenant.batching_enabled = False
+    tenant.save()
+    failed, *rest = enqueue_gifts(tenant, 5)
+    enqueue_gifts(other_tenant, 1)
+    fake_virtuous.outcomes.append(VirtuousError(ErrorClass.TRANSIENT, "upstream", status_code=503))
+    result = _drain(tenant, fake_virtuous)
+    assert (result.stopped, result.calls, result.retried, result.released) == ("failing", 1, 1, 4)
+    assert len(fake_virtuous.calls) == 1
+    failed.refresh_from_db()
+    assert (failed.state, failed.attempts) == ("pending", 1)
+    held = OutboundItem.objects.filter(pk__in=[i.pk for i in rest])
+    # handed back without spending attempts, not before the failed item's own retry
+    assert set(held.values_list("state", "attempts")) == {("pending", 0)}
+    assert min(held.values_list("next_attempt_at", flat=True)) >= failed.next_attempt_at - timedelta(seconds=1)
+    assert OutboundItem.objects.get(tenant=other_tenant).state == "pending"  # the outsider is untouched
+
+
+def test_every_call_leaves_an_attempt_row_whatever_its_outcome(tenant, fake_virtuous):
+    enqueue_gifts(tenant, 2)
+    fake_virtuous.fail_items = {"pi_2"}  # the batch fails as a whole, then is halved
+    result = _drain(tenant, fake_virtuous)
+    assert result.submitted == 1 and result.dead == 1
+    statuses = sorted(Attempt.objects.filter(tenant=tenant).values_list("status_code", "item_count"))
+    assert statuses == [(200, 1), (400, 1), (400, 2)]
