@@ -391,7 +391,9 @@ def test_a_failing_organisation_costs_one_call_not_a_slice(tenant, other_tenant,
     held = OutboundItem.objects.filter(pk__in=[i.pk for i in rest])
     # handed back without spending attempts, not before the failed item's own retry
     assert set(held.values_list("state", "attempts")) == {("pending", 0)}
-    assert min(held.values_list("next_attempt_at", flat=True)) >= failed.next_attempt_at - timedelta(seconds=1)
+    assert min(held.values_list("next_attempt_at", flat=True)) >= failed.next_attempt_at - timedelta(
+        seconds=1
+    )
     assert OutboundItem.objects.get(tenant=other_tenant).state == "pending"  # the outsider is untouched
 
 
