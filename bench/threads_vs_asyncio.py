@@ -63,9 +63,46 @@ def _asyncio(url: str, calls: int, concurrency: int) -> None:
     asyncio.run(run())
 
 
+def _asyncio_streams(url: str, calls: int, concurrency: int) -> None:
+    """The floor of asyncio: keep-alive connections on bare streams, no client library."""
+    import asyncio
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    request = (
+        f"GET {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
+    ).encode()
+
+    async def connection(share: int) -> list[int]:
+        reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+        statuses = []
+        for _ in range(share):
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next(
+                int(line.split(b":")[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length")
+            )
+            await reader.readexactly(length)
+            statuses.append(int(head.split()[1]))
+        writer.close()
+        return statuses
+
+    async def run() -> None:
+        shares = [calls // concurrency + (1 if n < calls % concurrency else 0) for n in range(concurrency)]
+        statuses = [s for part in await asyncio.gather(*(connection(n) for n in shares)) for s in part]
+        assert statuses.count(200) == calls, statuses[:5]
+
+    asyncio.run(run())
+
+
+MODES = {"threads": _threads, "asyncio-httpx": _asyncio, "asyncio-streams": _asyncio_streams}
+
+
 def child(mode: str, url: str, calls: int, concurrency: int) -> None:
     started, before = time.monotonic(), resource.getrusage(resource.RUSAGE_SELF)
-    (_threads if mode == "threads" else _asyncio)(url, calls, concurrency)
+    MODES[mode](url, calls, concurrency)
     after = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     print(json.dumps({
@@ -106,7 +143,7 @@ def main() -> None:
             except requests.ConnectionError:
                 time.sleep(0.1)
         for _ in range(args.rounds):  # alternate, so both see the same machine
-            for mode in ("threads", "asyncio"):
+            for mode in MODES:
                 subprocess.run(
                     [sys.executable, __file__, "--child", mode, base + "/api/Organization/Current",
                      "--calls", str(args.calls), "--concurrency", str(args.concurrency)],
