@@ -2,8 +2,9 @@
 
 Waiting on Virtuous (0.3–2 s a call), not CPU, limits how many tenants a worker serves, so one
 dispatch runs many tenant drains at once in a bounded thread pool. A tenant is drained by one
-thread at a time across every worker process (a lease on its TenantQueue row, taken with a
-conditional UPDATE), and tenants are served least-recently-drained first, each for a time slice,
+dispatcher at a time across every worker process (a lease on its TenantQueue row, taken with a
+conditional UPDATE), with up to ``OUTBOUND_TENANT_IN_FLIGHT`` drains (calls in flight) while its
+backlog lasts, and tenants are served least-recently-drained first, each for a time slice,
 so a huge backlog, a paused tenant or a failing Virtuous organisation never delays another tenant.
 """
 
