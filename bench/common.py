@@ -206,6 +206,9 @@ class Bench:
             "RATE_LIMIT_REDIS_PREFIX": f"giftline:bench:{self.run_id}:",
             "SANDBOX_ENABLED": "true",
             "ALLOW_PRIVATE_NETWORK_URLS": "true",
+            # DEBUG is off, so the deploy checks want both acknowledged (loopback fake, bench only)
+            "SANDBOX_ENABLED_ACKNOWLEDGED": "true",
+            "ALLOW_PRIVATE_NETWORK_URLS_ACKNOWLEDGED": "true",
             "DEBUG": "false",
             "SECRET_KEY": "bench-" + uuid.uuid4().hex * 2,
             "CREDENTIAL_KEYS": Fernet.generate_key().decode(),

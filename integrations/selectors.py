@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from django.db.models import QuerySet
+from django.db.models import F, FilteredRelation, Q, QuerySet
 
 from integrations.models import Connection
-from tenants.models import Tenant
+from tenants.models import Credential, Tenant
 
 
 def connection_list(*, tenant: Tenant) -> QuerySet[Connection]:
@@ -16,6 +16,44 @@ def connection_list(*, tenant: Tenant) -> QuerySet[Connection]:
 
 def connection_get(*, tenant: Tenant, public_id: UUID | str) -> Connection:
     return connection_list(tenant=tenant).get(public_id=public_id)
+
+
+def connection_for_webhook(*, token: UUID | str) -> Connection | None:
+    """The active connection a webhook URL names, its tenant, and its webhook-secret ciphertexts,
+    in one statement (the capture path's only read).
+
+    The tenant's webhook secrets are joined in (one row each; a tenant has a handful) and the
+    connection's own are kept by platform and scope; ``connection_secrets`` then decrypts them
+    without another query. Active comes before pending, as for verification.
+    """
+    rows = list(
+        Connection.objects.select_related("tenant")
+        .filter(webhook_token=token, is_active=True)
+        .annotate(
+            hook_secret=FilteredRelation(
+                "tenant__credentials",
+                condition=Q(
+                    tenant__credentials__purpose=Credential.Purpose.WEBHOOK_SECRET,
+                    tenant__credentials__state__in=[Credential.State.ACTIVE, Credential.State.PENDING],
+                ),
+            ),
+            hook_ciphertext=F("hook_secret__ciphertext"),
+            hook_platform=F("hook_secret__platform"),
+            hook_scope=F("hook_secret__scope"),
+            hook_state=F("hook_secret__state"),
+        )
+    )
+    if not rows:
+        return None
+    connection = rows[0]
+    platform, scope = connection.credential_platform, connection.credential_scope
+    mine = sorted(
+        (row.hook_state, row.hook_ciphertext)
+        for row in rows
+        if row.hook_ciphertext and row.hook_platform == platform and row.hook_scope == scope
+    )  # "active" sorts before "pending"
+    connection.webhook_ciphertexts = [ciphertext for _, ciphertext in mine]
+    return connection
 
 
 def tenant_write_sources(*, tenant: Tenant) -> set[str]:

@@ -15,8 +15,9 @@ from django.views.decorators.csrf import csrf_exempt
 from config.logconfig import log_context_bind
 from config.metrics import webhook_observed
 from integrations.common.secrets import connection_secrets
-from integrations.models import Connection, InboundEvent
+from integrations.models import InboundEvent
 from integrations.registry import provider_get
+from integrations.selectors import connection_for_webhook
 from integrations.services import inbound_event_receive
 from integrations.types import WebhookRequest
 
@@ -24,9 +25,7 @@ from integrations.types import WebhookRequest
 @csrf_exempt
 @webhook_observed
 def receive(request: HttpRequest, token: UUID, secret: str = "") -> HttpResponse:
-    connection = (
-        Connection.objects.select_related("tenant").filter(webhook_token=token, is_active=True).first()
-    )
+    connection = connection_for_webhook(token=token)
     if connection is None:
         return JsonResponse({"error": "unknown webhook URL"}, status=404)
     request.giftline_provider = connection.provider  # metrics label

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Model, QuerySet
 
 
 def rows_claim(
@@ -31,3 +31,27 @@ def rows_claim(
         if ids:
             candidates.model.objects.filter(id__in=ids, **still).update(**claim)
     return ids
+
+
+def rows_claim_fetch(
+    candidates: QuerySet,
+    *,
+    order_by: tuple[str, ...],
+    limit: int,
+    still: dict[str, Any],
+    claim: dict[str, Any],
+) -> list[Model] | None:
+    """``rows_claim`` that returns the claimed rows themselves (read while locked, with ``claim``
+    applied), saving the read-back. None when some candidate was taken between the read and the
+    UPDATE (possible only without row locks): the caller then reads back what it holds."""
+    with transaction.atomic():
+        rows = list(candidates.select_for_update(skip_locked=True).order_by(*order_by)[:limit])
+        if not rows:
+            return []
+        updated = candidates.model.objects.filter(id__in=[r.pk for r in rows], **still).update(**claim)
+    if updated != len(rows):
+        return None
+    for row in rows:
+        for name, value in claim.items():
+            setattr(row, name, value)
+    return rows

@@ -40,6 +40,17 @@ def decrypt(token: str) -> str:
         raise CredentialDecryptError("no configured key decrypts this credential") from exc
 
 
+@lru_cache(maxsize=4096)
+def decrypt_cached(token: str) -> str:
+    """``decrypt``, remembered per process by ciphertext: for the secrets every webhook checks.
+
+    A rotated secret is a new ciphertext, so it is a new key here and takes effect at once; a
+    retired one stops being looked up. Only verification secrets go through this, never tokens
+    the admin can read back.
+    """
+    return decrypt(token)
+
+
 def reencrypt(token: str) -> str:
     """Re-encrypt under the newest key (the first in CREDENTIAL_KEYS)."""
     try:

@@ -74,7 +74,7 @@ def credential_secrets_for_verification(
         )
         .order_by("state")  # "active" sorts before "pending"
     )
-    return [crypto.decrypt(c.ciphertext) for c in creds]
+    return [crypto.decrypt_cached(c.ciphertext) for c in creds]
 
 
 def audit_event_list(*, tenant: Tenant) -> QuerySet[AuditEvent]:

@@ -264,9 +264,12 @@ class TenantBudget:
 
     def observe(self, remaining: int | None, reset_epoch: float | None) -> None:
         """Re-sync from X-RateLimit-Remaining/-Reset: never hold more tokens than Virtuous says
-        remain, and none remaining pauses the tenant until the reset time."""
+        remain, and none remaining pauses the tenant until the reset time plus
+        ``VIRTUOUS_RATE_RESET_MARGIN_SECONDS`` (the reset is in whole seconds, on another clock)."""
         if remaining is None:
             return
+        if reset_epoch is not None:
+            reset_epoch += settings.VIRTUOUS_RATE_RESET_MARGIN_SECONDS
         self.backend.observe(self.key, self.shape, now=self.clock(), remaining=remaining, reset=reset_epoch)
 
     def pause_until(self, epoch: float) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from tenants import selectors
+from tenants import crypto, selectors
 from tenants.models import Credential
 from tenants.services import SYSTEM, Actor, credential_set
 
@@ -29,7 +29,14 @@ def connection_secret(connection: Any, purpose: str) -> str | None:
 
 
 def connection_secrets(connection: Any, purpose: str = Credential.Purpose.WEBHOOK_SECRET) -> list[str]:
-    """Every secret a signature may be made with during a rotation: active first, then pending."""
+    """Every secret a signature may be made with during a rotation: active first, then pending.
+
+    A connection read by ``connection_for_webhook`` carries its webhook ciphertexts already, so
+    the capture path decrypts them (cached per ciphertext) without another query.
+    """
+    preloaded = getattr(connection, "webhook_ciphertexts", None)
+    if preloaded is not None and purpose == Credential.Purpose.WEBHOOK_SECRET:
+        return [crypto.decrypt_cached(ciphertext) for ciphertext in preloaded]
     return selectors.credential_secrets_for_verification(purpose=purpose, **_where(connection))
 
 

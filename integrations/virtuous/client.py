@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -36,6 +37,24 @@ LOOKUPS_ANSWERING_404 = frozenset({"contact_find", "contact_by_reference", "gift
 DEFAULT_RETRY_AFTER = 60.0
 # X-RateLimit-Reset is documented as Unix seconds; a smaller number can only be a delay.
 _EPOCH_THRESHOLD = 1_000_000_000
+
+# Calls sent and not yet answered, per bucket key, in this process. A tenant may have several
+# calls in flight; an answer's X-RateLimit-Remaining does not count the others yet on their way,
+# so the bucket is re-synced to what remains after them (otherwise they land as 429s).
+_in_flight: dict[str, int] = {}
+_in_flight_lock = threading.Lock()
+
+
+def _in_flight_add(key: str, delta: int) -> int:
+    """Add ``delta`` to ``key``'s calls in flight; returns the new count."""
+    with _in_flight_lock:
+        count = max(_in_flight.get(key, 0) + delta, 0)
+        if count:
+            _in_flight[key] = count
+        else:
+            _in_flight.pop(key, None)
+        return count
+
 
 TenantAuthPolicy = Callable[[Any, VirtuousError], None]
 # What a 401 on a tenant's client does (pause the tenant and alert its people). The sync app
@@ -383,6 +402,7 @@ class VirtuousClient:
             wait = self.budget.try_acquire(1, keep_reserve=self.keep_reserve)
             if wait > 0:
                 raise BudgetExhausted(retry_in=wait)
+            _in_flight_add(self.budget.key, 1)
 
         request_id = uuid.uuid4().hex
         headers = {
@@ -407,12 +427,14 @@ class VirtuousClient:
             error = _network_error(exc, request_id)
             self._record(method, template, None, started, request_id, error.error_class, None, None)
             raise error from exc
+        finally:
+            others = _in_flight_add(self.budget.key, -1) if self.budget is not None else 0
 
         request_id = response.headers.get("X-Request-Id") or request_id
         remaining = _header_int(response, "X-RateLimit-Remaining")
         reset = _reset_epoch(response.headers.get("X-RateLimit-Reset"))
         if self.budget is not None:
-            self.budget.observe(remaining, reset)
+            self.budget.observe(None if remaining is None else remaining - others, reset)
         error_class = classify_status(response.status_code)
         self._record(
             method, template, response.status_code, started, request_id, error_class, remaining, reset
@@ -435,7 +457,8 @@ class VirtuousClient:
             request_id,
         )
         if error_class == ErrorClass.RATE_LIMITED and self.budget is not None:
-            self.budget.pause_until(time.time() + (error.retry_after or 0.0))
+            margin = settings.VIRTUOUS_RATE_RESET_MARGIN_SECONDS  # Retry-After is whole seconds too
+            self.budget.pause_until(time.time() + (error.retry_after or 0.0) + margin)
         if error_class == ErrorClass.NEEDS_ATTENTION and self.on_auth_failure is not None:
             self.on_auth_failure(error)
         raise error

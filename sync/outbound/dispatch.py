@@ -2,8 +2,9 @@
 
 Waiting on Virtuous (0.3–2 s a call), not CPU, limits how many tenants a worker serves, so one
 dispatch runs many tenant drains at once in a bounded thread pool. A tenant is drained by one
-thread at a time across every worker process (a lease on its TenantQueue row, taken with a
-conditional UPDATE), and tenants are served least-recently-drained first, each for a time slice,
+dispatcher at a time across every worker process (a lease on its TenantQueue row, taken with a
+conditional UPDATE), with up to ``OUTBOUND_TENANT_IN_FLIGHT`` drains (calls in flight) while its
+backlog lasts, and tenants are served least-recently-drained first, each for a time slice,
 so a huge backlog, a paused tenant or a failing Virtuous organisation never delays another tenant.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -18,7 +20,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection, transaction
-from django.db.models import Min, Q
+from django.db.models import F, Min, Q
 from django.utils import timezone
 
 from sync.models import Direction, OutboundItem, TenantQueue
@@ -42,7 +44,9 @@ def tenant_queue_claim(*, owner: str, limit: int, lease_seconds: float) -> list[
         ids = list(
             TenantQueue.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(free, wake_at__lte=now, tenant__status=Tenant.Status.ACTIVE)
-            .order_by("last_drain_at", "wake_at")
+            # A never-drained tenant (a new customer's first gifts) goes first: PostgreSQL
+            # sorts NULL last by default, which would serve it after every backlog.
+            .order_by(F("last_drain_at").asc(nulls_first=True), "wake_at")
             .values_list("tenant_id", flat=True)[:limit]
         )
         if not ids:
@@ -60,22 +64,98 @@ def tenant_queue_release(*, tenant: Tenant, owner: str) -> None:
     TenantQueue.objects.filter(tenant=tenant, lease_owner=owner).update(lease_owner="", lease_until=None)
 
 
-def _drain_in_thread(tenant_id: int, owner: str, slice_seconds: float) -> DrainResult:
-    close_old_connections()
-    try:
-        tenant = Tenant.objects.get(pk=tenant_id)
+class _TenantDrains:
+    """The drains this dispatcher runs, by tenant: a tenant's first drain, plus siblings started
+    while its claims come back full, up to ``OUTBOUND_TENANT_IN_FLIGHT`` calls in flight. Each
+    drain claims its own batch (SKIP LOCKED), every call spends the shared bucket, and the last
+    drain of a tenant to finish hands its lease back."""
+
+    def __init__(self, pool: ThreadPoolExecutor, *, owner: str, threads: int, per_tenant: int) -> None:
+        self.pool, self.owner, self.threads, self.per_tenant = pool, owner, threads, per_tenant
+        self.lock = threading.Lock()
+        self.live: dict[int, int] = {}  # tenant id -> drains not finished
+        self.started: dict[int, int] = {}  # tenant id -> drains started (names the workers)
+        self.deadline: dict[int, float] = {}
+        self.futures: list[Future[DrainResult]] = []
+        self.closing = False  # the dispatcher is collecting its last results: no new siblings
+
+    def busy(self) -> int:
+        with self.lock:
+            return sum(self.live.values())
+
+    def start(self, tenant_id: int, *, deadline: float, max_budget_wait: float | None) -> None:
+        with self.lock:
+            self.deadline[tenant_id] = deadline
+            self._submit(tenant_id, max_budget_wait)
+
+    def sibling(self, tenant_id: int) -> None:
+        """Another drain of a tenant whose claim came back full, if its cap and a thread allow.
+        It never sleeps for budget: an empty bucket means no extra call could go anyway."""
+        with self.lock:
+            if (
+                not self.closing
+                and 0 < self.live.get(tenant_id, 0) < self.per_tenant
+                and sum(self.live.values()) < self.threads
+                and time.monotonic() < self.deadline[tenant_id]
+            ):
+                self._submit(tenant_id, 0.0)
+
+    def _submit(self, tenant_id: int, max_budget_wait: float | None) -> None:
+        n = self.started.get(tenant_id, 0)
+        self.started[tenant_id] = n + 1
+        self.live[tenant_id] = self.live.get(tenant_id, 0) + 1
+        worker = self.owner if n == 0 else f"{self.owner}-{n}"
+        self.futures.append(self.pool.submit(self._run, tenant_id, worker, max_budget_wait))
+
+    def _finish(self, tenant_id: int) -> bool:
+        """True for the tenant's last drain to finish (it releases the tenant)."""
+        with self.lock:
+            self.live[tenant_id] -= 1
+            if self.live[tenant_id]:
+                return False
+            del self.live[tenant_id], self.started[tenant_id], self.deadline[tenant_id]
+            return True
+
+    def _run(self, tenant_id: int, worker: str, max_budget_wait: float | None) -> DrainResult:
+        close_old_connections()
         try:
-            return outbound_drain(tenant=tenant, deadline=time.monotonic() + slice_seconds, worker=owner)
+            tenant = Tenant.objects.get(pk=tenant_id)
+            return outbound_drain(
+                tenant=tenant,
+                deadline=self.deadline[tenant_id],
+                worker=worker,
+                max_budget_wait=max_budget_wait,
+                on_backlog=lambda: self.sibling(tenant_id),
+                lease_owner=self.owner,
+            )
+        except Exception:
+            logger.exception("dispatch.drain_failed tenant_id=%s worker=%s", tenant_id, worker)
+            raise
         finally:
-            tenant_queue_release(tenant=tenant, owner=owner)
+            try:
+                if self._finish(tenant_id):
+                    _tenant_release(tenant_id, self.owner)
+            finally:
+                connection.close()
+
+    def collect(self, totals: dict[str, int], *, wait: bool = False) -> None:
+        with self.lock:
+            self.closing = self.closing or wait
+            done = [f for f in self.futures if wait or f.done()]
+            self.futures = [f for f in self.futures if f not in done]
+        for future in done:
+            _collect(future, totals)
+
+
+def _tenant_release(tenant_id: int, owner: str) -> None:
+    try:
+        tenant_queue_release(tenant=Tenant(pk=tenant_id), owner=owner)
     except Exception:
-        logger.exception("dispatch.drain_failed tenant_id=%s", tenant_id)
+        logger.exception("dispatch.release_failed tenant_id=%s", tenant_id)
         TenantQueue.objects.filter(tenant_id=tenant_id, lease_owner=owner).update(
             lease_owner="", lease_until=None
         )
         raise
-    finally:
-        connection.close()
 
 
 def outbound_dispatch(
@@ -85,10 +165,13 @@ def outbound_dispatch(
     poll_interval: float = 0.25,
     stop_when_idle: bool = False,
 ) -> dict[str, int]:
-    """Drain due tenants for ``seconds``, up to ``threads`` tenants at a time. Returns totals.
+    """Drain due tenants for ``seconds``, up to ``threads`` drains at a time. Returns totals.
 
-    ``stop_when_idle`` returns early once no item anywhere is pending or in flight (operators
-    pushing a backlog by hand, and tests).
+    A tenant with more due than one call takes gets up to ``OUTBOUND_TENANT_IN_FLIGHT`` drains
+    (calls in flight). While the claim fills every free thread (more tenants due than threads),
+    a drain does not sleep for budget: it hands its items back and frees the thread, so a
+    budget-bound neighbour never keeps a live gift waiting. ``stop_when_idle`` returns early once
+    no item anywhere is pending or in flight (operators pushing a backlog by hand, and tests).
     """
     seconds = settings.OUTBOUND_DISPATCH_SECONDS if seconds is None else seconds
     threads = threads or settings.OUTBOUND_DRAIN_THREADS
@@ -96,26 +179,31 @@ def outbound_dispatch(
     owner = f"dispatch-{uuid.uuid4().hex[:12]}"
     deadline = time.monotonic() + seconds
     totals = {"drains": 0, "submitted": 0, "retried": 0, "dead": 0, "calls": 0, "errors": 0}
-    running: dict[int, Future[DrainResult]] = {}
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="drain") as pool:
+        drains = _TenantDrains(
+            pool, owner=owner, threads=threads, per_tenant=max(1, settings.OUTBOUND_TENANT_IN_FLIGHT)
+        )
         while True:
-            for tenant_id, future in list(running.items()):
-                if future.done():
-                    del running[tenant_id]
-                    _collect(future, totals)
+            drains.collect(totals)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
             slice_for_this = min(slice_seconds, remaining)
             try:
+                free = threads - drains.busy()
                 # A short lease the drain's heartbeat renews (sync.outbound.leases): a dead
                 # dispatcher's tenants come back within OUTBOUND_LEASE_SECONDS.
                 claimed = tenant_queue_claim(
-                    owner=owner, limit=threads - len(running), lease_seconds=settings.OUTBOUND_LEASE_SECONDS
+                    owner=owner, limit=free, lease_seconds=settings.OUTBOUND_LEASE_SECONDS
                 )
+                contended = 0 < free <= len(claimed)  # others may be due and waiting for a thread
                 for tenant_id in claimed:
-                    running[tenant_id] = pool.submit(_drain_in_thread, tenant_id, owner, slice_for_this)
-                if stop_when_idle and not running and not _work_remains():
+                    drains.start(
+                        tenant_id,
+                        deadline=time.monotonic() + slice_for_this,
+                        max_budget_wait=0.0 if contended else None,
+                    )
+                if stop_when_idle and not drains.busy() and not _work_remains():
                     break
             except DatabaseError:
                 # The database restarted or failed over: leases and retry state are in its rows, so
@@ -126,8 +214,7 @@ def outbound_dispatch(
                 time.sleep(DATABASE_RETRY_SECONDS)
                 continue
             time.sleep(poll_interval)
-        for future in running.values():
-            _collect(future, totals)
+        drains.collect(totals, wait=True)
     return totals
 
 

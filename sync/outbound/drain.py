@@ -15,11 +15,12 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.db import connection as db_connection
 from django.db import transaction
 from django.db.models import F, Min, Subquery
 from django.db.models.functions import Coalesce
@@ -27,14 +28,12 @@ from django.utils import timezone
 
 from config import metrics
 from config.logconfig import tenant_log_context
-from integrations.virtuous.client import CallRecord, VirtuousClient
+from integrations.virtuous.client import VirtuousClient
 from integrations.virtuous.errors import BudgetExhausted, ErrorClass, VirtuousError
-from sync.claims import rows_claim
+from sync.claims import rows_claim_fetch
 from sync.clients import tenant_needs_attention, virtuous_client
 from sync.models import (
     PRIORITY_BULK,
-    Attempt,
-    AttemptItem,
     Direction,
     Operation,
     OutboundItem,
@@ -45,6 +44,7 @@ from sync.outbound.dependencies import RELEASE_SUBMITTED, dependents_release
 from sync.outbound.direct_creates import LeaseLost, NeedsReview, direct_create_send
 from sync.outbound.faults import fault_point
 from sync.outbound.leases import LeaseHeartbeat
+from sync.outbound.record import AttemptRecorder, items_submitted_record
 from sync.outbound.retry import Decision, RetryPolicy, budget_wait
 from sync.outbound.transitions import (
     DrainCounts,
@@ -81,32 +81,6 @@ class _Stop(Exception):
         self.retry_in = retry_in
 
 
-@dataclass
-class _AttemptRecorder:
-    """Turns the client's per-call records into Attempt rows linked to the items in flight."""
-
-    tenant: Tenant
-    operation: str = ""
-    items: list[OutboundItem] = field(default_factory=list)
-    last: CallRecord | None = None
-
-    def __call__(self, record: CallRecord) -> None:
-        self.last = record
-        attempt = Attempt.objects.create(
-            tenant=self.tenant,
-            operation=self.operation,
-            method=record.method,
-            path=record.path[:300],
-            status_code=record.status_code,
-            error_class=record.error_class or "",
-            duration_ms=record.duration_ms,
-            request_id=record.request_id or "",
-            item_count=len(self.items),
-        )
-        if self.items:
-            AttemptItem.objects.bulk_create([AttemptItem(attempt=attempt, item=i) for i in self.items])
-
-
 @tenant_log_context
 def outbound_drain(
     *,
@@ -115,9 +89,17 @@ def outbound_drain(
     worker: str | None = None,
     client_factory: ClientFactory | None = None,
     max_budget_wait: float | None = None,
+    on_backlog: Callable[[], None] | None = None,
+    lease_owner: str | None = None,
 ) -> DrainResult:
     """Submit this tenant's due items until the queue is empty, the budget runs out or ``deadline``
-    (a ``time.monotonic()`` value) passes."""
+    (a ``time.monotonic()`` value) passes.
+
+    ``on_backlog`` is called whenever a claim comes back full (more may be due than one claim
+    takes): the dispatcher may then start another drain of the tenant, so it keeps several calls
+    in flight, each on its own claimed batch. ``lease_owner`` holds the tenant's dispatch lease
+    (the dispatcher; by default ``worker``): every drain of the tenant keeps it alive, so a sibling
+    still calling after the first drain ended never lets the tenant be claimed twice."""
     worker = worker or f"drain-{uuid.uuid4().hex[:12]}"
     deadline = deadline if deadline is not None else time.monotonic() + settings.OUTBOUND_DRAIN_SLICE_SECONDS
     max_budget_wait = (
@@ -131,7 +113,7 @@ def outbound_drain(
         result.stopped = "paused"
         return result
 
-    recorder = _AttemptRecorder(tenant=tenant)
+    recorder = AttemptRecorder(tenant=tenant)
     clients: dict[bool, VirtuousClient] = {}
 
     def client_for(bulk: bool) -> VirtuousClient:
@@ -139,10 +121,11 @@ def outbound_drain(
             clients[bulk] = factory(tenant, keep_reserve=bulk, on_call=recorder)
         return clients[bulk]
 
-    with LeaseHeartbeat(tenant.pk, worker):
+    with LeaseHeartbeat(tenant.pk, worker, queue_owner=lease_owner):
         _drain_loop(
             tenant=tenant,
             worker=worker,
+            on_backlog=on_backlog,
             deadline=deadline,
             client_for=client_for,
             recorder=recorder,
@@ -160,18 +143,22 @@ def _drain_loop(
     *,
     tenant: Tenant,
     worker: str,
+    on_backlog: Callable[[], None] | None,
     deadline: float,
     client_for: Callable[[bool], VirtuousClient],
-    recorder: _AttemptRecorder,
+    recorder: AttemptRecorder,
     result: DrainResult,
     max_budget_wait: float,
 ) -> None:
     try:
         while time.monotonic() < deadline:
-            claimed = outbound_claim(tenant=tenant, worker=worker, limit=_claim_size(tenant))
+            limit = _claim_size(tenant)
+            claimed = outbound_claim(tenant=tenant, worker=worker, limit=limit)
             if not claimed:
                 result.stopped = "empty"
                 break
+            if on_backlog is not None and len(claimed) >= limit:
+                on_backlog()
             fault_point("after_claim")
             queue = _group(tenant, claimed)
             try:
@@ -208,10 +195,10 @@ def _claim_size(tenant: Tenant) -> int:
 def outbound_claim(
     *, tenant: Tenant, worker: str, limit: int, direction: str = Direction.OUTBOUND
 ) -> list[OutboundItem]:
-    """Claim up to ``limit`` due items of one tenant, live before bulk, under a lease (``rows_claim``)."""
+    """Claim up to ``limit`` due items of one tenant, live before bulk, under a lease (``rows_claim_fetch``)."""
     now = timezone.now()
     order = ("priority", "next_attempt_at", "id")
-    ids = rows_claim(
+    claimed = rows_claim_fetch(
         OutboundItem.objects.filter(
             tenant=tenant, direction=direction, state=OutboundItem.State.PENDING, next_attempt_at__lte=now
         ),
@@ -225,13 +212,14 @@ def outbound_claim(
             "updated_at": now,
         },
     )
-    if not ids:
+    if claimed is None:  # raced without row locks: keep only what this worker really holds
+        claimed = list(
+            OutboundItem.objects.filter(
+                tenant=tenant, lease_owner=worker, state=OutboundItem.State.IN_FLIGHT, updated_at=now
+            ).order_by(*order)
+        )
+    if not claimed:
         return []
-    claimed = list(
-        OutboundItem.objects.filter(
-            id__in=ids, lease_owner=worker, state=OutboundItem.State.IN_FLIGHT
-        ).order_by(*order)
-    )
     exhausted = [i for i in claimed if i.attempts >= tenant.retry_max_attempts]
     for item in exhausted:
         # Reclaimed after crashes until its attempts ran out: never retried forever.
@@ -292,7 +280,7 @@ def _send_group(
     group: list[OutboundItem],
     queue: list[list[OutboundItem]],
     client_for: Callable[[bool], VirtuousClient],
-    recorder: _AttemptRecorder,
+    recorder: AttemptRecorder,
     result: DrainResult,
     deadline: float,
     max_budget_wait: float,
@@ -302,27 +290,33 @@ def _send_group(
     client = client_for(bulk)
     recorder.operation, recorder.items = group[0].operation, group
     try:
-        virtuous_ids = budget_wait(
-            lambda: _call(client, group, worker=worker), max_wait=max_budget_wait, deadline=deadline
-        )
-    except BudgetExhausted as exc:
-        raise _Stop("budget", exc.retry_in) from exc
-    except NeedsReview as exc:
-        result.review += items_needs_review(tenant, group, message=exc.message, evidence=exc.evidence)
-        return
-    except LeaseLost:
-        logger.warning("outbound.lease_lost worker=%s: not sending", worker)
-        return
-    except _Deferred as exc:
-        _defer(tenant, group[0], exc.reason, result)
-        return
-    except VirtuousError as exc:
+        try:
+            virtuous_ids = budget_wait(
+                lambda: _call(client, group, worker=worker), max_wait=max_budget_wait, deadline=deadline
+            )
+        except BudgetExhausted as exc:
+            raise _Stop("budget", exc.retry_in) from exc
+        except NeedsReview as exc:
+            result.review += items_needs_review(tenant, group, message=exc.message, evidence=exc.evidence)
+            return
+        except LeaseLost:
+            logger.warning("outbound.lease_lost worker=%s: not sending", worker)
+            return
+        except _Deferred as exc:
+            _defer(tenant, group[0], exc.reason, result)
+            return
+        except VirtuousError as exc:
+            result.calls += 1
+            recorder.flush()
+            _handle_error(tenant=tenant, group=group, queue=queue, exc=exc, result=result)
+            return
+        fault_point("after_2xx")
         result.calls += 1
-        _handle_error(tenant=tenant, group=group, queue=queue, exc=exc, result=result)
-        return
-    fault_point("after_2xx")
-    result.calls += 1
-    result.submitted += _mark_submitted(tenant, group, worker=worker, virtuous_ids=virtuous_ids)
+        result.submitted += _mark_submitted(
+            tenant, group, worker=worker, virtuous_ids=virtuous_ids, recorder=recorder
+        )
+    finally:
+        recorder.flush()  # whatever the outcome, every call sent leaves its Attempt row
 
 
 class _Deferred(Exception):
@@ -483,21 +477,50 @@ def _handle_error(
                 error_class=exc.error_class,
             )
             result.retried += 1
+    _stop_if_failing(exc, verdicts, now)
+
+
+def _stop_if_failing(exc: VirtuousError, verdicts: list, now: datetime) -> None:
+    """A 5xx or a network failure says the organisation is failing, not this item: end the drain
+    (what it still holds goes back, no attempt spent, until the item's retry time) instead of
+    spending a thread, budget and every held item's attempts on calls that will fail too."""
+    if exc.error_class != ErrorClass.TRANSIENT:
+        return
+    retry_at = [v.at for _, v in verdicts if v.decision == Decision.RETRY and v.at is not None]
+    raise _Stop("failing", max((min(retry_at) - now).total_seconds(), 0.0) if retry_at else 0.0)
 
 
 def _mark_submitted(
-    tenant: Tenant, group: list[OutboundItem], *, worker: str, virtuous_ids: dict[int, str]
+    tenant: Tenant,
+    group: list[OutboundItem],
+    *,
+    worker: str,
+    virtuous_ids: dict[int, str],
+    recorder: AttemptRecorder,
 ) -> int:
+    """The 2xx's Attempt rows, the items' new state and their sync records, in one commit (on
+    PostgreSQL, for the usual one-call group, in one statement: ``items_submitted_record``)."""
     now = timezone.now()
-    with transaction.atomic():
-        count = items_done(group, state=OutboundItem.State.SUBMITTED, worker=worker)
-        for pk, virtuous_id in virtuous_ids.items():
-            if virtuous_id:
-                OutboundItem.objects.filter(pk=pk).update(virtuous_id=virtuous_id)
-        sync_records_set(tenant, group, status=SyncRecord.Status.SUBMITTED, last_synced_at=now)
-        if group[0].operation == Operation.CONTACT_TRANSACTION:
-            # The contact write went ahead: gifts held for it (steady state) may follow it now.
-            dependents_release(dependency_ids=[i.pk for i in group], reached=RELEASE_SUBMITTED)
+    if (
+        db_connection.vendor == "postgresql"
+        and len(recorder.pending) == 1
+        and not any(virtuous_ids.values())
+        and not db_connection.in_atomic_block
+    ):
+        record, operation, items = recorder.pending.pop()
+        count = items_submitted_record(tenant, group, record, operation, worker=worker, now=now)
+    else:
+        with transaction.atomic():
+            recorder.flush()
+            count = items_done(group, state=OutboundItem.State.SUBMITTED, worker=worker)
+            for pk, virtuous_id in virtuous_ids.items():
+                if virtuous_id:
+                    OutboundItem.objects.filter(pk=pk).update(virtuous_id=virtuous_id)
+            sync_records_set(tenant, group, status=SyncRecord.Status.SUBMITTED, last_synced_at=now)
+    if count and group[0].operation == Operation.CONTACT_TRANSACTION:
+        # The contact write went ahead: gifts held for it (steady state) may follow it now. (A
+        # release lost to a crash right here is made by the minute's dependency check.)
+        dependents_release(dependency_ids=[i.pk for i in group], reached=RELEASE_SUBMITTED)
     return count
 
 

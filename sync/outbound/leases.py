@@ -25,22 +25,28 @@ from sync.models import OutboundItem, TenantQueue
 logger = logging.getLogger("giftline.sync.leases")
 
 
-def leases_renew(*, tenant_id: int, worker: str) -> tuple[int, int]:
-    """Extend the leases ``worker`` holds on this tenant's items and queue; returns (items, queue)."""
+def leases_renew(*, tenant_id: int, worker: str, queue_owner: str | None = None) -> tuple[int, int]:
+    """Extend the leases ``worker`` holds on this tenant's items, and the tenant's queue lease held by
+    ``queue_owner`` (by default ``worker``); returns (items, queue)."""
     until = timezone.now() + timedelta(seconds=settings.OUTBOUND_LEASE_SECONDS)
     items = OutboundItem.objects.filter(
         tenant_id=tenant_id, state=OutboundItem.State.IN_FLIGHT, lease_owner=worker
     ).update(lease_expires_at=until)
-    queue = TenantQueue.objects.filter(tenant_id=tenant_id, lease_owner=worker).update(lease_until=until)
+    queue = TenantQueue.objects.filter(tenant_id=tenant_id, lease_owner=queue_owner or worker).update(
+        lease_until=until
+    )
     return items, queue
 
 
 class LeaseHeartbeat:
     """``with LeaseHeartbeat(tenant_id, worker):`` renews the worker's leases until the block ends."""
 
-    def __init__(self, tenant_id: int, worker: str, interval: float | None = None) -> None:
+    def __init__(
+        self, tenant_id: int, worker: str, interval: float | None = None, *, queue_owner: str | None = None
+    ) -> None:
         self.tenant_id = tenant_id
         self.worker = worker
+        self.queue_owner = queue_owner
         self.interval = settings.OUTBOUND_HEARTBEAT_SECONDS if interval is None else interval
         self.beats = 0
         self._stop = threading.Event()
@@ -60,7 +66,7 @@ class LeaseHeartbeat:
         try:
             while not self._stop.wait(self.interval):
                 try:
-                    leases_renew(tenant_id=self.tenant_id, worker=self.worker)
+                    leases_renew(tenant_id=self.tenant_id, worker=self.worker, queue_owner=self.queue_owner)
                     self.beats += 1
                 except DatabaseError:
                     # A missed beat costs nothing yet: the lease is three beats long.

@@ -62,6 +62,7 @@ def _broker_env(redis: PrivateRedis) -> dict[str, str]:
         "OUTBOUND_DISPATCH_SECONDS": "4",
         "OUTBOUND_DRAIN_SLICE_SECONDS": "3",
         "OUTBOUND_LEASE_SECONDS": "3",
+        "OUTBOUND_TENANT_IN_FLIGHT": "1",  # one call at a time: one 4 s task cannot finish the queue
     }
 
 

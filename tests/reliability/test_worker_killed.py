@@ -27,7 +27,12 @@ from tests.sync.conftest import gift_request
 ITEMS = 20
 BATCH = 5
 # Short leases so the restarted worker takes over within seconds, as it would after OUTBOUND_LEASE_SECONDS.
-FAST_LEASES = {"OUTBOUND_LEASE_SECONDS": "2", "OUTBOUND_DRAIN_SLICE_SECONDS": "2"}
+# One call in flight, so "the batch the killed worker held" is exactly one batch.
+FAST_LEASES = {
+    "OUTBOUND_LEASE_SECONDS": "2",
+    "OUTBOUND_DRAIN_SLICE_SECONDS": "2",
+    "OUTBOUND_TENANT_IN_FLIGHT": "1",
+}
 DRAIN = ("outbound_drain", "--seconds", "60", "--threads", "2", "--until-empty")
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow, needs_postgres]

@@ -195,3 +195,100 @@ def test_concurrent_enqueue_of_one_key_makes_one_item(tenant):
         t.join()
     assert OutboundItem.objects.filter(tenant=tenant).count() == 1
     assert sorted(created) == [False] * 7 + [True]
+
+
+@postgres_only
+@pytest.mark.postgres
+def test_never_drained_tenant_goes_before_backlogged_ones(tenant, other_tenant):
+    # PostgreSQL sorts NULL last unless told otherwise; SQLite sorts it first, so this only
+    # fails (before the fix) on PostgreSQL.
+    enqueue_gifts(tenant, 1)
+    enqueue_gifts(other_tenant, 1)
+    TenantQueue.objects.filter(tenant=other_tenant).update(
+        last_drain_at=timezone.now() - timedelta(minutes=5)
+    )
+    TenantQueue.objects.filter(tenant=tenant).update(last_drain_at=None)
+    assert tenant_queue_claim(owner="d1", limit=1, lease_seconds=60) == [tenant.pk]
+
+
+class _CountingFake(_SlowFake):
+    """Records how many calls of each tenant are in flight at once, and the order calls began."""
+
+    def __init__(self, latency: float, budgets: dict | None = None):
+        super().__init__(latency)
+        self.in_flight: dict[str, int] = {}
+        self.most: dict[str, int] = {}
+        self.began: list[str] = []
+        self.budgets = budgets or {}
+
+    def for_tenant(self, tenant, *, keep_reserve=False, on_call=None):
+        return _TenantView(self, tenant.slug)
+
+
+class _TenantView:
+    def __init__(self, fake: _CountingFake, slug: str):
+        self.fake, self.slug = fake, slug
+
+    def gift_transactions(self, *, transaction_source, transactions, **kw):
+        from integrations.virtuous.errors import BudgetExhausted
+
+        fake = self.fake
+        budget = fake.budgets.get(self.slug)
+        if budget is not None and (wait := budget.try_acquire()) > 0:
+            raise BudgetExhausted(retry_in=wait)
+        with fake.lock:
+            fake.began.append(self.slug)
+            fake.in_flight[self.slug] = fake.in_flight.get(self.slug, 0) + 1
+            fake.most[self.slug] = max(fake.most.get(self.slug, 0), fake.in_flight[self.slug])
+        time.sleep(fake.latency)
+        with fake.lock:
+            fake.in_flight[self.slug] -= 1
+            fake.sent.extend(t["transactionId"] for t in transactions)
+
+    def gift_transaction(self, payload):
+        self.gift_transactions(transaction_source="", transactions=[payload])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_tenant_keeps_several_calls_in_flight_up_to_its_cap(tenant, other_tenant, monkeypatch, settings):
+    settings.OUTBOUND_TENANT_IN_FLIGHT = 3
+    settings.OUTBOUND_UNBATCHED_CLAIM = 2
+    for t in (tenant, other_tenant):
+        t.batching_enabled = False  # one item a call, so the calls are many
+        t.save()
+    fake = _CountingFake(latency=0.15)
+    monkeypatch.setattr(VirtuousClient, "for_tenant", fake.for_tenant)
+    outbound_enqueue_many(tenant=tenant, requests=[gift_request(n) for n in range(24)], origin=Origin.WEBHOOK)
+    outbound_enqueue_many(
+        tenant=other_tenant, requests=[gift_request(f"b{n}") for n in range(2)], origin=Origin.WEBHOOK
+    )
+    totals = outbound_dispatch(seconds=10, threads=8, stop_when_idle=True, poll_interval=0.05)
+    assert fake.most["alpha"] == 3  # several in flight, never more than the cap
+    assert fake.most["bravo"] == 1  # a claim that was not full starts no sibling
+    assert sorted(fake.sent) == sorted([f"pi_{n}" for n in range(24)] + [f"pi_b{n}" for n in range(2)])
+    assert totals["submitted"] == 26 and totals["errors"] == 0
+    assert not TenantQueue.objects.exclude(lease_owner="").exists()  # every lease handed back
+
+
+@pytest.mark.django_db(transaction=True)
+def test_when_every_thread_is_taken_a_budget_bound_neighbour_does_not_sleep_on_one(
+    tenant, other_tenant, monkeypatch
+):
+    from integrations.common.ratelimit import DatabaseBackend, TenantBudget
+
+    # bravo has a backlog and one token a second; with one thread, sleeping for its next token
+    # would hold the thread for the whole slice while alpha's new gift waits.
+    budget = TenantBudget("bravo-test", 3600, burst_seconds=1, backend=DatabaseBackend())
+    other_tenant.batching_enabled = False  # one item a call: its backlog needs many tokens
+    other_tenant.save()
+    fake = _CountingFake(latency=0.01, budgets={"bravo": budget})
+    monkeypatch.setattr(VirtuousClient, "for_tenant", fake.for_tenant)
+    outbound_enqueue_many(
+        tenant=other_tenant, requests=[gift_request(f"b{n}") for n in range(50)], origin=Origin.WEBHOOK
+    )
+    TenantQueue.objects.filter(tenant=other_tenant).update(last_drain_at=timezone.now() - timedelta(hours=1))
+    enqueue_gifts(tenant, 1)
+    TenantQueue.objects.filter(tenant=tenant).update(last_drain_at=timezone.now())  # served after bravo
+    outbound_dispatch(seconds=3, threads=1, poll_interval=0.05)
+    assert "alpha" in fake.began
+    assert fake.began.index("alpha") == 1  # right after bravo's one token, not behind its slice

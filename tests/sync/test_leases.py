@@ -67,3 +67,18 @@ def test_a_stalled_holder_past_its_lease_cannot_record_a_late_outcome(tenant, se
     assert items_done(held, state=OutboundItem.State.SUBMITTED, worker="stalled") == 0
     assert leases_renew(tenant_id=tenant.pk, worker="stalled") == (0, 0)
     assert OutboundItem.objects.get().lease_owner == "fresh"
+
+
+def test_a_sibling_drain_keeps_the_dispatchers_tenant_lease_alive(tenant):
+    """Several drains of one tenant run under the dispatcher's tenant lease: a sibling still calling
+    after the first drain ended renews it, so no other dispatcher claims the tenant meanwhile."""
+    outbound_enqueue(tenant=tenant, request=gift_request(1), origin=Origin.WEBHOOK)
+    TenantQueue.objects.get_or_create(tenant=tenant)
+    tenant_queue_claim(owner="dispatch-a", limit=10, lease_seconds=1)
+    outbound_claim(tenant=tenant, worker="dispatch-a-1", limit=10)
+    soon = timezone.now() + timedelta(seconds=1)
+    TenantQueue.objects.filter(tenant=tenant).update(lease_until=soon)
+
+    assert leases_renew(tenant_id=tenant.pk, worker="dispatch-a-1") == (1, 0)  # its own items only
+    assert leases_renew(tenant_id=tenant.pk, worker="dispatch-a-1", queue_owner="dispatch-a") == (1, 1)
+    assert TenantQueue.objects.get(tenant=tenant).lease_until > soon + timedelta(seconds=20)

@@ -2,6 +2,8 @@ from datetime import timedelta
 
 import pytest
 from django.core import mail
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from integrations.types import OutboundRequest
@@ -375,3 +377,59 @@ def test_cancel_of_a_schedule_we_never_created_is_a_dead_letter(tenant, fake_vir
     _drain(tenant, fake_virtuous)
     item.refresh_from_db()
     assert item.state == "dead" and DeadLetter.objects.filter(item=item).exists()
+
+
+def test_a_failing_organisation_costs_one_call_not_a_slice(tenant, other_tenant, fake_virtuous):
+    tenant.batching_enabled = False
+    tenant.save()
+    failed, *rest = enqueue_gifts(tenant, 5)
+    enqueue_gifts(other_tenant, 1)
+    fake_virtuous.outcomes.append(VirtuousError(ErrorClass.TRANSIENT, "upstream", status_code=503))
+    result = _drain(tenant, fake_virtuous)
+    assert (result.stopped, result.calls, result.retried, result.released) == ("failing", 1, 1, 4)
+    assert len(fake_virtuous.calls) == 1
+    failed.refresh_from_db()
+    assert (failed.state, failed.attempts) == ("pending", 1)
+    held = OutboundItem.objects.filter(pk__in=[i.pk for i in rest])
+    # handed back without spending attempts, not before the failed item's own retry
+    assert set(held.values_list("state", "attempts")) == {("pending", 0)}
+    assert min(held.values_list("next_attempt_at", flat=True)) >= failed.next_attempt_at - timedelta(
+        seconds=1
+    )
+    assert OutboundItem.objects.get(tenant=other_tenant).state == "pending"  # the outsider is untouched
+
+
+def test_every_call_leaves_an_attempt_row_whatever_its_outcome(tenant, fake_virtuous):
+    enqueue_gifts(tenant, 2)
+    fake_virtuous.fail_items = {"pi_2"}  # the batch fails as a whole, then is halved
+    result = _drain(tenant, fake_virtuous)
+    assert result.submitted == 1 and result.dead == 1
+    statuses = sorted(Attempt.objects.filter(tenant=tenant).values_list("status_code", "item_count"))
+    assert statuses == [(200, 1), (400, 1), (400, 2)]
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the one-statement record is PostgreSQL's")
+@pytest.mark.django_db(transaction=True)
+def test_a_2xx_is_recorded_in_one_statement_on_postgresql(tenant, other_tenant, fake_virtuous):
+    tenant.batching_enabled = False
+    tenant.save()
+    items = enqueue_gifts(tenant, 3)
+    (outsider,) = enqueue_gifts(other_tenant, 1)
+    with CaptureQueriesContext(connection) as ctx:
+        result = _drain(tenant, fake_virtuous)
+    assert result.submitted == 3 and result.calls == 3
+    records = [q["sql"] for q in ctx.captured_queries if q["sql"].lstrip().startswith("WITH attempt")]
+    assert len(records) == 3  # one statement per call: Attempt, links, items, sync records
+    assert set(OutboundItem.objects.filter(tenant=tenant).values_list("state", "attempts")) == {
+        ("submitted", 1)
+    }
+    attempts = Attempt.objects.filter(tenant=tenant)
+    assert sorted(attempts.values_list("status_code", "item_count")) == [(200, 1)] * 3
+    assert sorted(pk for a in attempts for pk in a.items.values_list("pk", flat=True)) == sorted(
+        i.pk for i in items
+    )
+    assert set(SyncRecord.objects.filter(tenant=tenant).values_list("status", flat=True)) == {"submitted"}
+    assert SyncRecord.objects.get(tenant=other_tenant).status != "submitted"
+    outsider.refresh_from_db()
+    assert (outsider.state, outsider.attempts) == ("pending", 0)

@@ -5,10 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from integrations.common.ratelimit import DatabaseBackend, RedisBackend, TenantBudget, default_backend
 from integrations.models import RateBucket
+
+MARGIN = settings.VIRTUOUS_RATE_RESET_MARGIN_SECONDS
 
 
 def _budget(backend, clock, *, key="t-1", per_hour=3600, burst=10, reserve=0.0) -> TenantBudget:
@@ -69,9 +72,11 @@ def test_observe_caps_tokens_at_what_virtuous_says_remains(backend, clock):
 def test_observe_zero_remaining_pauses_until_reset(backend, clock):
     budget = _budget(backend, clock)
     budget.observe(0, clock.now + 300)
-    assert budget.paused_for() == 300.0
-    assert budget.try_acquire() == 300.0
+    assert budget.paused_for() == 300.0 + MARGIN  # the reset is whole seconds on another clock
+    assert budget.try_acquire() == 300.0 + MARGIN
     clock.advance(300)
+    assert budget.try_acquire() == MARGIN
+    clock.advance(MARGIN)
     assert budget.try_acquire() == 0.0
 
 
