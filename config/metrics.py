@@ -228,6 +228,7 @@ class DatabaseCollector(Collector):
 
         from config import health
         from sync.models import Attempt, DeadLetter, OutboundItem
+        from sync.selectors import QUEUE_STATES
         from tenants.models import Tenant
 
         now = timezone.now()
@@ -246,14 +247,7 @@ class DatabaseCollector(Collector):
             paused.add_metric([t.slug], 0 if t.status == Tenant.Status.ACTIVE else 1)
         yield paused
 
-        open_states = [
-            OutboundItem.State.PENDING,
-            OutboundItem.State.WAITING,
-            OutboundItem.State.IN_FLIGHT,
-            OutboundItem.State.SUBMITTED,
-            OutboundItem.State.NEEDS_REVIEW,
-            OutboundItem.State.DEAD,
-        ]
+        open_states = list(QUEUE_STATES)
         depth = GaugeMetricFamily(
             "giftline_queue_depth",
             "Outbound queue items by tenant, direction and state (confirmed and discarded are history, not counted).",
