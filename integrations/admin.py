@@ -21,7 +21,6 @@ from integrations.virtuous.services import connection_webhook_url
 from tenants.admin import TenantFilter, TenantScopedAdminMixin, actor_for
 from tenants.services import audit_record
 
-
 BLANK_MAP_ROWS = 3
 
 
@@ -46,7 +45,7 @@ class MapRowsWidget(forms.Widget):
 
     def render(self, name, value, attrs=None, renderer=None):
         # The project's template directory, not the form renderer's (which sees only app templates).
-        return mark_safe(render_to_string(self.template_name, self.get_context(name, value, attrs)))  # noqa: S308
+        return mark_safe(render_to_string(self.template_name, self.get_context(name, value, attrs)))
 
     def value_from_datadict(self, data, files, name):
         keys, values = data.getlist(f"{name}-key"), data.getlist(f"{name}-value")

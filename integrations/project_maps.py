@@ -79,7 +79,9 @@ def project_map_diff(before: Mapping[str, str], after: Mapping[str, str]) -> dic
     """What changed, for the audit row and the confirmation line."""
     return {
         "added": {k: after[k] for k in sorted(after.keys() - before.keys())},
-        "changed": {k: [before[k], after[k]] for k in sorted(after.keys() & before.keys()) if before[k] != after[k]},
+        "changed": {
+            k: [before[k], after[k]] for k in sorted(after.keys() & before.keys()) if before[k] != after[k]
+        },
         "removed": {k: before[k] for k in sorted(before.keys() - after.keys())},
     }
 

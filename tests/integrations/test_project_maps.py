@@ -24,13 +24,20 @@ def test_rows_become_a_map_and_blank_rows_are_skipped():
 def test_every_bad_row_is_named_by_its_number():
     with pytest.raises(ProjectMapInvalid) as caught:
         project_map_clean(
-            [("123", "GEN"), ("", "ORPHAN"), ("456", ""), ("123", "OTHER"), ("789", '{"code": "X"}'), ("1", "C" * 65)]
+            [
+                ("123", "GEN"),
+                ("", "ORPHAN"),
+                ("456", ""),
+                ("123", "OTHER"),
+                ("789", '{"code": "X"}'),
+                ("1", "C" * 65),
+            ]
         )
     assert caught.value.errors == [
         "Row 2: give the source campaign or form id that maps to 'ORPHAN'.",
         "Row 3: give the Virtuous project code for '456'.",
         "Row 4: '123' is already mapped in row 1; keep one row.",
-        "Row 5: the project code '{\"code\": \"X\"}' contains characters a project code does not have "
+        'Row 5: the project code \'{"code": "X"}\' contains characters a project code does not have '
         "(quotes, brackets or line breaks).",
         "Row 6: the project code '" + "C" * 40 + "' is longer than 64 characters.",
     ]
@@ -82,10 +89,14 @@ def test_the_console_edits_the_map_as_rows_and_audits_the_diff(client, superuser
         "removed": {"222": "KEEP"},
     }
     assert audit.actor == superuser and audit.tenant == tenant
-    assert list(AuditEvent.objects.filter(action="connection.updated").values_list("details", flat=True)) == []
+    assert (
+        list(AuditEvent.objects.filter(action="connection.updated").values_list("details", flat=True)) == []
+    )
 
 
-def test_the_console_refuses_duplicate_rows_and_keeps_what_was_typed(client, superuser, tenant, make_connection):
+def test_the_console_refuses_duplicate_rows_and_keeps_what_was_typed(
+    client, superuser, tenant, make_connection
+):
     connection = make_connection(tenant, "donorbox")
     client.force_login(superuser)
     url = reverse("admin:integrations_connection_change", args=[connection.pk])

@@ -50,7 +50,9 @@ class Command(TenantCommand):
             except ProjectMapInvalid as exc:
                 raise CommandError("\n".join(["Not changed:", *exc.errors])) from exc
             self.stdout.write(f"Updated the project map of {connection}." if diff else "Nothing to change.")
-        self.stdout.write(f"Default project: {connection.default_project_code or '(none: unmapped is an error)'}")
+        self.stdout.write(
+            f"Default project: {connection.default_project_code or '(none: unmapped is an error)'}"
+        )
         mapping = connection.project_code_map or {}
         if not mapping:
             self.stdout.write("No rows.")
