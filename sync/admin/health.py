@@ -280,7 +280,9 @@ class TenantHealthAdmin(admin.ModelAdmin):
                 )
                 self._subscribe(request, tenant)
                 return HttpResponseRedirect(reverse("admin:sync_tenanthealth_setup", args=[tenant.public_id]))
-        return self._render(request, "onboard.html", "Onboard a customer", form=form)
+        return self._render(
+            request, "onboard.html", "Onboard a customer", form=form, try_offer=_try_onboarding_offer()
+        )
 
     def _subscribe(self, request, tenant: Tenant) -> None:
         try:
@@ -401,6 +403,26 @@ class TenantHealthAdmin(admin.ModelAdmin):
         return self._render(
             request, "offboard.html", f"Offboard {tenant.name}", tenant=tenant, form=form, counts=counts
         )
+
+
+def _try_onboarding_offer() -> dict | None:
+    """With the sandbox on and make run's demo prepared: the values that onboard its ready
+    organisation, offered on the onboarding page so anyone can try it in a minute."""
+    if not settings.SANDBOX_ENABLED:
+        return None
+    from integrations.sandbox.demo import TRY_TENANT_SLUG, try_onboarding_offer
+
+    taken = set(Tenant.objects.filter(slug__startswith=TRY_TENANT_SLUG).values_list("slug", flat=True))
+    offer = try_onboarding_offer(taken)
+    if offer is None:
+        return None
+    return {
+        "name": offer.name,
+        "slug": offer.slug,
+        "api_key": offer.api_key,
+        "organization": offer.organization,
+        "base_url": settings.PUBLIC_BASE_URL.rstrip("/") + "/sandbox/virtuous",
+    }
 
 
 def _secret_states(tenant: Tenant, connection: Connection) -> list[tuple[str, bool]]:
