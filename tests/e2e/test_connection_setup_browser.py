@@ -110,6 +110,13 @@ def test_a_connection_is_set_up_end_to_end_with_no_shell(
     assert "TENANT" not in card and "CONNECTION_ID" not in card
     shot(page, "14-connection-added")
 
+    # and the card's secret link opens the credential form with this connection chosen by its name
+    go(page, f"#secret-{connection.public_id}")
+    assert page.locator("#id_scope option:checked").inner_text() == "Donorbox — Winter appeal"
+    assert page.locator("#id_platform option:checked").inner_text() == "Donorbox"
+    shot(page, "18-credential-by-connection")
+    page.go_back()
+
     # when: they map the campaign to a project on the connection's page, as rows
     go(page, f"#projects-{connection.public_id}")
     rows = page.locator("input[name='project_code_map-key']")
