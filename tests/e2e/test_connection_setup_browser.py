@@ -85,7 +85,7 @@ def test_a_connection_is_set_up_end_to_end_with_no_shell(
     page.click("#try-fill")
     assert page.input_value("#id_slug") == "try-onboarding"
     assert page.input_value("#id_virtuous_base_url") == f"{base}/sandbox/virtuous"
-    shot(page, "13-try-onboarding")
+    shot(page, "setup-1-try-onboarding")
 
     # when: they check the key, the practice organisation is recognised and the tenant exists
     go(page, "#check-key")
@@ -108,13 +108,13 @@ def test_a_connection_is_set_up_end_to_end_with_no_shell(
     assert url.startswith(f"{base}/hooks/") and str(connection.webhook_token) in url
     assert "Custom Webhooks" in card and str(connection.public_id) in card
     assert "TENANT" not in card and "CONNECTION_ID" not in card
-    shot(page, "14-connection-added")
+    shot(page, "setup-2-connection-added")
 
     # and the card's secret link opens the credential form with this connection chosen by its name
     go(page, f"#secret-{connection.public_id}")
     assert page.locator("#id_scope option:checked").inner_text() == "Donorbox — Winter appeal"
     assert page.locator("#id_platform option:checked").inner_text() == "Donorbox"
-    shot(page, "18-credential-by-connection")
+    shot(page, "setup-3-credential-by-connection")
     page.go_back()
 
     # when: they map the campaign to a project on the connection's page, as rows
@@ -124,7 +124,7 @@ def test_a_connection_is_set_up_end_to_end_with_no_shell(
     rows.nth(0).fill("4411")
     page.locator("input[name='project_code_map-value']").nth(0).fill("WINTER")
     page.fill("#id_default_project_code", "GEN")
-    shot(page, "15-connection-project-map")
+    shot(page, "setup-4-project-map")
     go(page, "input[name=_continue]")
     assert "was changed successfully" in page.content()
     connection.refresh_from_db()
@@ -161,7 +161,7 @@ def test_a_connection_is_set_up_end_to_end_with_no_shell(
         "Winter appeal" in connections
         and "none yet" not in connections.split("Winter appeal")[1].split("\n")[0]
     )
-    shot(page, "16-dashboard-webhook-arrived")
+    shot(page, "setup-5-webhook-arrived")
     # a delivery signed with the wrong secret is refused and counted, not processed
     bad = requests.post(
         url,
@@ -180,7 +180,7 @@ def test_a_connection_is_set_up_end_to_end_with_no_shell(
     events = page.inner_text("#result_list")
     assert "donation.created" in events and "Processed" in events
     assert "signature does not match" in events
-    shot(page, "17-inbound-events")
+    shot(page, "setup-6-inbound-events")
     assert (
         Credential.objects.filter(tenant=tenant, platform="donorbox", scope=str(connection.public_id)).count()
         == 1
