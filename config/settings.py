@@ -241,6 +241,8 @@ CONSTANT_CONTACT_REQUESTS_PER_DAY = env.int("CONSTANT_CONTACT_REQUESTS_PER_DAY",
 CREDENTIAL_PLATFORMS = "integrations.registry.credential_platforms"
 # And where it learns whether a secret typed at a shell belongs to a connection (credential_set).
 CREDENTIAL_SCOPE_CHECK = "integrations.selectors.credential_scope_check"
+# And which connections a tenant has, so the console offers a secret's connection by name.
+CREDENTIAL_SCOPES = "integrations.selectors.credential_scope_choices"
 HTTP_USER_AGENT = env.str("HTTP_USER_AGENT", default="Giftline/0.1 (+https://github.com/giftline)")
 
 # Webhook bodies above this are refused (413) and recorded; Stripe events are well under it.

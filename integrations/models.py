@@ -53,9 +53,6 @@ class Connection(models.Model):
     project_code_map = models.JSONField(
         default=dict, blank=True, help_text="Source campaign/form id → Virtuous project code"
     )
-    field_map = models.JSONField(
-        default=dict, blank=True, help_text="Source field → Virtuous field overrides"
-    )
     settings = models.JSONField(default=dict, blank=True, help_text="Provider-specific options")
     consecutive_failures = models.PositiveSmallIntegerField(default=0)
     paused_until = models.DateTimeField(null=True, blank=True)

@@ -45,6 +45,9 @@ class ProviderSpec:
     poll: Callable[[Any, PollContext], int] | None = None
     handshake: Callable[[WebhookRequest, Any, list[str]], tuple[int, str]] | None = None
     setup_steps: str = ""
+    # What a project map row's source key is for this provider, in words; "" when the provider
+    # sends no donations and so maps no projects (the console then offers no rows).
+    project_key_help: str = ""
     # What the onboarding form asks for: keys of Connection.settings, and the secrets (purposes).
     settings_fields: tuple[str, ...] = ()
     # Every key a connection's settings may hold: types, ranges, defaults (validated where typed,

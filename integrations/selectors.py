@@ -100,3 +100,20 @@ def credential_scope_check(*, tenant: Tenant, platform: str, purpose: str, scope
             f"A {match.provider} connection takes these secrets: {', '.join(purposes)}; not {purpose}."
         )
     return str(match)
+
+
+def credential_scope_choices(*, tenants) -> dict[int, list[tuple[str, str, str]]]:
+    """Per tenant (by pk), the connections a secret can be scoped to: (scope, label, platform),
+    the label "<provider> — <connection name>". Virtuous's secrets are tenant-wide, so it is not
+    listed. ``settings.CREDENTIAL_SCOPES`` names this function for the tenants room."""
+    from integrations.registry import provider_get
+
+    found: dict[int, list[tuple[str, str, str]]] = {}
+    rows = Connection.objects.filter(tenant__in=tenants).exclude(provider="virtuous")
+    for connection in rows.order_by("provider", "name", "created_at"):
+        spec = provider_get(connection.provider)
+        name = connection.name or f"unnamed, added {connection.created_at:%d %b %Y}"
+        found.setdefault(connection.tenant_id, []).append(
+            (connection.credential_scope, f"{spec.label} — {name}", spec.credential_platform)
+        )
+    return found

@@ -19,7 +19,7 @@ from django.utils.functional import cached_property
 
 from tenants import selectors, services
 from tenants.models import AuditEvent, Credential, Tenant
-from tenants.platforms import credential_platforms
+from tenants.platforms import credential_platforms, credential_scope_check, credential_scope_choices
 
 
 def actor_for(request: HttpRequest) -> services.Actor:
@@ -280,12 +280,61 @@ class CredentialForm(forms.ModelForm):
         model = Credential
         fields = ("tenant", "platform", "purpose", "scope", "expires_at")
 
+    tenants: list[Tenant] = []  # the user's tenants, set by the admin per request
+
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         # The platforms are the providers' (settings.CREDENTIAL_PLATFORMS), not model choices.
+        self.platforms = credential_platforms()
         self.fields["platform"] = forms.ChoiceField(
-            choices=[("", "---------"), *sorted(credential_platforms().items())]
+            choices=[("", "---------"), *sorted(self.platforms.items())]
         )
+        # A connection's secret is chosen by the connection's name, grouped by tenant, never typed
+        # as a UUID; the connections come from settings.CREDENTIAL_SCOPES (tenants knows no provider).
+        self.scopes = credential_scope_choices(tenants=self.tenants)
+        groups = [
+            (tenant.name, [(scope, label) for scope, label, _ in self.scopes[tenant.pk]])
+            for tenant in self.tenants
+            if self.scopes.get(tenant.pk)
+        ]
+        self.fields["scope"] = forms.ChoiceField(
+            label="Connection",
+            required=False,
+            choices=[("", "None: a tenant-wide secret (Virtuous)"), *groups],
+            help_text="The connection this secret belongs to, listed under its tenant. Virtuous's "
+            "secrets belong to the whole tenant.",
+        )
+
+    def clean(self):
+        data = super().clean()
+        tenant, platform, scope = data.get("tenant"), data.get("platform"), data.get("scope") or ""
+        if tenant is None or not platform or self.errors:
+            return data
+        label = self.platforms.get(platform, platform)
+        owned = {s: (name, plat) for s, name, plat in self.scopes.get(tenant.pk, [])}
+        if scope and scope not in owned:
+            self.add_error("scope", f"That connection is not {tenant.name}'s: choose one listed under it.")
+        elif scope and owned[scope][1] != platform:
+            self.add_error(
+                "scope",
+                f"{owned[scope][0]} takes {self.platforms.get(owned[scope][1])} secrets: "
+                f"choose that platform, or a {label} connection.",
+            )
+        elif not scope and platform != Credential.Platform.VIRTUOUS:
+            names = [name for name, plat in owned.values() if plat == platform]
+            self.add_error(
+                "scope",
+                f"A {label} secret belongs to one connection: choose which ({'; '.join(names)})."
+                if names
+                else f"{tenant.name} has no {label} connection yet: add it on the onboarding page, "
+                "which takes its secrets too.",
+            )
+        else:
+            try:
+                credential_scope_check(tenant=tenant, platform=platform, purpose=data["purpose"], scope=scope)
+            except ValueError as exc:
+                self.add_error("scope", str(exc))
+        return data
 
 
 @admin.register(Credential)
@@ -298,7 +347,8 @@ class CredentialAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         if obj is None:
-            kwargs["form"] = CredentialForm
+            tenants = list(selectors.tenant_list(user=request.user))
+            kwargs["form"] = type("CredentialForm", (CredentialForm,), {"tenants": tenants})
         return super().get_form(request, obj, change=change, **kwargs)
 
     def get_fields(self, request, obj=None):
@@ -308,7 +358,7 @@ class CredentialAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
             "tenant",
             "platform",
             "purpose",
-            "scope",
+            "connection",
             "state",
             "masked_value",
             "expires_at",
@@ -322,6 +372,16 @@ class CredentialAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
         if obj is None:
             return ()
         return self.get_fields(request, obj)
+
+    @admin.display(description="Connection")
+    def connection(self, obj: Credential) -> str:
+        if not obj.scope:
+            return "None (tenant-wide)"
+        names = {
+            scope: label
+            for scope, label, _ in credential_scope_choices(tenants=[obj.tenant]).get(obj.tenant_id, [])
+        }
+        return names.get(obj.scope, f"{obj.scope} (no such connection any more)")
 
     @admin.display(description="Value")
     def masked_value(self, obj: Credential) -> str:

@@ -32,3 +32,8 @@ def credential_scope_check(*, tenant, platform: str, purpose: str, scope: str) -
     return import_string(settings.CREDENTIAL_SCOPE_CHECK)(
         tenant=tenant, platform=platform, purpose=purpose, scope=scope
     )
+
+
+def credential_scope_choices(*, tenants) -> dict[int, list[tuple[str, str, str]]]:
+    """Per tenant pk, the connections a secret may belong to: (scope, label, platform)."""
+    return import_string(settings.CREDENTIAL_SCOPES)(tenants=tenants)

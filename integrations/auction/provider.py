@@ -56,6 +56,9 @@ PROVIDER = ProviderSpec(
             ),
         )
     ),
+    project_key_help=(
+        "The event id, or event id:line type (e.g. 1234:ticket) to send one kind of line to its own project."
+    ),
     setup_steps=(
         "Point the platform (or its relay) at the webhook URL, sending the order payload described in the "
         "README (Auction/event platforms). Agree a signing secret and store it with: manage.py credential_set "

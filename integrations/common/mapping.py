@@ -27,7 +27,6 @@ class MappingContext:
     source_name: str
     default_project_code: str = ""
     project_code_map: Mapping[str, str] = field(default_factory=dict)
-    field_map: Mapping[str, str] = field(default_factory=dict)
     settings: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -38,7 +37,6 @@ class MappingContext:
             source_name=connection.source_name,
             default_project_code=connection.default_project_code,
             project_code_map=dict(connection.project_code_map or {}),
-            field_map=dict(connection.field_map or {}),
             settings=dict(connection.settings or {}),
         )
 

@@ -30,6 +30,9 @@ PROVIDER = ProviderSpec(
     ),
     secret_purposes=("webhook_secret", "api_token"),
     poll_secret_purposes=("api_token",),
+    project_key_help=(
+        "The Donorbox campaign id (a number, in the campaign's URL) or, failing that, the donation's designation as Donorbox shows it."
+    ),
     setup_steps=(
         "In Donorbox: Integrations → API & Zapier Integration → Custom Webhooks → add endpoint. Paste the webhook "
         "URL, choose payload version v2, select donation and plan events, save, then copy the endpoint's "

@@ -46,6 +46,7 @@ PROVIDER = ProviderSpec(
             ),
         )
     ),
+    project_key_help=("The GoFundMe Pro (Classy) campaign id, a number in the campaign's URL."),
     setup_steps=(
         "In GoFundMe Pro: Apps & Integrations → Webhooks → Endpoints → Add Endpoint. Paste the webhook URL and "
         "subscribe to transaction.*, supporter.* and recurring_donation_plan.*; copy the endpoint's signing secret "

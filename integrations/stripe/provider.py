@@ -35,6 +35,9 @@ PROVIDER = ProviderSpec(
             ),
         )
     ),
+    project_key_help=(
+        'The value of the payment\'s campaign metadata (key "campaign" unless the campaign_metadata_key setting says otherwise). A payment with virtuous_project_code in its metadata needs no row.'
+    ),
     setup_steps=(
         "In the Stripe Dashboard: Developers → Webhooks → Add endpoint. Paste the webhook URL, pin the API "
         "version, and select the events " + ", ".join(mapping.HANDLERS) + ". Reveal the endpoint's signing "

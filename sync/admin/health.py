@@ -44,9 +44,13 @@ class OnboardKeyForm(forms.Form):
     name = forms.CharField(max_length=200, help_text="The customer's name as staff know it.")
     slug = forms.SlugField(max_length=63, help_text="Short id used by operators, e.g. 'harbor-food-bank'.")
     virtuous_base_url = forms.URLField(
-        required=False, assume_scheme="https", help_text="Leave blank for the production Virtuous API."
+        label="Virtuous base URL",
+        required=False,
+        assume_scheme="https",
+        help_text="Leave blank for the production Virtuous API.",
     )
     api_key = forms.CharField(
+        label="Virtuous API key",
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
         help_text="The Virtuous API key the customer gave you. It is checked live, then stored encrypted.",
     )
@@ -280,7 +284,9 @@ class TenantHealthAdmin(admin.ModelAdmin):
                 )
                 self._subscribe(request, tenant)
                 return HttpResponseRedirect(reverse("admin:sync_tenanthealth_setup", args=[tenant.public_id]))
-        return self._render(request, "onboard.html", "Onboard a customer", form=form)
+        return self._render(
+            request, "onboard.html", "Onboard a customer", form=form, try_offer=_try_onboarding_offer()
+        )
 
     def _subscribe(self, request, tenant: Tenant) -> None:
         try:
@@ -403,11 +409,36 @@ class TenantHealthAdmin(admin.ModelAdmin):
         )
 
 
-def _secret_states(tenant: Tenant, connection: Connection) -> list[tuple[str, bool]]:
-    """Which of the connection's secrets are set (never their values or last digits)."""
+def _try_onboarding_offer() -> dict | None:
+    """With the sandbox on and make run's demo prepared: the values that onboard its ready
+    organisation, offered on the onboarding page so anyone can try it in a minute."""
+    if not settings.SANDBOX_ENABLED:
+        return None
+    from integrations.sandbox.demo import TRY_TENANT_SLUG, try_onboarding_offer
+
+    taken = set(Tenant.objects.filter(slug__startswith=TRY_TENANT_SLUG).values_list("slug", flat=True))
+    offer = try_onboarding_offer(taken)
+    if offer is None:
+        return None
+    return {
+        "name": offer.name,
+        "slug": offer.slug,
+        "api_key": offer.api_key,
+        "organization": offer.organization,
+        "base_url": settings.PUBLIC_BASE_URL.rstrip("/") + "/sandbox/virtuous",
+    }
+
+
+def _secret_states(tenant: Tenant, connection: Connection) -> list[tuple[str, str]]:
+    """Each of the connection's secrets: "set", "missing" (its capture mode needs it) or "unused"
+    (only another capture mode would); never their values or last digits."""
     spec = provider_get(connection.provider)
     have = connection_secret_purposes(connection)
-    return [(Credential.Purpose(p).label, p in have) for p in spec.secret_purposes]
+    needed = secrets_required(spec, connection.capture_mode)
+    return [
+        (Credential.Purpose(p).label, "set" if p in have else "missing" if p in needed else "unused")
+        for p in spec.secret_purposes
+    ]
 
 
 def onboarding_error(exc: VirtuousError) -> tuple[str, str]:

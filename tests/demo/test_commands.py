@@ -43,3 +43,34 @@ def test_demo_setup_points_the_demo_tenant_at_the_sandbox(db, client, settings):
     assert new_token != token
     assert client.get(BASE + "Health", HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 401
     assert SandboxApi(client, new_token).get("Health").status_code == 200
+
+
+def test_demo_setup_keeps_a_sandbox_organisation_ready_for_trying_onboarding(db, client, settings, superuser):
+    from django.urls import reverse
+
+    from integrations.sandbox.demo import TRY_API_KEY, TRY_ORG_NAME
+
+    settings.DEBUG = True
+    client.force_login(superuser)
+    onboard = reverse("admin:sync_tenanthealth_onboard")
+    assert (
+        'id="try-onboarding"' not in client.get(onboard).content.decode()
+    )  # nothing offered before the demo
+    out = _run("demo_setup")
+    _run("demo_setup")
+    assert f"API key:      {TRY_API_KEY}" in out and "name / slug:  Try onboarding / try-onboarding" in out
+    assert SandboxOrganization.objects.filter(name=TRY_ORG_NAME).count() == 1
+    assert (
+        SandboxApi(client, TRY_API_KEY).get("Organization/Current").json()["organizationName"] == TRY_ORG_NAME
+    )
+    assert not Tenant.objects.filter(slug="try-onboarding").exists()  # onboarding makes it
+
+    page = client.get(onboard).content.decode()
+    assert 'id="try-onboarding"' in page and TRY_API_KEY in page and 'data-slug="try-onboarding"' in page
+    assert f"{settings.PUBLIC_BASE_URL}/sandbox/virtuous" in page
+    # once a tenant holds the slug, the next walk-through is offered the next one
+    Tenant.objects.create(slug="try-onboarding", name="Try onboarding")
+    assert 'data-slug="try-onboarding-2"' in client.get(onboard).content.decode()
+
+    settings.SANDBOX_ENABLED = False
+    assert 'id="try-onboarding"' not in client.get(onboard).content.decode()

@@ -155,8 +155,6 @@ def test_the_admin_change_page_refuses_a_bad_setting_and_lists_the_schema(client
         "backstop_interval_minutes": "1440",
         "source_name": "Stripe",
         "default_project_code": "",
-        "project_code_map": "{}",
-        "field_map": "{}",
         "settings": '{"tolerance_seconds": 0}',
     }
     response = client.post(url, data)

@@ -18,7 +18,10 @@ def test_credential_pages_never_render_the_secret(client, superuser, tenant):
     assert "••••1234" in client.get(reverse("admin:tenants_credential_changelist")).content.decode()
 
 
-def test_adding_a_credential_in_the_admin_goes_through_the_service(client, superuser, tenant):
+def test_adding_a_credential_in_the_admin_goes_through_the_service(
+    client, superuser, tenant, make_connection
+):
+    connection = make_connection(tenant, "stripe", name="Main account")
     client.force_login(superuser)
     response = client.post(
         reverse("admin:tenants_credential_add"),
@@ -26,14 +29,14 @@ def test_adding_a_credential_in_the_admin_goes_through_the_service(client, super
             "tenant": tenant.pk,
             "platform": "stripe",
             "purpose": "webhook_secret",
-            "scope": "",
+            "scope": str(connection.public_id),
             "secret": "whsec_admin_5555",
             "activate": "on",
         },
     )
     assert response.status_code == 302
     cred = Credential.objects.get(tenant=tenant, platform="stripe")
-    assert cred.last4 == "5555" and cred.set_by == superuser
+    assert cred.last4 == "5555" and cred.set_by == superuser and cred.scope == str(connection.public_id)
     assert AuditEvent.objects.filter(action="credential.set", actor=superuser, via="admin").exists()
 
 

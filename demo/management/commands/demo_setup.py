@@ -29,19 +29,35 @@ class Command(BaseCommand):
         if tenant is None:
             tenant = services.tenant_create(slug="demo", name="Demo Nonprofit", actor=CLI)
         virtuous = self._connect_sandbox(tenant) if settings.SANDBOX_ENABLED else "production (no sandbox)"
-        self.stdout.write(
-            "\n".join(
-                [
-                    "",
-                    "Giftline demo is ready:",
-                    "  admin:    http://127.0.0.1:8000/admin/",
-                    f"  login:    {DEMO_USERNAME} / {DEMO_PASSWORD}",
-                    f"  tenant:   {tenant.name} ({tenant.slug}, {tenant.public_id})",
-                    f"  virtuous: {virtuous}",
-                    "",
-                ]
-            )
-        )
+        lines = [
+            "",
+            "Giftline demo is ready:",
+            "  admin:    http://127.0.0.1:8000/admin/",
+            f"  login:    {DEMO_USERNAME} / {DEMO_PASSWORD}",
+            f"  tenant:   {tenant.name} ({tenant.slug}, {tenant.public_id})",
+            f"  virtuous: {virtuous}",
+        ]
+        if settings.SANDBOX_ENABLED:
+            lines += self._try_onboarding()
+        self.stdout.write("\n".join([*lines, ""]))
+
+    def _try_onboarding(self) -> list[str]:
+        """A second sandbox organisation with a published key, for trying onboarding in a minute
+        (docs/customer-success.md walks through it). Its tenant is made by onboarding itself."""
+        from integrations.sandbox.demo import TRY_API_KEY, try_onboarding_offer, try_onboarding_org_ensure
+
+        organization = try_onboarding_org_ensure()
+        taken = set(Tenant.objects.values_list("slug", flat=True))
+        offer = try_onboarding_offer(taken)
+        return [
+            "",
+            "Try onboarding (about a minute): open Tenant health → Onboard a customer and use",
+            f"  organisation: {organization.name}",
+            f"  name / slug:  {offer.name} / {offer.slug}" if offer else "",
+            f"  base URL:     {SANDBOX_BASE_URL}",
+            f"  API key:      {TRY_API_KEY}   (a sandbox key, published on purpose)",
+            "  (the onboarding page offers the same values with a 'Fill in these values' button)",
+        ]
 
     def _connect_sandbox(self, tenant: Tenant) -> str:
         """Point the demo tenant at the built-in Virtuous sandbox (idempotent).

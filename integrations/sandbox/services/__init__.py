@@ -42,6 +42,7 @@ from integrations.sandbox.services.orgs import (
     sandbox_org_authenticate,
     sandbox_org_create,
     sandbox_org_token_regenerate,
+    sandbox_org_token_set,
     sandbox_storm_start,
     token_hash,
 )
@@ -80,6 +81,7 @@ __all__ = [
     "sandbox_org_authenticate",
     "sandbox_org_create",
     "sandbox_org_token_regenerate",
+    "sandbox_org_token_set",
     "sandbox_recurring_cancel",
     "sandbox_recurring_create",
     "sandbox_reversal_create",

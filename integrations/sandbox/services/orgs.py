@@ -61,6 +61,21 @@ def sandbox_org_token_regenerate(*, organization: SandboxOrganization) -> str:
     return token
 
 
+def sandbox_org_token_set(*, organization: SandboxOrganization, token: str) -> None:
+    """Give the organisation a token chosen by the caller (the demo's published key), so a person
+    can paste a key they were told. Like a Virtuous key it is long and random-looking; the demo's
+    is public, which is why only make run's demo (DEBUG) sets one."""
+    if not token.startswith(TOKEN_PREFIX) or len(token) < 24:
+        raise ValueError(f"A sandbox token starts with {TOKEN_PREFIX!r} and has at least 24 characters.")
+    taken = SandboxOrganization.objects.filter(token_hash=token_hash(token)).exclude(pk=organization.pk)
+    if taken.exists():
+        raise ValueError("Another sandbox organisation has this token.")
+    SandboxOrganization.objects.filter(pk=organization.pk).update(
+        token_hash=token_hash(token), token_last4=token[-4:]
+    )
+    organization.token_hash, organization.token_last4 = token_hash(token), token[-4:]
+
+
 def sandbox_org_authenticate(*, token: str) -> SandboxOrganization | None:
     """The organisation a bearer token belongs to (one indexed lookup), or None."""
     if not token:
