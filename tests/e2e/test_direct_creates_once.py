@@ -7,9 +7,6 @@ record it finds. A lookup that cannot decide sends the item to needs_review, nev
 
 from __future__ import annotations
 
-import datetime as dt
-from decimal import Decimal
-
 import pytest
 from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
@@ -17,19 +14,21 @@ from hypothesis import strategies as st
 
 from integrations.sandbox.models import SandboxGift, SandboxRecurringGift
 from integrations.sandbox.services import (
-    sandbox_contact_create,
     sandbox_faults_reset,
     sandbox_faults_set,
-    sandbox_gift_create,
 )
-from integrations.types import IDEMPOTENT, Operation, OutboundRequest
+from integrations.types import IDEMPOTENT, Operation
 from sync.clients import virtuous_client
-from sync.models import Origin, OutboundItem
+from sync.models import OutboundItem
 from sync.outbound.drain import outbound_drain
-from sync.outbound.enqueue import outbound_enqueue
 from sync.outbound.faults import fault_hook_install
 from tenants.services import SYSTEM, tenant_create, tenant_update
-from tests.e2e.conftest import point_tenant_at_sandbox
+from tests.e2e.conftest import (
+    direct_create_enqueue,
+    direct_create_records,
+    point_tenant_at_sandbox,
+    sandbox_donor_with_gift,
+)
 
 OPERATIONS = (Operation.REVERSING_TRANSACTION, Operation.RECURRING_GIFT_CREATE)
 
@@ -49,45 +48,8 @@ def world(live_server, transactional_db):
     org = point_tenant_at_sandbox(tenant, live_server.url)
     outsider = tenant_create(slug="outsider", name="Outsider Trust")
     outsider_org = point_tenant_at_sandbox(outsider, live_server.url)
-    donor = sandbox_contact_create(organization=org, body={"name": "Ada"})
-    gift = sandbox_gift_create(
-        organization=org,
-        contact_id=donor.pk,
-        amount=Decimal("40.00"),
-        gift_date=dt.date(2026, 3, 1),
-        designations=[{"projectCode": "GEN", "amountDesignated": "40.00"}],
-        transaction_source="Stripe",
-        transaction_id="pi_1",
-    )
+    donor, gift = sandbox_donor_with_gift(org)
     return tenant, org, donor, gift, outsider_org
-
-
-def _enqueue(tenant, operation: str, donor, gift, n: int = 1) -> OutboundItem:
-    if operation == Operation.REVERSING_TRANSACTION:
-        payload = {"reversedGiftId": gift.pk, "giftDate": "2026-03-05", "notes": f"refund re_{n}"}
-        external_id = f"re_{n}"
-    else:
-        external_id = f"sub_{n}"
-        payload = {
-            "transactionSource": "Stripe",
-            "transactionId": external_id,
-            "contactId": donor.pk,
-            "startDate": "2026-03-01",
-            "frequency": "Monthly",
-            "amount": "10.00",
-            "designations": [{"projectCode": "GEN", "amountDesignated": "10.00"}],
-        }
-    request = OutboundRequest(operation, "Stripe", external_id, payload)
-    item, _ = outbound_enqueue(tenant=tenant, request=request, origin=Origin.WEBHOOK)
-    return item
-
-
-def _records(org, operation: str) -> list[int]:
-    if operation == Operation.REVERSING_TRANSACTION:
-        rows = SandboxGift.objects.filter(organization=org, gift_type="ReversingTransaction")
-    else:
-        rows = SandboxRecurringGift.objects.filter(organization=org)
-    return list(rows.order_by("pk").values_list("pk", flat=True))
 
 
 def _drain_now(tenant, item: OutboundItem | None = None):
@@ -110,7 +72,7 @@ def test_every_operation_is_classified_idempotent_or_not():
 @pytest.mark.parametrize("fault", FAULTS)
 def test_an_unknown_outcome_is_looked_up_not_resent(world, operation, fault):
     tenant, org, donor, gift, outsider_org = world
-    item = _enqueue(tenant, operation, donor, gift)
+    item = direct_create_enqueue(tenant, operation, donor, gift)
 
     # given: the sandbox applies the create, then the caller never hears a 2xx
     sandbox_faults_set(organization=org, **FAULTS[fault])
@@ -118,7 +80,7 @@ def test_an_unknown_outcome_is_looked_up_not_resent(world, operation, fault):
     item.refresh_from_db()
     assert first.retried == 1 and item.state == "pending"
     assert item.write_sent_at is not None  # the send was recorded before the request
-    created = _records(org, operation)
+    created = direct_create_records(org, operation)
     assert len(created) == 1
 
     # when: Virtuous answers again and the item's next attempt runs
@@ -129,19 +91,19 @@ def test_an_unknown_outcome_is_looked_up_not_resent(world, operation, fault):
     item.refresh_from_db()
     assert item.state == "submitted" and item.virtuous_id == str(created[0])
     assert item.write_evidence["outcome"] == "found"
-    assert _records(org, operation) == created
+    assert direct_create_records(org, operation) == created
     assert not SandboxGift.objects.filter(organization=outsider_org).exists()
 
 
 @pytest.mark.parametrize("operation", OPERATIONS)
 def test_a_refused_create_is_not_an_unknown_outcome(world, operation):
     tenant, org, donor, gift, _ = world
-    item = _enqueue(tenant, operation, donor, gift)
+    item = direct_create_enqueue(tenant, operation, donor, gift)
     sandbox_faults_set(organization=org, error_rate=1.0, error_statuses="400")
     _drain_now(tenant)
     item.refresh_from_db()
     assert item.state == "dead" and item.write_sent_at is None  # Virtuous said no: nothing created
-    assert _records(org, operation) == []
+    assert direct_create_records(org, operation) == []
 
 
 class _Died(BaseException):
@@ -151,7 +113,7 @@ class _Died(BaseException):
 @pytest.mark.parametrize("operation", OPERATIONS)
 def test_a_create_that_never_landed_is_sent_again_once(world, operation):
     tenant, org, donor, gift, _ = world
-    item = _enqueue(tenant, operation, donor, gift)
+    item = direct_create_enqueue(tenant, operation, donor, gift)
 
     def die(name: str) -> None:
         if name == "after_send_recorded":
@@ -165,7 +127,7 @@ def test_a_create_that_never_landed_is_sent_again_once(world, operation):
     finally:
         fault_hook_install(None)
     item.refresh_from_db()
-    assert item.write_sent_at is not None and _records(org, operation) == []
+    assert item.write_sent_at is not None and direct_create_records(org, operation) == []
     OutboundItem.objects.filter(pk=item.pk).update(lease_expires_at=timezone.now())
 
     # when: the lease expired and the next drain reclaims the item
@@ -173,14 +135,14 @@ def test_a_create_that_never_landed_is_sent_again_once(world, operation):
 
     # then: the lookup showed it absent, so it was sent once
     item.refresh_from_db()
-    assert item.state == "submitted" and len(_records(org, operation)) == 1
-    assert item.virtuous_id == str(_records(org, operation)[0])
+    assert item.state == "submitted" and len(direct_create_records(org, operation)) == 1
+    assert item.virtuous_id == str(direct_create_records(org, operation)[0])
 
 
 @pytest.mark.parametrize("operation", OPERATIONS)
 def test_an_undecidable_lookup_goes_to_review_never_out_again(world, operation):
     tenant, org, donor, gift, _ = world
-    item = _enqueue(tenant, operation, donor, gift)
+    item = direct_create_enqueue(tenant, operation, donor, gift)
     sandbox_faults_set(organization=org, error_after_rate=1.0, error_statuses="503")
     _drain_now(tenant)
     # someone else made a matching record meanwhile (a person in the UI, or a double send)
@@ -191,7 +153,7 @@ def test_an_undecidable_lookup_goes_to_review_never_out_again(world, operation):
         client.gift_reversing_transaction(item.payload)
     else:
         client.recurring_gift_create(item.payload)
-    before = _records(org, operation)
+    before = direct_create_records(org, operation)
     assert len(before) == 2
 
     result = _drain_now(tenant)
@@ -200,9 +162,9 @@ def test_an_undecidable_lookup_goes_to_review_never_out_again(world, operation):
     assert result.review == 1 and item.state == "needs_review"
     assert item.write_evidence["outcome"] == "review"
     assert sorted(item.write_evidence["matching_ids"]) == before
-    assert _records(org, operation) == before  # not sent a third time
+    assert direct_create_records(org, operation) == before  # not sent a third time
     _drain_now(tenant)
-    assert _records(org, operation) == before
+    assert direct_create_records(org, operation) == before
 
 
 @settings(
@@ -228,7 +190,7 @@ def test_random_faults_never_double_or_lose_a_direct_create(world, script):
     SandboxRecurringGift.objects.filter(organization=org).delete()
     items = []
     for n, (operation, faults) in enumerate(script):
-        item = _enqueue(tenant, operation, donor, gift, n=n)
+        item = direct_create_enqueue(tenant, operation, donor, gift, n=n)
         for fault in faults:
             _one_attempt(tenant, org, item, fault)
         sandbox_faults_reset(organization=org)
@@ -240,7 +202,9 @@ def test_random_faults_never_double_or_lose_a_direct_create(world, script):
         assert item.state == "submitted", (item.state, item.last_error)
     for operation in OPERATIONS:
         expected = [str(i.virtuous_id) for op, i in items if op == operation]
-        assert sorted(map(str, _records(org, operation))) == sorted(expected)  # none doubled, none lost
+        assert sorted(map(str, direct_create_records(org, operation))) == sorted(
+            expected
+        )  # none doubled, none lost
 
 
 def _one_attempt(tenant, org, item: OutboundItem, fault: str) -> None:

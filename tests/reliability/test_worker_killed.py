@@ -3,7 +3,8 @@
 Each scenario proves, through the sandbox's own counters, that no gift is lost and none is
 created twice: after the claim nothing was sent; during the HTTP call and after the 2xx the
 batch reached Virtuous, so the restarted worker resends it with the same transaction ids and
-Virtuous deduplicates it (counted as duplicate submissions, no second record).
+Virtuous deduplicates it (counted as duplicate submissions, no second record). A refund or a
+schedule, which Virtuous does not deduplicate, is looked up instead of resent.
 """
 
 from __future__ import annotations
@@ -17,10 +18,16 @@ from integrations.sandbox.services import (
     sandbox_faults_set,
     sandbox_transactions_submit,
 )
-from sync.models import Origin, OutboundItem
+from integrations.types import Operation
+from sync.models import Attempt, Origin, OutboundItem
 from sync.outbound.enqueue import outbound_enqueue_many
 from tenants.services import SYSTEM, tenant_create, tenant_update
-from tests.e2e.conftest import point_tenant_at_sandbox
+from tests.e2e.conftest import (
+    direct_create_enqueue,
+    direct_create_records,
+    point_tenant_at_sandbox,
+    sandbox_donor_with_gift,
+)
 from tests.reliability.conftest import counters, kill9, manage_popen, needs_postgres, wait_for
 from tests.sync.conftest import gift_request
 
@@ -110,3 +117,47 @@ def test_a_worker_killed_mid_drain_loses_nothing_and_submits_nothing_twice(queue
     assert len(set(gifts.values_list("transaction_id", flat=True))) == ITEMS
     counters_after = counters(org)
     assert counters_after.gifts_created == ITEMS
+
+
+@pytest.fixture
+def direct_create(live_server, transactional_db):
+    """A tenant whose sandbox org holds a donor and a gift to refund, and an outsider beside it."""
+    tenant = tenant_create(slug="killed-direct", name="Killed Direct Shelter")
+    org = point_tenant_at_sandbox(tenant, live_server.url)
+    outsider = tenant_create(slug="outsider", name="Outsider Trust")
+    outsider_org = point_tenant_at_sandbox(outsider, live_server.url)
+    donor, gift = sandbox_donor_with_gift(org)
+    sandbox_donor_with_gift(outsider_org)
+    return tenant, org, donor, gift, outsider_org
+
+
+@pytest.mark.parametrize("operation", [Operation.REVERSING_TRANSACTION, Operation.RECURRING_GIFT_CREATE])
+def test_a_worker_killed_after_a_direct_creates_2xx_is_looked_up_not_resent(
+    direct_create, tmp_path, operation
+):
+    tenant, org, donor, gift, outsider_org = direct_create
+    item = direct_create_enqueue(tenant, operation, donor, gift)
+    log = tmp_path / "killed.log"
+
+    # given: Virtuous created the record and answered 2xx; the worker dies before recording it
+    worker = manage_popen(*DRAIN, log=log, GIFTLINE_FAULT_POINT="after_2xx", **FAST_LEASES)
+    wait_for(lambda: _reached(log, "after_2xx"), timeout=30, what="the worker to reach after_2xx")
+    kill9(worker)
+    created = direct_create_records(org, operation)
+    assert len(created) == 1
+    item.refresh_from_db()
+    assert item.state == "in_flight" and item.write_sent_at is not None and not item.virtuous_id
+
+    # when: a new worker takes the item after its lease expires
+    restarted = manage_popen(*DRAIN, log=tmp_path / "restarted.log", **FAST_LEASES)
+    assert restarted.wait(timeout=90) == 0, (tmp_path / "restarted.log").read_text()[-3000:]
+
+    # then: the lookup found the record; the create went out once, and only for this tenant
+    item.refresh_from_db()
+    assert item.state == "submitted" and item.virtuous_id == str(created[0])
+    assert item.write_evidence["outcome"] == "found" and item.write_evidence["found_id"] == str(created[0])
+    assert item.attempts == 2  # the killed attempt counted when its lease was reclaimed
+    assert direct_create_records(org, operation) == created
+    posts = Attempt.objects.filter(tenant=tenant, method="POST")
+    assert posts.count() == 1 and posts.get().status_code == 200
+    assert direct_create_records(outsider_org, operation) == []
