@@ -7,6 +7,8 @@ record it finds. A lookup that cannot decide sends the item to needs_review, nev
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import pytest
 from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
@@ -19,16 +21,18 @@ from integrations.sandbox.services import (
 )
 from integrations.types import IDEMPOTENT, Operation
 from sync.clients import virtuous_client
-from sync.models import OutboundItem
+from sync.models import Attempt, OutboundItem
 from sync.outbound.drain import outbound_drain
 from sync.outbound.faults import fault_hook_install
-from tenants.services import SYSTEM, tenant_create, tenant_update
+from tenants.selectors import credential_secret
+from tenants.services import SYSTEM, tenant_create, tenant_update, tenant_virtuous_url_change
 from tests.e2e.conftest import (
     direct_create_enqueue,
     direct_create_records,
     point_tenant_at_sandbox,
     sandbox_donor_with_gift,
 )
+from tests.reliability.proxy import ResettingProxy
 
 OPERATIONS = (Operation.REVERSING_TRANSACTION, Operation.RECURRING_GIFT_CREATE)
 
@@ -106,6 +110,82 @@ def test_a_refused_create_is_not_an_unknown_outcome(world, operation):
     assert direct_create_records(org, operation) == []
 
 
+@pytest.fixture
+def resetting(world, live_server):
+    """Route the tenant through a loopback proxy that resets POSTs (the creates) when told to."""
+    tenant = world[0]
+    parts = urlsplit(live_server.url)
+    proxy = ResettingProxy((parts.hostname, parts.port), before=0.0, after=0.0, only=b"POST ")
+    token = credential_secret(tenant=tenant, platform="virtuous", purpose="api_token")
+    tenant_virtuous_url_change(
+        tenant=tenant,
+        base_url=f"http://127.0.0.1:{proxy.port}/sandbox/virtuous",
+        api_token=token,
+        actor=SYSTEM,
+    )
+    yield proxy
+    proxy.close()
+
+
+def _posts(tenant) -> list[int | None]:
+    return list(
+        Attempt.objects.filter(tenant=tenant, method="POST")
+        .order_by("pk")
+        .values_list("status_code", flat=True)
+    )
+
+
+@pytest.mark.parametrize("operation", OPERATIONS)
+def test_a_reset_after_the_create_was_written_is_looked_up_not_resent(world, resetting, operation):
+    tenant, org, donor, gift, outsider_org = world
+    item = direct_create_enqueue(tenant, operation, donor, gift)
+
+    # given: the create reached Virtuous and was applied; its answer became a TCP reset
+    resetting.after = 1.0
+    first = _drain_now(tenant)
+    item.refresh_from_db()
+    assert resetting.resets == {"after": 1} and resetting.forwarded == 1
+    assert first.retried == 1 and item.state == "pending" and item.write_sent_at is not None
+    created = direct_create_records(org, operation)
+    assert len(created) == 1
+
+    # when: the connection is healthy again and the item's next attempt runs
+    resetting.after = 0.0
+    _drain_now(tenant)
+
+    # then: found by lookup, never sent a second time
+    item.refresh_from_db()
+    assert item.state == "submitted" and item.virtuous_id == str(created[0])
+    assert item.write_evidence["outcome"] == "found"
+    assert direct_create_records(org, operation) == created
+    assert resetting.forwarded == 1 and _posts(tenant) == [None]
+    assert direct_create_records(outsider_org, operation) == []
+
+
+@pytest.mark.parametrize("operation", OPERATIONS)
+def test_a_reset_before_the_create_reached_virtuous_is_sent_once(world, resetting, operation):
+    tenant, org, donor, gift, _ = world
+    item = direct_create_enqueue(tenant, operation, donor, gift)
+
+    # given: the connection reset before the request reached Virtuous: nothing was created
+    resetting.before = 1.0
+    _drain_now(tenant)
+    item.refresh_from_db()
+    assert resetting.resets == {"before": 1} and resetting.forwarded == 0
+    assert item.state == "pending" and item.write_sent_at is not None
+    assert direct_create_records(org, operation) == []
+
+    # when: the next attempt runs over a healthy connection
+    resetting.before = 0.0
+    _drain_now(tenant)
+
+    # then: the lookup showed it absent, so it went out again, and exactly once
+    item.refresh_from_db()
+    assert item.state == "submitted" and resetting.forwarded == 1
+    assert direct_create_records(org, operation) == [int(item.virtuous_id)]
+    assert _posts(tenant) == [None, 200]
+
+
 class _Died(BaseException):
     """The worker stops dead at a fault point (in process: the drain unwinds without handling it)."""
 
@@ -176,13 +256,18 @@ def test_an_undecidable_lookup_goes_to_review_never_out_again(world, operation):
     script=st.lists(
         st.tuples(
             st.sampled_from(OPERATIONS),
-            st.lists(st.sampled_from(["ok", "timeout", "503", "503_before", "died"]), max_size=4),
+            st.lists(
+                st.sampled_from(
+                    ["ok", "timeout", "503", "503_before", "reset_after", "reset_before", "died"]
+                ),
+                max_size=4,
+            ),
         ),
         min_size=1,
         max_size=3,
     )
 )
-def test_random_faults_never_double_or_lose_a_direct_create(world, script):
+def test_random_faults_never_double_or_lose_a_direct_create(world, resetting, script):
     """Replays random sequences of faults per item; every item ends with exactly one record."""
     tenant, org, donor, gift, _ = world
     OutboundItem.objects.all().delete()
@@ -192,7 +277,7 @@ def test_random_faults_never_double_or_lose_a_direct_create(world, script):
     for n, (operation, faults) in enumerate(script):
         item = direct_create_enqueue(tenant, operation, donor, gift, n=n)
         for fault in faults:
-            _one_attempt(tenant, org, item, fault)
+            _one_attempt(tenant, org, resetting, item, fault)
         sandbox_faults_reset(organization=org)
         for _ in range(3):  # a clean run settles whatever the faults left
             _drain_now(tenant)
@@ -207,15 +292,20 @@ def test_random_faults_never_double_or_lose_a_direct_create(world, script):
         )  # none doubled, none lost
 
 
-def _one_attempt(tenant, org, item: OutboundItem, fault: str) -> None:
+def _one_attempt(tenant, org, proxy: ResettingProxy, item: OutboundItem, fault: str) -> None:
     knobs = {
         "ok": {},
         "timeout": FAULTS["timeout after apply"],
         "503": FAULTS["503 after apply"],
         "503_before": {"error_rate": 1.0, "error_statuses": "503"},
+        "reset_after": {},
+        "reset_before": {},
         "died": {},
     }[fault]
     sandbox_faults_reset(organization=org)
+    # a real TCP reset of the create, after Virtuous applied it or before it reached Virtuous
+    proxy.after = 1.0 if fault == "reset_after" else 0.0
+    proxy.before = 1.0 if fault == "reset_before" else 0.0
     if knobs:
         sandbox_faults_set(organization=org, **knobs)
     if fault == "died":
@@ -224,4 +314,7 @@ def _one_attempt(tenant, org, item: OutboundItem, fault: str) -> None:
         OutboundItem.objects.filter(pk=item.pk, state="pending").update(
             state="in_flight", lease_owner="dead-worker", lease_expires_at=timezone.now()
         )
-    _drain_now(tenant)
+    try:
+        _drain_now(tenant)
+    finally:
+        proxy.after = proxy.before = 0.0
