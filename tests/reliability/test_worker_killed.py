@@ -10,6 +10,7 @@ schedule, which Virtuous does not deduplicate, is looked up instead of resent.
 from __future__ import annotations
 
 import logging
+import signal
 import time
 
 import pytest
@@ -222,3 +223,41 @@ def test_a_dead_holders_items_and_tenant_come_back_within_a_minute(queued, tmp_p
     c = counters(org)
     assert c.transactions_received == ITEMS + resent and c.duplicate_submissions == resent
     assert SandboxTransaction.objects.filter(organization=org, kind="gift").count() == ITEMS
+
+
+@pytest.mark.parametrize("operation", [Operation.REVERSING_TRANSACTION, Operation.RECURRING_GIFT_CREATE])
+def test_a_stalled_holder_past_its_lease_cannot_record_its_late_outcome(direct_create, tmp_path, operation):
+    """A live worker frozen (SIGSTOP: its heartbeat too) after the 2xx, past its lease, then resumed."""
+    tenant, org, donor, gift, _ = direct_create
+    item = direct_create_enqueue(tenant, operation, donor, gift)
+    log, release = tmp_path / "stalled.log", tmp_path / "release"
+    stalled = manage_popen(
+        *DRAIN, log=log, GIFTLINE_FAULT_POINT="after_2xx", GIFTLINE_FAULT_RELEASE=str(release), **FAST_LEASES
+    )
+    try:
+        # given: Virtuous created the record; the holder freezes before recording it
+        wait_for(lambda: _reached(log, "after_2xx"), timeout=30, what="the worker to reach after_2xx")
+        stalled.send_signal(signal.SIGSTOP)
+        created = direct_create_records(org, operation)
+        assert len(created) == 1
+
+        # when: its lease runs out, another worker takes the item, then the frozen one resumes
+        peer = manage_popen(*DRAIN, log=tmp_path / "peer.log", **FAST_LEASES)
+        assert peer.wait(timeout=90) == 0, (tmp_path / "peer.log").read_text()[-3000:]
+        item.refresh_from_db()
+        assert item.state == "submitted" and item.write_evidence["outcome"] == "found"
+        release.touch()
+        stalled.send_signal(signal.SIGCONT)
+        assert stalled.wait(timeout=60) == 0, log.read_text()[-3000:]
+    finally:
+        if stalled.poll() is None:
+            stalled.kill()
+            stalled.wait(timeout=10)
+
+    # then: its late update was refused: the peer's outcome stands, nothing was sent twice
+    assert "fault point after_2xx released" in log.read_text() and "submitted=0" in log.read_text()
+    item.refresh_from_db()
+    assert item.state == "submitted" and item.virtuous_id == str(created[0])
+    assert item.attempts == 2  # the reclaim and the peer's outcome; the stalled update spent none
+    assert direct_create_records(org, operation) == created
+    assert Attempt.objects.filter(tenant=tenant, method="POST").count() == 1
