@@ -186,6 +186,31 @@ def test_a_reset_before_the_create_reached_virtuous_is_sent_once(world, resettin
     assert _posts(tenant) == [None, 200]
 
 
+@pytest.mark.parametrize("operation", OPERATIONS)
+def test_a_direct_create_gets_through_a_trickling_budget(world, settings, operation):
+    """An empty bucket refilling 1 token/s: the create's calls wait for the tokens they need together,
+    rather than spending each new token on a first read and starting over (found by the property test)."""
+    tenant, org, donor, gift, _ = world
+    settings.VIRTUOUS_BUCKET_BURST_SECONDS = 4  # capacity 4: a refund's baseline (2), lookup (1) and create
+    tenant_update(
+        tenant=tenant, actor=SYSTEM, changes={"hourly_request_budget": 3600, "budget_headroom_percent": 0}
+    )
+    item = direct_create_enqueue(tenant, operation, donor, gift)
+    sandbox_faults_set(organization=org, error_rate=1.0, error_statuses="503")
+    _drain_now(tenant)  # a 503 before the work: the next attempt looks up, then sends
+    sandbox_faults_reset(organization=org)
+    budget = virtuous_client(tenant).budget
+    while budget.try_acquire(1) == 0:  # the tenant's other work emptied the bucket
+        pass
+    OutboundItem.objects.filter(pk=item.pk).update(next_attempt_at=timezone.now())
+
+    result = outbound_drain(tenant=tenant, client_factory=quick_client, max_budget_wait=10.0)
+
+    item.refresh_from_db()
+    assert result.submitted == 1 and item.state == "submitted"
+    assert direct_create_records(org, operation) == [int(item.virtuous_id)]
+
+
 class _Died(BaseException):
     """The worker stops dead at a fault point (in process: the drain unwinds without handling it)."""
 
