@@ -45,10 +45,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / f"test-db-{os.getpid()}.sqlite3")}  # noqa: F405
     (BASE_DIR / "var").mkdir(exist_ok=True)  # noqa: F405
 
-# tests/reliability kills drain subprocesses (started with these settings) at a named fault point.
+# tests/reliability kills drain subprocesses (started with these settings) at a named fault point,
+# or holds them there until the file GIFTLINE_FAULT_RELEASE appears (a stalled, then resumed holder).
 GIFTLINE_FAULT_POINT = env.str("GIFTLINE_FAULT_POINT", default="")  # noqa: F405
 if GIFTLINE_FAULT_POINT:
     from sync.outbound.faults import fault_hook_install
     from tests.reliability.faults import block_at
 
-    fault_hook_install(block_at(GIFTLINE_FAULT_POINT))
+    _release = env.str("GIFTLINE_FAULT_RELEASE", default="")  # noqa: F405
+    fault_hook_install(block_at(GIFTLINE_FAULT_POINT, release=_release))

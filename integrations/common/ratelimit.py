@@ -262,6 +262,19 @@ class TenantBudget:
             floor = min(self.shape.capacity * self.reserve_fraction, max(self.shape.capacity - cost, 0.0))
         return self.backend.acquire(self.key, self.shape, now=self.clock(), cost=cost, floor=floor)
 
+    def seconds_until(self, cost: int, *, keep_reserve: bool = False) -> float:
+        """Seconds until ``cost`` tokens (at most the capacity) are there to take in a row; 0.0 when
+        they are now. Takes nothing: for work that needs several calls before any of them counts."""
+        now = self.clock()
+        tokens, paused_until = self.backend.read(self.key, self.shape, now=now)
+        cost = max(1, min(cost, int(self.shape.capacity)))
+        floor = 0.0
+        if keep_reserve:
+            floor = min(self.shape.capacity * self.reserve_fraction, max(self.shape.capacity - cost, 0.0))
+        missing = floor + cost - tokens
+        refill = missing / self.shape.rate if self.shape.rate > 0 else 3600.0
+        return max(paused_until - now, refill, 0.0)
+
     def observe(self, remaining: int | None, reset_epoch: float | None) -> None:
         """Re-sync from X-RateLimit-Remaining/-Reset: never hold more tokens than Virtuous says
         remain, and none remaining pauses the tenant until the reset time plus

@@ -20,7 +20,7 @@ from typing import Any
 from django.utils import timezone
 
 from integrations.virtuous.client import VirtuousClient
-from integrations.virtuous.errors import ErrorClass, VirtuousError
+from integrations.virtuous.errors import BudgetExhausted, ErrorClass, VirtuousError
 from sync.models import Operation, OutboundItem
 from sync.outbound.faults import fault_point
 
@@ -58,6 +58,7 @@ def direct_create_send(
 ) -> str:
     """Send a non-idempotent create at most once per record; returns the Virtuous id."""
     item.refresh_from_db(fields=["write_sent_at", "write_evidence"])
+    _budget_for_all_calls(client, item)
     if item.write_sent_at is not None:
         lookup = _lookup(client, item, payload, dict(item.write_evidence or {}))
         evidence = {**lookup.evidence, "checked_at": timezone.now().isoformat()}
@@ -80,11 +81,31 @@ def direct_create_send(
     fault_point("after_send_recorded")
     try:
         response = send(payload)
+    except BudgetExhausted:
+        _sent_clear(item)  # refused before the request left: nothing was sent
+        raise
     except VirtuousError as exc:
         if exc.error_class != ErrorClass.TRANSIENT:
             _sent_clear(item)  # Virtuous answered with a refusal: nothing was created
         raise
     return str((response or {}).get("id", ""))
+
+
+def _budget_for_all_calls(client: VirtuousClient, item: OutboundItem) -> None:
+    """Start only when the bucket holds every call this send needs (lookup, baseline, create).
+
+    The drain retries a budget-starved send from its first call, so with tokens trickling in one by
+    one each new token went to the first read and the create itself never got one.
+    """
+    budget = getattr(client, "budget", None)
+    if budget is None:
+        return
+    calls = (1 if item.write_sent_at is not None else 0) + 1
+    if item.operation == Operation.REVERSING_TRANSACTION:
+        calls += 2  # the donor's offsets before the send: Gift/{id} and Gift/ByContact
+    wait = budget.seconds_until(calls, keep_reserve=getattr(client, "keep_reserve", False))
+    if wait > 0:
+        raise BudgetExhausted(retry_in=wait)
 
 
 def _sent_record(item: OutboundItem, worker: str, baseline: dict[str, Any]) -> bool:

@@ -180,6 +180,9 @@ def _drain_loop(
                 result.released += items_release(held, worker=worker, retry_in=stop.retry_in)
                 result.stopped = stop.reason
                 break
+            # A dead holder's lease on this tenant's items can run out while this drain works
+            # (claimed after its tenant lease was renewed): take them back now, not a slice later.
+            outbound_reclaim_expired(tenant=tenant)
         else:
             result.stopped = "deadline"
     except VirtuousError as exc:

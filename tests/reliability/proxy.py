@@ -3,6 +3,8 @@
 Each request (a client chunk starting with an HTTP method) may be reset before it is forwarded
 (Virtuous never saw it); each response (an upstream chunk starting with ``HTTP/``) may be reset
 instead of delivered (Virtuous did the work, the caller never hears). Resets are real TCP RSTs.
+With ``only`` (a request-line prefix such as ``b"POST "``), just those requests and their
+responses are eligible; the rates are attributes a test may change between calls.
 """
 
 from __future__ import annotations
@@ -19,12 +21,22 @@ METHODS = (b"GET ", b"POST ", b"PUT ", b"PATCH ", b"DELETE ")
 
 
 class ResettingProxy:
-    def __init__(self, upstream: tuple[str, int], *, before: float, after: float, seed: int = 7) -> None:
+    def __init__(
+        self,
+        upstream: tuple[str, int],
+        *,
+        before: float,
+        after: float,
+        seed: int = 7,
+        only: bytes = b"",
+    ) -> None:
         self.upstream = upstream
         self.before, self.after = before, after
+        self.only = only
         self.rng = random.Random(seed)
         self.lock = threading.Lock()
         self.resets: Counter[str] = Counter()
+        self.forwarded = 0  # eligible requests passed on to the upstream
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.closed = threading.Event()
@@ -57,23 +69,27 @@ class ResettingProxy:
         except OSError:
             _reset(client)
             return
-        rules = {
-            client: (upstream, METHODS, "before", self.before),
-            upstream: (client, (b"HTTP/",), "after", self.after),
-        }
+        rules = {client: (upstream, METHODS, "before"), upstream: (client, (b"HTTP/",), "after")}
+        request_line = b""  # of the request in progress on this connection (HTTP/1.1: one at a time)
         try:
             while not self.closed.is_set():
                 readable, _, _ = select.select(list(rules), [], [], 30)
                 if not readable:
                     break
                 for src in readable:
-                    dst, starts, kind, rate = rules[src]
+                    dst, starts, kind = rules[src]
                     data = src.recv(65536)
                     if not data:
                         return
-                    if data.startswith(starts) and self._roll(kind, rate):
+                    if kind == "before" and data.startswith(starts):
+                        request_line = data.split(b"\r\n", 1)[0]
+                    eligible = data.startswith(starts) and request_line.startswith(self.only)
+                    if eligible and self._roll(kind, getattr(self, kind)):
                         _reset(client)
                         return
+                    if eligible and kind == "before":
+                        with self.lock:
+                            self.forwarded += 1
                     dst.sendall(data)
         except OSError:
             pass

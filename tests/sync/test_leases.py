@@ -10,10 +10,12 @@ from django.utils import timezone
 
 from sync.models import Origin, OutboundItem, TenantQueue
 from sync.outbound.dispatch import tenant_queue_claim
-from sync.outbound.drain import outbound_claim, outbound_reclaim_expired
+from sync.outbound.drain import outbound_claim, outbound_drain, outbound_reclaim_expired
 from sync.outbound.enqueue import outbound_enqueue
+from sync.outbound.faults import fault_hook_install
 from sync.outbound.leases import LeaseHeartbeat, leases_renew
 from sync.outbound.transitions import items_done
+from tenants.models import Tenant
 from tests.sync.conftest import gift_request
 
 
@@ -82,3 +84,36 @@ def test_a_sibling_drain_keeps_the_dispatchers_tenant_lease_alive(tenant):
     assert leases_renew(tenant_id=tenant.pk, worker="dispatch-a-1") == (1, 0)  # its own items only
     assert leases_renew(tenant_id=tenant.pk, worker="dispatch-a-1", queue_owner="dispatch-a") == (1, 1)
     assert TenantQueue.objects.get(tenant=tenant).lease_until > soon + timedelta(seconds=20)
+
+
+def test_a_dead_holders_items_expiring_during_a_drain_are_taken_by_that_drain(
+    tenant, other_tenant, fake_virtuous, settings
+):
+    settings.OUTBOUND_UNBATCHED_CLAIM = 1  # one item per claim round
+    Tenant.objects.filter(pk=tenant.pk).update(batching_enabled=False)
+    tenant.refresh_from_db()
+    live = [
+        outbound_enqueue(tenant=tenant, request=gift_request(n), origin=Origin.WEBHOOK)[0] for n in (1, 2)
+    ]
+    orphan, _ = outbound_enqueue(tenant=tenant, request=gift_request(3), origin=Origin.WEBHOOK)
+    outsider, _ = outbound_enqueue(tenant=other_tenant, request=gift_request(4), origin=Origin.WEBHOOK)
+    later = timezone.now() + timedelta(seconds=30)
+    OutboundItem.objects.filter(pk__in=[orphan.pk, outsider.pk]).update(
+        state="in_flight", lease_owner="dead", lease_expires_at=later
+    )
+
+    def dead_lease_runs_out(name: str) -> None:
+        # the dead holder's lease ends while this drain is already working the tenant
+        if name == "after_claim":
+            OutboundItem.objects.filter(lease_owner="dead").update(lease_expires_at=timezone.now())
+
+    fault_hook_install(dead_lease_runs_out)
+    try:
+        result = outbound_drain(tenant=tenant, client_factory=fake_virtuous.factory)
+    finally:
+        fault_hook_install(None)
+
+    assert result.submitted == 3  # the orphan came back in this drain, not a slice later
+    states = dict(OutboundItem.objects.values_list("pk", "state"))
+    assert [states[i.pk] for i in [*live, orphan]] == ["submitted"] * 3
+    assert states[outsider.pk] == "in_flight"  # another tenant's items are its own drains' business

@@ -147,3 +147,17 @@ def test_bad_budget_arguments_are_refused(per_hour, reserve):
 def test_capacity_defaults_to_the_burst_setting(settings):
     settings.VIRTUOUS_BUCKET_BURST_SECONDS = 60
     assert TenantBudget("k", 4500, backend=DatabaseBackend()).capacity == 75.0
+
+
+def test_seconds_until_several_tokens_takes_nothing(backend, clock):
+    # given: 1 token/s, capacity 10, emptied
+    budget = _budget(backend, clock, reserve=0.2)
+    budget.try_acquire(cost=10)
+    # when / then: the wait for 3 in a row, without taking any
+    assert budget.seconds_until(3) == pytest.approx(3.0)
+    clock.advance(3)
+    assert budget.seconds_until(3) == 0.0 and budget.snapshot()["tokens"] == pytest.approx(3.0)
+    assert budget.seconds_until(3, keep_reserve=True) == pytest.approx(2.0)  # bulk leaves 2 behind
+    assert budget.seconds_until(50) == pytest.approx(7.0)  # never more than a full bucket
+    budget.pause_until(clock() + 30)
+    assert budget.seconds_until(1) == pytest.approx(30.0)
