@@ -28,6 +28,7 @@ from django.utils import timezone
 
 from config import metrics
 from config.logconfig import tenant_log_context
+from integrations.types import operation_is_idempotent
 from integrations.virtuous.client import VirtuousClient
 from integrations.virtuous.errors import BudgetExhausted, ErrorClass, VirtuousError
 from sync.claims import rows_claim_fetch
@@ -313,6 +314,10 @@ def _send_group(
             recorder.flush()
             _handle_error(tenant=tenant, group=group, queue=queue, exc=exc, result=result)
             return
+        if not operation_is_idempotent(group[0].operation):
+            # A direct create's 2xx is kept at once: if this worker dies before recording the
+            # outcome, the call it made stays on the record beside the lookup that follows.
+            recorder.flush()
         fault_point("after_2xx")
         result.calls += 1
         result.submitted += _mark_submitted(

@@ -41,10 +41,11 @@ ITEMS = 20
 BATCH = 5
 # Short leases so the restarted worker takes over within seconds, as it would after OUTBOUND_LEASE_SECONDS.
 # One call in flight, so "the batch the killed worker held" is exactly one batch.
+ONE_IN_FLIGHT = {"OUTBOUND_TENANT_IN_FLIGHT": "1"}
 FAST_LEASES = {
     "OUTBOUND_LEASE_SECONDS": "2",
     "OUTBOUND_DRAIN_SLICE_SECONDS": "2",
-    "OUTBOUND_TENANT_IN_FLIGHT": "1",
+    **ONE_IN_FLIGHT,
 }
 DRAIN = ("outbound_drain", "--seconds", "60", "--threads", "2", "--until-empty")
 
@@ -196,20 +197,20 @@ def test_a_dead_holders_items_and_tenant_come_back_within_a_minute(queued, tmp_p
     log = tmp_path / "victim.log"
 
     # given: a dispatcher holding the tenant and a batch, stopped dead at the fault point, and a peer
-    victim = manage_popen(*DISPATCH, log=log, GIFTLINE_FAULT_POINT=point)
+    victim = manage_popen(*DISPATCH, log=log, GIFTLINE_FAULT_POINT=point, **ONE_IN_FLIGHT)
     wait_for(lambda: _reached(log, point), timeout=60, what=f"the victim to reach {point}")
     held = OutboundItem.objects.filter(state=OutboundItem.State.IN_FLIGHT)
     item_ids = list(held.values_list("pk", flat=True))
     dead_owner = held.values_list("lease_owner", flat=True).first()
     assert len(item_ids) == BATCH and TenantQueue.objects.get(tenant=tenant).lease_owner == dead_owner
-    peer = manage_popen(*DISPATCH, log=tmp_path / "peer.log")
+    peer = manage_popen(*DISPATCH, log=tmp_path / "peer.log", **ONE_IN_FLIGHT)
 
     # when: the victim dies (with its peer, for the whole cluster; a fresh dispatcher then starts)
     kill9(victim)
     died = time.monotonic()
     if killed == "the whole cluster":
         kill9(peer)
-        peer = manage_popen(*DISPATCH, log=tmp_path / "restarted.log")
+        peer = manage_popen(*DISPATCH, log=tmp_path / "restarted.log", **ONE_IN_FLIGHT)
     wait_for(
         lambda: _taken_again(item_ids, dead_owner),
         timeout=RECOVERY_SECONDS + 15,
