@@ -107,42 +107,95 @@ class _SlowFake:
         self.gift_transactions(transaction_source="", transactions=[payload])
 
 
+class _DrainLog:
+    """Wraps the dispatcher's drain to record when each tenant's drains start and end."""
+
+    def __init__(self, monkeypatch):
+        from sync.outbound import dispatch
+
+        self.events: list[tuple[float, str, str]] = []
+        real = dispatch.outbound_drain
+
+        def drain(**kw):
+            self.events.append((time.monotonic(), kw["tenant"].slug, "start"))
+            try:
+                return real(**kw)
+            finally:
+                self.events.append((time.monotonic(), kw["tenant"].slug, "end"))
+
+        monkeypatch.setattr(dispatch, "outbound_drain", drain)
+
+    def first(self, slug: str, what: str) -> float:
+        return min(at for at, s, w in self.events if s == slug and w == what)
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_huge_backlog_does_not_delay_another_tenant(tenant, other_tenant, monkeypatch):
+    """Stated as an order, not in seconds (speed is the benchmark's job): the other tenant's drain
+    starts while the backlog's first slice is still running, instead of after it."""
     fake = _SlowFake(latency=0.02)
     monkeypatch.setattr(VirtuousClient, "for_tenant", fake.for_tenant)
+    log = _DrainLog(monkeypatch)
     outbound_enqueue_many(
         tenant=tenant, requests=[gift_request(n) for n in range(50_000)], origin=Origin.WEBHOOK
     )
     outbound_enqueue_many(
         tenant=other_tenant, requests=[gift_request(f"b{n}") for n in range(10)], origin=Origin.WEBHOOK
     )
-    started = timezone.now()
     outbound_dispatch(seconds=2, threads=4)
+    assert log.first("bravo", "start") < log.first("alpha", "end")
     b_items = OutboundItem.objects.filter(tenant=other_tenant)
     assert set(b_items.values_list("state", flat=True)) == {"submitted"}
-    assert max(b_items.values_list("submitted_at", flat=True)) - started < timedelta(seconds=1.5)
     assert OutboundItem.objects.filter(
         tenant=tenant, state="pending"
     ).exists()  # A is still working through its backlog
+
+
+@postgres_only
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_huge_backlog_does_not_hold_another_tenants_call(tenant, other_tenant, monkeypatch):
+    """With row locks (PostgreSQL), the other tenant's call itself goes out during the backlog's
+    first slice. SQLite serialises writers and its busy handler is not first-come first-served,
+    so on a loaded machine the backlog's drains can hold the other tenant's claim for the whole
+    slice: the embedded default promises this order only for the dispatcher (test above)."""
+    fake = _CountingFake(latency=0.02)
+    monkeypatch.setattr(VirtuousClient, "for_tenant", fake.for_tenant)
+    log = _DrainLog(monkeypatch)
+    called: dict[str, float] = {}
+    real_call = _TenantView.gift_transactions
+
+    def call(view, **kw):
+        called.setdefault(view.slug, time.monotonic())
+        return real_call(view, **kw)
+
+    monkeypatch.setattr(_TenantView, "gift_transactions", call)
+    outbound_enqueue_many(
+        tenant=tenant, requests=[gift_request(n) for n in range(50_000)], origin=Origin.WEBHOOK
+    )
+    outbound_enqueue_many(
+        tenant=other_tenant, requests=[gift_request(f"b{n}") for n in range(10)], origin=Origin.WEBHOOK
+    )
+    outbound_dispatch(seconds=2, threads=4)
+    assert called["bravo"] < log.first("alpha", "end")
+    assert OutboundItem.objects.filter(tenant=tenant, state="pending").exists()
 
 
 @pytest.mark.django_db(transaction=True)
 def test_dispatch_overlaps_calls_for_different_tenants(monkeypatch):
     from tenants.services import tenant_create
 
-    fake = _SlowFake(latency=0.3)
+    fake = _CountingFake(latency=0.3)
     monkeypatch.setattr(VirtuousClient, "for_tenant", fake.for_tenant)
     tenants = [tenant_create(slug=f"t{n}", name=f"T{n}") for n in range(8)]
     for t in tenants:
         outbound_enqueue_many(
             tenant=t, requests=[gift_request(f"{t.slug}-{n}") for n in range(3)], origin=Origin.WEBHOOK
         )
-    started = time.monotonic()
     totals = outbound_dispatch(seconds=1.2, threads=8)
     assert totals["submitted"] == 24 and totals["calls"] == 8
-    # eight 0.3 s calls in well under the 2.4 s they would take one after another
-    assert time.monotonic() - started < 2.0
+    # the eight tenants' 0.3 s calls overlapped instead of going one after another
+    assert fake.most_at_once > 1
 
 
 @postgres_only
@@ -220,6 +273,7 @@ class _CountingFake(_SlowFake):
         self.most: dict[str, int] = {}
         self.began: list[str] = []
         self.budgets = budgets or {}
+        self.at_once = self.most_at_once = 0  # calls in flight across every tenant
 
     def for_tenant(self, tenant, *, keep_reserve=False, on_call=None):
         return _TenantView(self, tenant.slug)
@@ -240,9 +294,12 @@ class _TenantView:
             fake.began.append(self.slug)
             fake.in_flight[self.slug] = fake.in_flight.get(self.slug, 0) + 1
             fake.most[self.slug] = max(fake.most.get(self.slug, 0), fake.in_flight[self.slug])
+            fake.at_once += 1
+            fake.most_at_once = max(fake.most_at_once, fake.at_once)
         time.sleep(fake.latency)
         with fake.lock:
             fake.in_flight[self.slug] -= 1
+            fake.at_once -= 1
             fake.sent.extend(t["transactionId"] for t in transactions)
 
     def gift_transaction(self, payload):
