@@ -206,6 +206,14 @@ class RateBucket(models.Model):
     tokens = models.FloatField()
     refilled_at = models.FloatField(help_text="Unix time of the last refill.")
     paused_until = models.FloatField(default=0.0, help_text="Unix time; no calls before it.")
+    window_left = models.FloatField(
+        default=0.0,
+        help_text="Calls Virtuous's current window still holds, as last announced, less those sent since.",
+    )
+    window_until = models.FloatField(
+        default=0.0,
+        help_text="Unix time the announced window ends (its reset plus the margin); 0 when unknown.",
+    )
 
     def __str__(self) -> str:
         return f"{self.key}: {self.tokens:.1f} tokens"

@@ -6,6 +6,12 @@ to ``burst_seconds`` worth of budget. The bucket lives where all workers see it:
 locked for each update, or a Redis hash updated by one Lua script. There is no global limiter:
 one tenant's exhaustion never slows another.
 
+Virtuous counts in fixed windows (X-RateLimit-Reset is the window's end), so beside the bucket
+each key keeps what the last answer said remains in the current window, less what was taken
+since: until the reset, no refill lets a call past that count. Without it the bucket's steady
+refill, which Virtuous's window does not have, lets a tenant with several calls in flight send
+one more than the window holds.
+
 Call the limiter outside long transactions: on the database backend a call holds the tenant's
 row lock until the surrounding transaction commits.
 """
@@ -32,6 +38,16 @@ class BucketShape:
     rate: float  # tokens per second
 
 
+@dataclass(frozen=True)
+class BucketState:
+    """A bucket as read, refilled to ``now``. ``window_left`` counts only while ``now < window_until``."""
+
+    tokens: float
+    paused_until: float
+    window_left: float = 0.0
+    window_until: float = 0.0
+
+
 class BucketBackend(Protocol):
     """Atomic operations on one bucket. ``now`` is Unix time; every operation refills first."""
 
@@ -43,7 +59,7 @@ class BucketBackend(Protocol):
 
     def pause(self, key: str, shape: BucketShape, *, now: float, until: float) -> None: ...
 
-    def read(self, key: str, shape: BucketShape, *, now: float) -> tuple[float, float]: ...
+    def read(self, key: str, shape: BucketShape, *, now: float) -> BucketState: ...
 
 
 def _refill(tokens: float, refilled_at: float, shape: BucketShape, now: float) -> float:
@@ -59,6 +75,25 @@ def _wait_for(tokens: float, shape: BucketShape, *, cost: int, floor: float) -> 
     if shape.rate <= 0:
         return 3600.0
     return missing / shape.rate
+
+
+def _window_wait(state: BucketState, *, now: float, cost: int) -> float:
+    """Seconds until Virtuous's current window (as last announced) lets ``cost`` more calls in."""
+    if now < state.window_until and state.window_left < cost:
+        return state.window_until - now
+    return 0.0
+
+
+def _window_observed(
+    window_left: float, window_until: float, *, remaining: int, reset: float | None
+) -> tuple[float, float]:
+    """The window after an answer: a later reset starts a new count, the same reset keeps the
+    lower count (answers cross on the way back), an earlier one is a stale answer and changes nothing."""
+    if reset is None or reset < window_until:
+        return window_left, window_until
+    if reset == window_until:
+        return min(window_left, float(remaining)), window_until
+    return float(remaining), reset
 
 
 class DatabaseBackend:
@@ -79,10 +114,14 @@ class DatabaseBackend:
             bucket = self._locked(key, shape, now)
             wait = bucket.paused_until - now
             if wait <= 0:
-                wait = _wait_for(bucket.tokens, shape, cost=cost, floor=floor)
+                wait = max(
+                    _wait_for(bucket.tokens, shape, cost=cost, floor=floor),
+                    _window_wait(_state(bucket), now=now, cost=cost),
+                )
                 if wait == 0.0:
                     bucket.tokens -= cost
-            bucket.save(update_fields=["tokens", "refilled_at"])
+                    bucket.window_left -= cost
+            bucket.save(update_fields=["tokens", "refilled_at", "window_left"])
         return max(wait, 0.0)
 
     def observe(
@@ -90,10 +129,16 @@ class DatabaseBackend:
     ) -> None:
         with transaction.atomic():
             bucket = self._locked(key, shape, now)
-            bucket.tokens = min(bucket.tokens, float(max(remaining, 0)))
+            remaining = max(remaining, 0)
+            bucket.tokens = min(bucket.tokens, float(remaining))
+            bucket.window_left, bucket.window_until = _window_observed(
+                bucket.window_left, bucket.window_until, remaining=remaining, reset=reset
+            )
             if remaining <= 0 and reset is not None:
                 bucket.paused_until = max(bucket.paused_until, reset)
-            bucket.save(update_fields=["tokens", "refilled_at", "paused_until"])
+            bucket.save(
+                update_fields=["tokens", "refilled_at", "paused_until", "window_left", "window_until"]
+            )
 
     def pause(self, key: str, shape: BucketShape, *, now: float, until: float) -> None:
         with transaction.atomic():
@@ -101,13 +146,18 @@ class DatabaseBackend:
             bucket.paused_until = max(bucket.paused_until, until)
             bucket.save(update_fields=["tokens", "refilled_at", "paused_until"])
 
-    def read(self, key: str, shape: BucketShape, *, now: float) -> tuple[float, float]:
+    def read(self, key: str, shape: BucketShape, *, now: float) -> BucketState:
         from integrations.models import RateBucket
 
         bucket = RateBucket.objects.filter(key=key).first()
         if bucket is None:
-            return shape.capacity, 0.0
-        return _refill(bucket.tokens, bucket.refilled_at, shape, now), bucket.paused_until
+            return BucketState(tokens=shape.capacity, paused_until=0.0)
+        bucket.tokens = _refill(bucket.tokens, bucket.refilled_at, shape, now)
+        return _state(bucket)
+
+
+def _state(bucket: Any) -> BucketState:
+    return BucketState(bucket.tokens, bucket.paused_until, bucket.window_left, bucket.window_until)
 
 
 # One script for every operation so each is a single atomic step on the server. Numbers go back
@@ -118,10 +168,12 @@ local op = ARGV[1]
 local now = tonumber(ARGV[2])
 local capacity = tonumber(ARGV[3])
 local rate = tonumber(ARGV[4])
-local state = redis.call('HMGET', key, 'tokens', 'refilled_at', 'paused_until')
+local state = redis.call('HMGET', key, 'tokens', 'refilled_at', 'paused_until', 'window_left', 'window_until')
 local tokens = tonumber(state[1])
 local refilled_at = tonumber(state[2])
 local paused_until = tonumber(state[3]) or 0
+local window_left = tonumber(state[4]) or 0
+local window_until = tonumber(state[5]) or 0
 if tokens == nil then
   tokens = capacity
   refilled_at = now
@@ -132,7 +184,7 @@ if now > refilled_at then
 end
 tokens = math.min(capacity, tokens)
 if op == 'read' then
-  return {tostring(tokens), tostring(paused_until)}
+  return {tostring(tokens), tostring(paused_until), tostring(window_left), tostring(window_until)}
 end
 local result = 0
 if op == 'acquire' then
@@ -142,25 +194,42 @@ if op == 'acquire' then
     result = paused_until - now
   else
     local missing = floor + cost - tokens
-    if missing <= 0 then
+    if missing > 0 then
+      if rate > 0 then
+        result = missing / rate
+      else
+        result = 3600
+      end
+    end
+    if now < window_until and window_left < cost then
+      result = math.max(result, window_until - now)
+    end
+    if result == 0 then
       tokens = tokens - cost
-    elseif rate > 0 then
-      result = missing / rate
-    else
-      result = 3600
+      window_left = window_left - cost
     end
   end
 elseif op == 'observe' then
   local remaining = math.max(tonumber(ARGV[5]), 0)
   tokens = math.min(tokens, remaining)
-  if remaining <= 0 and ARGV[6] ~= '' then
-    paused_until = math.max(paused_until, tonumber(ARGV[6]))
+  if ARGV[6] ~= '' then
+    local reset = tonumber(ARGV[6])
+    if reset > window_until then
+      window_left = remaining
+      window_until = reset
+    elseif reset == window_until then
+      window_left = math.min(window_left, remaining)
+    end
+    if remaining <= 0 then
+      paused_until = math.max(paused_until, reset)
+    end
   end
 elseif op == 'pause' then
   paused_until = math.max(paused_until, tonumber(ARGV[5]))
 end
 redis.call('HSET', key, 'tokens', tostring(tokens), 'refilled_at', tostring(refilled_at),
-           'paused_until', tostring(paused_until))
+           'paused_until', tostring(paused_until), 'window_left', tostring(window_left),
+           'window_until', tostring(window_until))
 redis.call('EXPIRE', key, math.ceil(math.max(7200, paused_until - now + 3600)))
 return {tostring(result)}
 """
@@ -202,9 +271,8 @@ class RedisBackend:
     def pause(self, key: str, shape: BucketShape, *, now: float, until: float) -> None:
         self._run("pause", key, shape, now, repr(until))
 
-    def read(self, key: str, shape: BucketShape, *, now: float) -> tuple[float, float]:
-        tokens, paused_until = self._run("read", key, shape, now)
-        return tokens, paused_until
+    def read(self, key: str, shape: BucketShape, *, now: float) -> BucketState:
+        return BucketState(*self._run("read", key, shape, now))
 
 
 def default_backend() -> BucketBackend:
@@ -266,14 +334,14 @@ class TenantBudget:
         """Seconds until ``cost`` tokens (at most the capacity) are there to take in a row; 0.0 when
         they are now. Takes nothing: for work that needs several calls before any of them counts."""
         now = self.clock()
-        tokens, paused_until = self.backend.read(self.key, self.shape, now=now)
+        state = self.backend.read(self.key, self.shape, now=now)
         cost = max(1, min(cost, int(self.shape.capacity)))
         floor = 0.0
         if keep_reserve:
             floor = min(self.shape.capacity * self.reserve_fraction, max(self.shape.capacity - cost, 0.0))
-        missing = floor + cost - tokens
+        missing = floor + cost - state.tokens
         refill = missing / self.shape.rate if self.shape.rate > 0 else 3600.0
-        return max(paused_until - now, refill, 0.0)
+        return max(state.paused_until - now, refill, _window_wait(state, now=now, cost=cost), 0.0)
 
     def observe(self, remaining: int | None, reset_epoch: float | None) -> None:
         """Re-sync from X-RateLimit-Remaining/-Reset: never hold more tokens than Virtuous says
@@ -292,13 +360,15 @@ class TenantBudget:
     def paused_for(self) -> float:
         """Seconds the tenant is still paused, 0.0 when it is not."""
         now = self.clock()
-        _, paused_until = self.backend.read(self.key, self.shape, now=now)
-        return max(paused_until - now, 0.0)
+        return max(self.backend.read(self.key, self.shape, now=now).paused_until - now, 0.0)
 
     def snapshot(self) -> dict[str, Any]:
         """Current state for the admin: tokens, capacity, per_hour, paused_until (aware or None)."""
         now = self.clock()
-        tokens, paused_until = self.backend.read(self.key, self.shape, now=now)
+        state = self.backend.read(self.key, self.shape, now=now)
+        tokens, paused_until = state.tokens, state.paused_until
+        if now < state.window_until:
+            tokens = min(tokens, max(state.window_left, 0.0))
         return {
             "key": self.key,
             "tokens": round(tokens, 3),

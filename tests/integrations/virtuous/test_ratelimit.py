@@ -80,6 +80,36 @@ def test_observe_zero_remaining_pauses_until_reset(backend, clock):
     assert budget.try_acquire() == 0.0
 
 
+def test_refill_never_lets_a_call_past_what_the_window_has_left(backend, clock):
+    # given: 1 token/s, capacity 10; Virtuous says one call is left in a window ending in 8 s
+    budget = _budget(backend, clock)
+    budget.observe(1, clock.now + 8)
+    assert budget.try_acquire() == 0.0
+    # when: the bucket refills 3 tokens, which Virtuous's fixed window does not
+    clock.advance(3)
+    # then: nothing more until the window's reset (plus the margin)
+    assert budget.try_acquire() == pytest.approx(5 + MARGIN)
+    assert budget.seconds_until(1) == pytest.approx(5 + MARGIN)
+    assert budget.snapshot()["tokens"] == 0.0
+    clock.advance(5 + MARGIN)
+    assert budget.try_acquire() == 0.0
+
+
+def test_answers_that_cross_keep_the_lower_count_and_a_stale_one_no_window(backend, clock):
+    budget = _budget(backend, clock)
+    reset = clock.now + 8
+    budget.observe(2, reset)
+    budget.observe(3, reset)  # an earlier request's answer, arriving later
+    assert [budget.try_acquire() for _ in range(2)] == [0.0, 0.0]
+    assert budget.try_acquire() == pytest.approx(8 + MARGIN)
+    # a new window: its count replaces the old one; an answer from the old one changes nothing
+    clock.advance(8 + MARGIN)
+    budget.observe(4, reset + 10)
+    budget.observe(5, reset)
+    assert [budget.try_acquire() for _ in range(4)] == [0.0] * 4
+    assert budget.try_acquire() == pytest.approx(10)
+
+
 def test_pause_until_keeps_the_later_pause(backend, clock):
     budget = _budget(backend, clock)
     budget.pause_until(clock.now + 120)
