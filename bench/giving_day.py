@@ -140,6 +140,35 @@ def freshness_figures(expected: dict[str, dict[str, float]], seen: dict) -> dict
     }
 
 
+def not_accepted(expected: dict[str, dict[str, float]], seen: dict, *, limit: int = 20) -> list[dict]:
+    """Where each acknowledged gift the fake never accepted stands in our database (its capture
+    row and its queue items), read before the run's database is dropped: late or lost, and why."""
+    from integrations.models import InboundEvent
+    from sync.models import OutboundItem
+
+    report = []
+    for slug, acks in expected.items():
+        for pi in acks:
+            if pi in seen.get(slug, {}) or len(report) >= limit:
+                continue
+            needle = pi.encode()
+            events = [
+                {"status": e.status, "reason": e.status_reason, "attempts": e.attempts, "result": e.result}
+                for e in InboundEvent.objects.filter(tenant__slug=slug).only(
+                    "body", "status", "status_reason", "attempts", "result"
+                )
+                if needle in bytes(e.body or b"")
+            ]
+            items = list(
+                OutboundItem.objects.filter(tenant__slug=slug, payload__icontains=pi).values(
+                    "operation", "state", "attempts", "next_attempt_at", "submitted_at", "last_status_code",
+                    "last_error_class", "last_error", "note", "depends_on__state",
+                )
+            )  # fmt: skip
+            report.append({"tenant": slug, "gift": pi, "captured": events, "items": items})
+    return report
+
+
 # --- the giving day -----------------------------------------------------------------------
 
 
@@ -190,6 +219,7 @@ def bench_givingday(bench: Bench) -> dict:
     pipeline.stop()
     stats = fake.stats()
     figures = freshness_figures(expected, seen)
+    missing = not_accepted(expected, seen)
     big = [tenants[i][0].slug for i in range(min(5, count))]
     largest = freshness_figures({k: expected[k] for k in big}, seen)
     tail = freshness_figures({k: v for k, v in expected.items() if k not in big}, seen)
@@ -214,6 +244,7 @@ def bench_givingday(bench: Bench) -> dict:
         "cores_until_accepted": cores_total,
         "load_driver_cpu_s": cpu_seconds(os.getpid()) - own_cpu,
         "peak_rss_mb": {**memory, "fake": round(stats["peak_rss_mb"], 1)},
+        "not_accepted": missing,
     }
     result["fake"] = summarise_fake(fake.stop())
     result["target_met"] = (
@@ -280,7 +311,11 @@ def bench_freshness(bench: Bench) -> dict:
         schedule = [(n / rate, connection.webhook_token, f"{phase}{n}") for n in range(events)]
         sent = post_webhooks(pipeline.url, schedule, workers=8)
         seen = await_accepted(fake, {slug: sent["acked"]}, timeout=60)
-        trial = {**freshness_figures({slug: sent["acked"]}, seen), "webhook_failures": sent["failed"]}
+        trial = {
+            **freshness_figures({slug: sent["acked"]}, seen),
+            "webhook_failures": sent["failed"],
+            "not_accepted": not_accepted({slug: sent["acked"]}, seen),
+        }
         trial["cores"] = meter.read()
         pipeline.stop()
         result[phase] = trial

@@ -211,6 +211,15 @@ def render(results: dict) -> str:
             f"|  | | cores while sending: {_cores(r['cores_while_sending'])}; peak RSS: {peak}; load driver "
             f"p99 lag {r['send_lag_p99_s']:.2f} s | | |"
         )
+    missing = [*results.get("givingday", {}).get("not_accepted", [])]
+    for phase in ("alone", "neighbours"):
+        missing += results.get("freshness", {}).get(phase, {}).get("not_accepted", [])
+    for m in missing:
+        where = "; ".join(f"{i['operation']} {i['state']} after {i['attempts']} attempts" for i in m["items"])
+        captured = ", ".join(e["status"] for e in m["captured"]) or "no capture row"
+        out.append(
+            f"|  | | not accepted: {m['tenant']} {m['gift']}: captured {captured}; items: {where or 'none'} | | |"
+        )
     for name in ("submit", "fairness", "freshness", "scaleout", "capacity", "givingday"):
         if name in results and "fake" in results[name]:
             f = results[name]["fake"]
