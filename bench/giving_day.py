@@ -169,6 +169,25 @@ def not_accepted(expected: dict[str, dict[str, float]], seen: dict, *, limit: in
     return report
 
 
+def hop_delays(slugs: list[str]) -> dict[str, dict[str, float]]:
+    """Where the time between a 2xx and Virtuous goes, from our own rows: capture to processed by
+    the inbound drain, then queue item created to submitted (the call's answer included)."""
+    from integrations.models import InboundEvent
+    from sync.models import OutboundItem
+
+    def spread(pairs) -> dict[str, float]:
+        seconds = [(b - a).total_seconds() for a, b in pairs if a and b]
+        return {"p50_s": percentile(seconds, 50), "p99_s": percentile(seconds, 99), "n": len(seconds)}
+
+    events = InboundEvent.objects.filter(tenant__slug__in=slugs, processed_at__isnull=False)
+    items = OutboundItem.objects.filter(tenant__slug__in=slugs, submitted_at__isnull=False)
+    return {
+        "inbound": spread(events.values_list("received_at", "processed_at")),
+        "outbound": spread(items.values_list("created_at", "submitted_at")),
+        "attempts_over_1": items.filter(attempts__gt=1).count(),
+    }
+
+
 # --- the giving day -----------------------------------------------------------------------
 
 
@@ -220,6 +239,7 @@ def bench_givingday(bench: Bench) -> dict:
     stats = fake.stats()
     figures = freshness_figures(expected, seen)
     missing = not_accepted(expected, seen)
+    hops = hop_delays(list(expected))
     big = [tenants[i][0].slug for i in range(min(5, count))]
     largest = freshness_figures({k: expected[k] for k in big}, seen)
     tail = freshness_figures({k: v for k, v in expected.items() if k not in big}, seen)
@@ -245,6 +265,7 @@ def bench_givingday(bench: Bench) -> dict:
         "load_driver_cpu_s": cpu_seconds(os.getpid()) - own_cpu,
         "peak_rss_mb": {**memory, "fake": round(stats["peak_rss_mb"], 1)},
         "not_accepted": missing,
+        "hops": hops,
     }
     result["fake"] = summarise_fake(fake.stop())
     result["target_met"] = (

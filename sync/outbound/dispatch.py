@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection, transaction
@@ -59,8 +59,13 @@ def tenant_queue_claim(*, owner: str, limit: int, lease_seconds: float) -> list[
     )
 
 
-def tenant_queue_release(*, tenant: Tenant, owner: str) -> None:
+def tenant_queue_release(*, tenant: Tenant, owner: str, not_before: datetime | None = None) -> None:
+    """Hand the tenant's lease back, waking it for its next due item, or not before ``not_before``
+    (its drains found it unable to call until then: an empty live budget, a 429, a failing
+    organisation), so its other due items do not bring a drain back only to stop again."""
     tenant_queue_next_wake(tenant=tenant)
+    if not_before is not None:
+        TenantQueue.objects.filter(tenant=tenant, wake_at__lt=not_before).update(wake_at=not_before)
     TenantQueue.objects.filter(tenant=tenant, lease_owner=owner).update(lease_owner="", lease_until=None)
 
 
@@ -78,6 +83,13 @@ class _TenantDrains:
         self.deadline: dict[int, float] = {}
         self.futures: list[Future[DrainResult]] = []
         self.closing = False  # the dispatcher is collecting its last results: no new siblings
+        # Tenants whose bucket, not a lone call, bounds them this lease: another drain would only
+        # claim, find no token and hand its items back.
+        self.budget_bound: set[int] = set()
+        self.not_before: dict[int, datetime] = {}
+        # The last claim took every free thread, so other tenants may be due and waiting: a thread
+        # freed goes to them (the next claim), not to a sibling of a tenant already served.
+        self.contended = False
 
     def busy(self) -> int:
         with self.lock:
@@ -94,6 +106,8 @@ class _TenantDrains:
         with self.lock:
             if (
                 not self.closing
+                and not self.contended
+                and tenant_id not in self.budget_bound
                 and 0 < self.live.get(tenant_id, 0) < self.per_tenant
                 and sum(self.live.values()) < self.threads
                 and time.monotonic() < self.deadline[tenant_id]
@@ -107,20 +121,21 @@ class _TenantDrains:
         worker = self.owner if n == 0 else f"{self.owner}-{n}"
         self.futures.append(self.pool.submit(self._run, tenant_id, worker, max_budget_wait))
 
-    def _finish(self, tenant_id: int) -> bool:
-        """True for the tenant's last drain to finish (it releases the tenant)."""
+    def _finish(self, tenant_id: int) -> tuple[bool, datetime | None]:
+        """(True for the tenant's last drain to finish: it releases the tenant, not before when.)"""
         with self.lock:
             self.live[tenant_id] -= 1
             if self.live[tenant_id]:
-                return False
+                return False, None
             del self.live[tenant_id], self.started[tenant_id], self.deadline[tenant_id]
-            return True
+            self.budget_bound.discard(tenant_id)
+            return True, self.not_before.pop(tenant_id, None)
 
     def _run(self, tenant_id: int, worker: str, max_budget_wait: float | None) -> DrainResult:
         close_old_connections()
         try:
             tenant = Tenant.objects.get(pk=tenant_id)
-            return outbound_drain(
+            result = outbound_drain(
                 tenant=tenant,
                 deadline=self.deadline[tenant_id],
                 worker=worker,
@@ -128,13 +143,21 @@ class _TenantDrains:
                 on_backlog=lambda: self.sibling(tenant_id),
                 lease_owner=self.owner,
             )
+            with self.lock:
+                if result.stopped == "budget":
+                    self.budget_bound.add(tenant_id)
+                if result.not_before is not None:
+                    # The last word wins: a drain that called after a sibling stopped knows better.
+                    self.not_before[tenant_id] = result.not_before
+            return result
         except Exception:
             logger.exception("dispatch.drain_failed tenant_id=%s worker=%s", tenant_id, worker)
             raise
         finally:
             try:
-                if self._finish(tenant_id):
-                    _tenant_release(tenant_id, self.owner)
+                last, not_before = self._finish(tenant_id)
+                if last:
+                    _tenant_release(tenant_id, self.owner, not_before)
             finally:
                 connection.close()
 
@@ -147,9 +170,9 @@ class _TenantDrains:
             _collect(future, totals)
 
 
-def _tenant_release(tenant_id: int, owner: str) -> None:
+def _tenant_release(tenant_id: int, owner: str, not_before: datetime | None = None) -> None:
     try:
-        tenant_queue_release(tenant=Tenant(pk=tenant_id), owner=owner)
+        tenant_queue_release(tenant=Tenant(pk=tenant_id), owner=owner, not_before=not_before)
     except Exception:
         logger.exception("dispatch.release_failed tenant_id=%s", tenant_id)
         TenantQueue.objects.filter(tenant_id=tenant_id, lease_owner=owner).update(
@@ -197,6 +220,8 @@ def outbound_dispatch(
                     owner=owner, limit=free, lease_seconds=settings.OUTBOUND_LEASE_SECONDS
                 )
                 contended = 0 < free <= len(claimed)  # others may be due and waiting for a thread
+                if free > 0:  # with no thread free the claim could not tell: keep the last answer
+                    drains.contended = contended
                 for tenant_id in claimed:
                     drains.start(
                         tenant_id,

@@ -71,6 +71,9 @@ class DrainResult(DrainCounts):
     deferred: int = 0
     review: int = 0
     calls: int = 0
+    # Set when the tenant as a whole cannot call before then (live budget empty, 429, failing
+    # organisation): its queue should not wake earlier for the items it did not claim.
+    not_before: datetime | None = None
 
 
 class _Stop(Exception):
@@ -158,8 +161,9 @@ def _drain_loop(
             if not claimed:
                 result.stopped = "empty"
                 break
-            if on_backlog is not None and len(claimed) >= limit:
-                on_backlog()
+            # A full claim: more may be due. Another drain is asked for once this one's first call
+            # went out, so a tenant bound by its bucket does not start drains that find no token.
+            backlog = on_backlog is not None and len(claimed) >= limit
             fault_point("after_claim")
             queue = _group(tenant, claimed)
             try:
@@ -176,10 +180,16 @@ def _drain_loop(
                         max_budget_wait=max_budget_wait,
                         worker=worker,
                     )
+                    if backlog:
+                        backlog = False
+                        on_backlog()
             except _Stop as stop:
                 held = [i for g in [group, *queue] for i in g]
                 result.released += items_release(held, worker=worker, retry_in=stop.retry_in)
                 result.stopped = stop.reason
+                # Bulk work stopped by the live reserve says nothing about when a live gift may go.
+                if stop.retry_in > 0 and not (stop.reason == "budget" and group[0].priority >= PRIORITY_BULK):
+                    result.not_before = timezone.now() + timedelta(seconds=stop.retry_in)
                 break
             # A dead holder's lease on this tenant's items can run out while this drain works
             # (claimed after its tenant lease was renewed): take them back now, not a slice later.

@@ -59,6 +59,21 @@ def test_release_keeps_wake_for_future_retries(tenant):
     assert TenantQueue.objects.get(tenant=tenant).wake_at == later
 
 
+def test_release_not_before_holds_a_tenant_that_cannot_call_yet(tenant):
+    # given: due items, but the tenant's drain found its live budget empty for another 40 s
+    enqueue_gifts(tenant, 2)
+    tenant_queue_claim(owner="d1", limit=1, lease_seconds=60)
+    later = timezone.now() + timedelta(seconds=40)
+    # when
+    tenant_queue_release(tenant=tenant, owner="d1", not_before=later)
+    # then: not claimed again before then, and a later item time is kept as it is
+    assert TenantQueue.objects.get(tenant=tenant).wake_at == later
+    assert tenant_queue_claim(owner="d2", limit=1, lease_seconds=60) == []
+    OutboundItem.objects.update(next_attempt_at=later + timedelta(minutes=5))
+    tenant_queue_release(tenant=tenant, owner="d2", not_before=later)
+    assert TenantQueue.objects.get(tenant=tenant).wake_at == later + timedelta(minutes=5)
+
+
 def test_maintenance_reclaims_and_rewakes_and_alerts_on_stale_queues(
     tenant, django_capture_on_commit_callbacks
 ):
@@ -272,6 +287,7 @@ class _CountingFake(_SlowFake):
         self.in_flight: dict[str, int] = {}
         self.most: dict[str, int] = {}
         self.began: list[str] = []
+        self.began_with: list[tuple[str, int]] = []  # (tenant, its calls in flight) as each began
         self.budgets = budgets or {}
         self.at_once = self.most_at_once = 0  # calls in flight across every tenant
 
@@ -294,6 +310,7 @@ class _TenantView:
             fake.began.append(self.slug)
             fake.in_flight[self.slug] = fake.in_flight.get(self.slug, 0) + 1
             fake.most[self.slug] = max(fake.most.get(self.slug, 0), fake.in_flight[self.slug])
+            fake.began_with.append((self.slug, fake.in_flight[self.slug]))
             fake.at_once += 1
             fake.most_at_once = max(fake.most_at_once, fake.at_once)
         time.sleep(fake.latency)
@@ -349,3 +366,51 @@ def test_when_every_thread_is_taken_a_budget_bound_neighbour_does_not_sleep_on_o
     outbound_dispatch(seconds=3, threads=1, poll_interval=0.05)
     assert "alpha" in fake.began
     assert fake.began.index("alpha") == 1  # right after bravo's one token, not behind its slice
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_budget_bound_tenant_gets_no_more_siblings_once_one_found_no_token(tenant, monkeypatch, settings):
+    from integrations.common.ratelimit import DatabaseBackend, TenantBudget
+
+    # alpha's backlog is full claim after full claim, but its bucket gives one token a second:
+    # a sibling can only claim, find the bucket empty and hand its items back.
+    settings.OUTBOUND_UNBATCHED_CLAIM = 2
+    tenant.batching_enabled = False
+    tenant.save()
+    budget = TenantBudget("alpha-test", 3600, burst_seconds=1, backend=DatabaseBackend())
+    fake = _CountingFake(latency=0.01, budgets={"alpha": budget})
+    monkeypatch.setattr(VirtuousClient, "for_tenant", fake.for_tenant)
+    log = _DrainLog(monkeypatch)
+    outbound_enqueue_many(tenant=tenant, requests=[gift_request(n) for n in range(40)], origin=Origin.WEBHOOK)
+    outbound_dispatch(seconds=4, threads=8, poll_interval=0.05)
+    starts = [e for e in log.events if e[1] == "alpha" and e[2] == "start"]
+    assert len(fake.sent) >= 3  # the bucket's pace, kept by the first drain
+    assert len(starts) <= 2  # that drain, and the one sibling that found no token
+
+
+@pytest.mark.django_db(transaction=True)
+def test_no_sibling_takes_a_thread_while_another_tenant_waits_for_one(
+    tenant, other_tenant, monkeypatch, settings
+):
+    from tenants.services import tenant_create
+
+    # two threads, three tenants due: alpha's backlog fills claim after claim, bravo has one gift
+    # and charlie one. When bravo's drain ends, its thread goes to charlie, not to alpha again.
+    settings.OUTBOUND_UNBATCHED_CLAIM = 1
+    charlie = tenant_create(slug="charlie", name="Charlie")
+    for t in (tenant, other_tenant, charlie):
+        t.batching_enabled = False
+        t.save()
+    fake = _CountingFake(latency=0.1)
+    monkeypatch.setattr(VirtuousClient, "for_tenant", fake.for_tenant)
+    outbound_enqueue_many(
+        tenant=tenant, requests=[gift_request(n) for n in range(100)], origin=Origin.WEBHOOK
+    )
+    outbound_enqueue_many(tenant=other_tenant, requests=[gift_request("b0")], origin=Origin.WEBHOOK)
+    outbound_enqueue_many(tenant=charlie, requests=[gift_request("c0")], origin=Origin.WEBHOOK)
+    outbound_dispatch(seconds=3, threads=2, poll_interval=0.5)
+    assert "charlie" in fake.began
+    first = fake.began.index("charlie")
+    assert first < 10  # within alpha's first second of calls, not after its slice
+    assert max(n for slug, n in fake.began_with[:first] if slug == "alpha") == 1
+    assert fake.most["alpha"] == 2  # with nobody else waiting, alpha may then use the free thread
