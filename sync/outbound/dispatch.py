@@ -142,6 +142,7 @@ class _TenantDrains:
                 max_budget_wait=max_budget_wait,
                 on_backlog=lambda: self.sibling(tenant_id),
                 lease_owner=self.owner,
+                others_waiting=lambda: self.contended,
             )
             with self.lock:
                 if result.stopped == "budget":
@@ -220,8 +221,9 @@ def outbound_dispatch(
                     owner=owner, limit=free, lease_seconds=settings.OUTBOUND_LEASE_SECONDS
                 )
                 contended = 0 < free <= len(claimed)  # others may be due and waiting for a thread
-                if free > 0:  # with no thread free the claim could not tell: keep the last answer
-                    drains.contended = contended
+                # Every thread taken: are other tenants due and left waiting? Running drains then
+                # hand their threads back after their current call (and siblings do not start).
+                drains.contended = (free <= len(claimed)) and _others_due()
                 for tenant_id in claimed:
                     drains.start(
                         tenant_id,
@@ -241,6 +243,16 @@ def outbound_dispatch(
             time.sleep(poll_interval)
         drains.collect(totals, wait=True)
     return totals
+
+
+def _others_due() -> bool:
+    """Some active tenant is due and not leased: it waits for a thread."""
+    now = timezone.now()
+    return TenantQueue.objects.filter(
+        Q(lease_until__isnull=True) | Q(lease_until__lt=now),
+        wake_at__lte=now,
+        tenant__status=Tenant.Status.ACTIVE,
+    ).exists()
 
 
 def _work_remains() -> bool:

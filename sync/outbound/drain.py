@@ -95,6 +95,7 @@ def outbound_drain(
     max_budget_wait: float | None = None,
     on_backlog: Callable[[], None] | None = None,
     lease_owner: str | None = None,
+    others_waiting: Callable[[], bool] | None = None,
 ) -> DrainResult:
     """Submit this tenant's due items until the queue is empty, the budget runs out or ``deadline``
     (a ``time.monotonic()`` value) passes.
@@ -103,7 +104,10 @@ def outbound_drain(
     takes): the dispatcher may then start another drain of the tenant, so it keeps several calls
     in flight, each on its own claimed batch. ``lease_owner`` holds the tenant's dispatch lease
     (the dispatcher; by default ``worker``): every drain of the tenant keeps it alive, so a sibling
-    still calling after the first drain ended never lets the tenant be claimed twice."""
+    still calling after the first drain ended never lets the tenant be claimed twice.
+    ``others_waiting`` says other tenants are due with no thread free: the drain then hands its
+    thread back after its current call (never sleeping for budget), so a backlog or a
+    budget-paced tenant holds a thread for one call at a time, not for its whole slice."""
     worker = worker or f"drain-{uuid.uuid4().hex[:12]}"
     deadline = deadline if deadline is not None else time.monotonic() + settings.OUTBOUND_DRAIN_SLICE_SECONDS
     max_budget_wait = (
@@ -135,6 +139,7 @@ def outbound_drain(
             recorder=recorder,
             result=result,
             max_budget_wait=max_budget_wait,
+            others_waiting=others_waiting,
         )
     TenantQueue.objects.filter(tenant=tenant).update(
         last_drain_at=timezone.now(),
@@ -153,9 +158,13 @@ def _drain_loop(
     recorder: AttemptRecorder,
     result: DrainResult,
     max_budget_wait: float,
+    others_waiting: Callable[[], bool] | None,
 ) -> None:
     try:
         while time.monotonic() < deadline:
+            if result.calls and others_waiting is not None and others_waiting():
+                result.stopped = "yielded"
+                break
             limit = _claim_size(tenant)
             claimed = outbound_claim(tenant=tenant, worker=worker, limit=limit)
             if not claimed:
@@ -179,10 +188,13 @@ def _drain_loop(
                         deadline=deadline,
                         max_budget_wait=max_budget_wait,
                         worker=worker,
+                        others_waiting=others_waiting,
                     )
                     if backlog:
                         backlog = False
                         on_backlog()
+                    if queue and others_waiting is not None and others_waiting():
+                        raise _Stop("yielded")
             except _Stop as stop:
                 held = [i for g in [group, *queue] for i in g]
                 result.released += items_release(held, worker=worker, retry_in=stop.retry_in)
@@ -299,6 +311,7 @@ def _send_group(
     deadline: float,
     max_budget_wait: float,
     worker: str,
+    others_waiting: Callable[[], bool] | None = None,
 ) -> None:
     bulk = group[0].priority >= PRIORITY_BULK
     client = client_for(bulk)
@@ -306,7 +319,10 @@ def _send_group(
     try:
         try:
             virtuous_ids = budget_wait(
-                lambda: _call(client, group, worker=worker), max_wait=max_budget_wait, deadline=deadline
+                lambda: _call(client, group, worker=worker),
+                max_wait=max_budget_wait,
+                deadline=deadline,
+                give_up=others_waiting,
             )
         except BudgetExhausted as exc:
             raise _Stop("budget", exc.retry_in) from exc

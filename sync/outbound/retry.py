@@ -124,11 +124,13 @@ def budget_wait(
     max_wait: float,
     deadline: float | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    give_up: Callable[[], bool] | None = None,
 ) -> T:
     """``call()``, sleeping while the tenant's bucket is empty, for ``max_wait`` seconds in all.
 
     Gives up, re-raising the last ``BudgetExhausted`` (its ``retry_in`` says when to come back),
-    when the next wait would pass ``max_wait`` or the ``deadline`` (a ``time.monotonic()`` value).
+    when the next wait would pass ``max_wait`` or the ``deadline`` (a ``time.monotonic()`` value),
+    or when ``give_up()`` says the thread is wanted elsewhere (other tenants wait for one).
     """
     waited = 0.0
     while True:
@@ -138,6 +140,8 @@ def budget_wait(
             if waited + exc.retry_in > max_wait:
                 raise
             if deadline is not None and time.monotonic() + exc.retry_in >= deadline:
+                raise
+            if give_up is not None and give_up():
                 raise
             sleep(exc.retry_in)
             waited += exc.retry_in

@@ -414,3 +414,25 @@ def test_no_sibling_takes_a_thread_while_another_tenant_waits_for_one(
     assert first < 10  # within alpha's first second of calls, not after its slice
     assert max(n for slug, n in fake.began_with[:first] if slug == "alpha") == 1
     assert fake.most["alpha"] == 2  # with nobody else waiting, alpha may then use the free thread
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_backlog_hands_its_thread_back_after_a_call_when_another_tenant_waits(
+    tenant, other_tenant, monkeypatch, settings
+):
+    # one thread; alpha's backlog of one-item calls is claimed first, then bravo's one gift is due
+    settings.OUTBOUND_UNBATCHED_CLAIM = 10
+    tenant.batching_enabled = False
+    tenant.save()
+    fake = _CountingFake(latency=0.05)
+    monkeypatch.setattr(VirtuousClient, "for_tenant", fake.for_tenant)
+    outbound_enqueue_many(
+        tenant=tenant, requests=[gift_request(n) for n in range(200)], origin=Origin.WEBHOOK
+    )
+    enqueue_gifts(other_tenant, 1)
+    TenantQueue.objects.filter(tenant=other_tenant).update(last_drain_at=timezone.now())  # served after alpha
+    outbound_dispatch(seconds=3, threads=1, poll_interval=0.05)
+    # bravo's call goes within alpha's first few, not after alpha's slice (or its claim of ten)
+    assert "bravo" in fake.began and fake.began.index("bravo") <= 3
+    assert OutboundItem.objects.filter(tenant=tenant, state="pending").exists()
+    assert not OutboundItem.objects.filter(state="in_flight").exists()  # nothing held by a yielded drain
