@@ -151,7 +151,7 @@ def not_accepted(expected: dict[str, dict[str, float]], seen: dict, *, limit: in
         for pi in acks:
             if pi in seen.get(slug, {}) or len(report) >= limit:
                 continue
-            needle = pi.encode()
+            needle = f'"{pi}"'.encode()  # quoted: pi_x1 is not pi_x10
             events = [
                 {"status": e.status, "reason": e.status_reason, "attempts": e.attempts, "result": e.result}
                 for e in InboundEvent.objects.filter(tenant__slug=slug).only(

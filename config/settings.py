@@ -298,6 +298,9 @@ OUTBOUND_HEARTBEAT_SECONDS = env.float("OUTBOUND_HEARTBEAT_SECONDS", default=OUT
 if not 0 < OUTBOUND_HEARTBEAT_SECONDS <= OUTBOUND_LEASE_SECONDS / 2:
     raise ImproperlyConfigured("OUTBOUND_HEARTBEAT_SECONDS must be positive and at most half the lease.")
 OUTBOUND_MAX_BUDGET_WAIT_SECONDS = env.float("OUTBOUND_MAX_BUDGET_WAIT_SECONDS", default=5.0)
+# A due tenant left waiting this long for a thread makes the dispatcher "contended": running
+# drains then hand their threads back after their current call instead of sleeping for budget.
+OUTBOUND_CONTENDED_AFTER_SECONDS = env.float("OUTBOUND_CONTENDED_AFTER_SECONDS", default=1.0)
 OUTBOUND_UNBATCHED_CLAIM = env.int("OUTBOUND_UNBATCHED_CLAIM", default=10)
 OUTBOUND_DEFER_SECONDS = env.int("OUTBOUND_DEFER_SECONDS", default=3600)
 OUTBOUND_DEFER_MAX_HOURS = env.int("OUTBOUND_DEFER_MAX_HOURS", default=96)

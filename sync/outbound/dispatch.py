@@ -246,11 +246,16 @@ def outbound_dispatch(
 
 
 def _others_due() -> bool:
-    """Some active tenant is due and not leased: it waits for a thread."""
+    """Some active tenant, not leased, has been due (and not drained) for longer than
+    ``OUTBOUND_CONTENDED_AFTER_SECONDS``: it has waited past a dispatcher round for a thread.
+    A tenant due a moment ago is not waiting yet: the next claim takes it while threads are free,
+    and counting it would end budget sleeps and start yields for nothing."""
     now = timezone.now()
+    waited = now - timedelta(seconds=settings.OUTBOUND_CONTENDED_AFTER_SECONDS)
     return TenantQueue.objects.filter(
         Q(lease_until__isnull=True) | Q(lease_until__lt=now),
-        wake_at__lte=now,
+        Q(last_drain_at__isnull=True) | Q(last_drain_at__lte=waited),
+        wake_at__lte=waited,
         tenant__status=Tenant.Status.ACTIVE,
     ).exists()
 

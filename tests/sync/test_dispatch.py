@@ -396,6 +396,7 @@ def test_no_sibling_takes_a_thread_while_another_tenant_waits_for_one(
 
     # two threads, three tenants due: alpha's backlog fills claim after claim, bravo has one gift
     # and charlie one. When bravo's drain ends, its thread goes to charlie, not to alpha again.
+    settings.OUTBOUND_CONTENDED_AFTER_SECONDS = 0  # waiting at all counts here
     settings.OUTBOUND_UNBATCHED_CLAIM = 1
     charlie = tenant_create(slug="charlie", name="Charlie")
     for t in (tenant, other_tenant, charlie):
@@ -421,6 +422,7 @@ def test_a_backlog_hands_its_thread_back_after_a_call_when_another_tenant_waits(
     tenant, other_tenant, monkeypatch, settings
 ):
     # one thread; alpha's backlog of one-item calls is claimed first, then bravo's one gift is due
+    settings.OUTBOUND_CONTENDED_AFTER_SECONDS = 0  # waiting at all counts here
     settings.OUTBOUND_UNBATCHED_CLAIM = 10
     tenant.batching_enabled = False
     tenant.save()
@@ -436,3 +438,20 @@ def test_a_backlog_hands_its_thread_back_after_a_call_when_another_tenant_waits(
     assert "bravo" in fake.began and fake.began.index("bravo") <= 3
     assert OutboundItem.objects.filter(tenant=tenant, state="pending").exists()
     assert not OutboundItem.objects.filter(state="in_flight").exists()  # nothing held by a yielded drain
+
+
+def test_a_tenant_due_a_moment_ago_is_not_yet_waiting_for_a_thread(tenant, other_tenant, settings):
+    from sync.outbound.dispatch import _others_due
+
+    settings.OUTBOUND_CONTENDED_AFTER_SECONDS = 1.0
+    enqueue_gifts(tenant, 1)
+    assert not _others_due()  # due now: the next claim takes it while threads are free
+    TenantQueue.objects.filter(tenant=tenant).update(wake_at=timezone.now() - timedelta(seconds=5))
+    assert _others_due()
+    TenantQueue.objects.filter(tenant=tenant).update(last_drain_at=timezone.now())
+    assert not _others_due()  # drained a moment ago: its old items are not a wait for a thread
+    TenantQueue.objects.filter(tenant=tenant).update(
+        last_drain_at=timezone.now() - timedelta(seconds=5), lease_owner="d1",
+        lease_until=timezone.now() + timedelta(seconds=30),
+    )  # fmt: skip
+    assert not _others_due()  # leased: being served
