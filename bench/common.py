@@ -115,6 +115,7 @@ class Bench:
         self.tmp = Path(tempfile.mkdtemp(prefix="giftline-bench-"))
         os.chmod(self.tmp, 0o755)
         self.processes: list[subprocess.Popen] = []
+        self.spawned = 0
         self.pg_stop = None
         self.postmaster_pid: int | None = None
         self.results: dict = {}
@@ -250,19 +251,36 @@ class Bench:
             pass
         if self.pg_stop:
             self.pg_stop()
+        # The children's logs outlive the run (bench/results/logs/, replaced each run): a stall
+        # or an error in a drain is read there.
+        logs = RESULTS / "logs"
+        shutil.rmtree(logs, ignore_errors=True)
+        logs.mkdir(parents=True, exist_ok=True)
+        for path in self.tmp.glob("process-*.log"):
+            shutil.copy(path, logs / path.name)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     # processes -------------------------------------------------------------------------------
-    def spawn(self, args: list[str], **env: str) -> subprocess.Popen:
+    def spawn(self, args: list[str], *, capture: bool = False, **env: str) -> subprocess.Popen:
+        """Start a child in its own session. Its output goes to a log file under the run's temporary
+        directory (``process.log_path``), or to a pipe with ``capture`` for a caller that reads it
+        all the time: a pipe nobody reads fills at 64 KB and then blocks the child's next log line,
+        which stalled the drains of every run that logged a few hundred warnings."""
+        self.spawned += 1
+        log_path = self.tmp / f"process-{self.spawned}-{Path(args[1] if len(args) > 1 else args[0]).name}.log"
+        output = subprocess.PIPE if capture else log_path.open("w")
         process = subprocess.Popen(
             args,
             cwd=ROOT,
             env=self.env(**env),
-            stdout=subprocess.PIPE,
+            stdout=output,
             stderr=subprocess.STDOUT,
             text=True,
             start_new_session=True,
         )
+        if not capture:
+            output.close()  # the child holds its own descriptor
+        process.log_path = log_path  # type: ignore[attr-defined]
         self.processes.append(process)
         return process
 
@@ -307,16 +325,14 @@ class Bench:
                 return process, url
             except requests.RequestException:
                 time.sleep(0.1)
-        raise RuntimeError(
-            f"gunicorn on {port} did not start: {process.stdout.read() if process.stdout else ''}"
-        )
+        raise RuntimeError(f"gunicorn on {port} did not start: {process.log_path.read_text()[-3000:]}")
 
 
 # The subprocess module reaps children itself; to get a child's rusage we wait for it with
 # os.wait4 before Popen does, then tell Popen the exit status.
 def run_measured(bench: Bench, args: list[str], *, timeout: float, **env: str) -> tuple[str, float, float]:
     started = time.monotonic()
-    process = bench.spawn(args, **env)
+    process = bench.spawn(args, capture=True, **env)
     deadline = started + timeout
     output_chunks: list[str] = []
     import threading
@@ -378,7 +394,9 @@ class FakeVirtuous:
             except requests.RequestException:
                 time.sleep(0.05)
         else:
-            raise RuntimeError(f"the fake Virtuous did not start: {self.process.stdout.read()}")
+            raise RuntimeError(
+                f"the fake Virtuous did not start: {self.process.log_path.read_text()[-3000:]}"
+            )
         self.started_cpu = tree_cpu_seconds(self.process.pid)
 
     def _post(self, path: str, body: dict) -> dict:
