@@ -301,6 +301,8 @@ OUTBOUND_MAX_BUDGET_WAIT_SECONDS = env.float("OUTBOUND_MAX_BUDGET_WAIT_SECONDS",
 # A due tenant left waiting this long for a thread makes the dispatcher "contended": running
 # drains then hand their threads back after their current call instead of sleeping for budget.
 OUTBOUND_CONTENDED_AFTER_SECONDS = env.float("OUTBOUND_CONTENDED_AFTER_SECONDS", default=1.0)
+# ...and a drain that has held its thread this long then ends after its current call (a turn).
+OUTBOUND_YIELD_AFTER_SECONDS = env.float("OUTBOUND_YIELD_AFTER_SECONDS", default=2.0)
 OUTBOUND_UNBATCHED_CLAIM = env.int("OUTBOUND_UNBATCHED_CLAIM", default=10)
 OUTBOUND_DEFER_SECONDS = env.int("OUTBOUND_DEFER_SECONDS", default=3600)
 OUTBOUND_DEFER_MAX_HOURS = env.int("OUTBOUND_DEFER_MAX_HOURS", default=96)

@@ -87,6 +87,7 @@ class _TenantDrains:
         # claim, find no token and hand its items back.
         self.budget_bound: set[int] = set()
         self.not_before: dict[int, datetime] = {}
+        self.freed = threading.Event()  # a drain ended: claim for its thread now, not at the next poll
         # The last claim took every free thread, so other tenants may be due and waiting: a thread
         # freed goes to them (the next claim), not to a sibling of a tenant already served.
         self.contended = False
@@ -161,6 +162,7 @@ class _TenantDrains:
                     _tenant_release(tenant_id, self.owner, not_before)
             finally:
                 connection.close()
+                self.freed.set()
 
     def collect(self, totals: dict[str, int], *, wait: bool = False) -> None:
         with self.lock:
@@ -240,7 +242,8 @@ def outbound_dispatch(
                     connection.close()
                 time.sleep(DATABASE_RETRY_SECONDS)
                 continue
-            time.sleep(poll_interval)
+            drains.freed.wait(poll_interval)
+            drains.freed.clear()
         drains.collect(totals, wait=True)
     return totals
 

@@ -74,6 +74,9 @@ class DrainResult(DrainCounts):
     # Set when the tenant as a whole cannot call before then (live budget empty, 429, failing
     # organisation): its queue should not wake earlier for the items it did not claim.
     not_before: datetime | None = None
+    # Gifts released by this drain's last contact write: they are due now and finish what that
+    # write began, so the drain takes them before handing its thread to another tenant.
+    unblocked: int = 0
 
 
 class _Stop(Exception):
@@ -105,9 +108,9 @@ def outbound_drain(
     in flight, each on its own claimed batch. ``lease_owner`` holds the tenant's dispatch lease
     (the dispatcher; by default ``worker``): every drain of the tenant keeps it alive, so a sibling
     still calling after the first drain ended never lets the tenant be claimed twice.
-    ``others_waiting`` says other tenants are due with no thread free: the drain then hands its
-    thread back after its current call (never sleeping for budget), so a backlog or a
-    budget-paced tenant holds a thread for one call at a time, not for its whole slice."""
+    ``others_waiting`` says other tenants are due with no thread free: the drain then never sleeps
+    for budget, and once it has held its thread for ``OUTBOUND_YIELD_AFTER_SECONDS`` it hands it
+    back after its current call, so a backlog holds a thread for a turn, not for its whole slice."""
     worker = worker or f"drain-{uuid.uuid4().hex[:12]}"
     deadline = deadline if deadline is not None else time.monotonic() + settings.OUTBOUND_DRAIN_SLICE_SECONDS
     max_budget_wait = (
@@ -160,9 +163,15 @@ def _drain_loop(
     max_budget_wait: float,
     others_waiting: Callable[[], bool] | None,
 ) -> None:
+    turn_ends = time.monotonic() + settings.OUTBOUND_YIELD_AFTER_SECONDS
+
+    def hand_back() -> bool:
+        return others_waiting is not None and time.monotonic() >= turn_ends and others_waiting()
+
     try:
         while time.monotonic() < deadline:
-            if result.calls and others_waiting is not None and others_waiting():
+            unblocked, result.unblocked = result.unblocked, 0
+            if result.calls and not unblocked and hand_back():
                 result.stopped = "yielded"
                 break
             limit = _claim_size(tenant)
@@ -193,7 +202,7 @@ def _drain_loop(
                     if backlog:
                         backlog = False
                         on_backlog()
-                    if queue and others_waiting is not None and others_waiting():
+                    if queue and hand_back():
                         raise _Stop("yielded")
             except _Stop as stop:
                 held = [i for g in [group, *queue] for i in g]
@@ -346,9 +355,10 @@ def _send_group(
             recorder.flush()
         fault_point("after_2xx")
         result.calls += 1
-        result.submitted += _mark_submitted(
+        submitted, result.unblocked = _mark_submitted(
             tenant, group, worker=worker, virtuous_ids=virtuous_ids, recorder=recorder
         )
+        result.submitted += submitted
     finally:
         recorder.flush()  # whatever the outcome, every call sent leaves its Attempt row
 
@@ -531,9 +541,10 @@ def _mark_submitted(
     worker: str,
     virtuous_ids: dict[int, str],
     recorder: AttemptRecorder,
-) -> int:
+) -> tuple[int, int]:
     """The 2xx's Attempt rows, the items' new state and their sync records, in one commit (on
-    PostgreSQL, for the usual one-call group, in one statement: ``items_submitted_record``)."""
+    PostgreSQL, for the usual one-call group, in one statement: ``items_submitted_record``).
+    Returns (items submitted, waiting gifts that write released)."""
     now = timezone.now()
     if (
         db_connection.vendor == "postgresql"
@@ -551,11 +562,12 @@ def _mark_submitted(
                 if virtuous_id:
                     OutboundItem.objects.filter(pk=pk).update(virtuous_id=virtuous_id)
             sync_records_set(tenant, group, status=SyncRecord.Status.SUBMITTED, last_synced_at=now)
+    released = 0
     if count and group[0].operation == Operation.CONTACT_TRANSACTION:
         # The contact write went ahead: gifts held for it (steady state) may follow it now. (A
         # release lost to a crash right here is made by the minute's dependency check.)
-        dependents_release(dependency_ids=[i.pk for i in group], reached=RELEASE_SUBMITTED)
-    return count
+        released = dependents_release(dependency_ids=[i.pk for i in group], reached=RELEASE_SUBMITTED)
+    return count, released
 
 
 def _defer(tenant: Tenant, item: OutboundItem, reason: str, result: DrainResult) -> None:

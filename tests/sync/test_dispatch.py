@@ -322,6 +322,11 @@ class _TenantView:
     def gift_transaction(self, payload):
         self.gift_transactions(transaction_source="", transactions=[payload])
 
+    def contact_transaction(self, payload):
+        self.gift_transactions(
+            transaction_source="", transactions=[{"transactionId": payload["referenceId"]}]
+        )
+
 
 @pytest.mark.django_db(transaction=True)
 def test_a_tenant_keeps_several_calls_in_flight_up_to_its_cap(tenant, other_tenant, monkeypatch, settings):
@@ -397,6 +402,7 @@ def test_no_sibling_takes_a_thread_while_another_tenant_waits_for_one(
     # two threads, three tenants due: alpha's backlog fills claim after claim, bravo has one gift
     # and charlie one. When bravo's drain ends, its thread goes to charlie, not to alpha again.
     settings.OUTBOUND_CONTENDED_AFTER_SECONDS = 0  # waiting at all counts here
+    settings.OUTBOUND_YIELD_AFTER_SECONDS = 0
     settings.OUTBOUND_UNBATCHED_CLAIM = 1
     charlie = tenant_create(slug="charlie", name="Charlie")
     for t in (tenant, other_tenant, charlie):
@@ -423,6 +429,7 @@ def test_a_backlog_hands_its_thread_back_after_a_call_when_another_tenant_waits(
 ):
     # one thread; alpha's backlog of one-item calls is claimed first, then bravo's one gift is due
     settings.OUTBOUND_CONTENDED_AFTER_SECONDS = 0  # waiting at all counts here
+    settings.OUTBOUND_YIELD_AFTER_SECONDS = 0
     settings.OUTBOUND_UNBATCHED_CLAIM = 10
     tenant.batching_enabled = False
     tenant.save()
@@ -455,3 +462,36 @@ def test_a_tenant_due_a_moment_ago_is_not_yet_waiting_for_a_thread(tenant, other
         lease_until=timezone.now() + timedelta(seconds=30),
     )  # fmt: skip
     assert not _others_due()  # leased: being served
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_new_donors_gift_follows_its_contact_before_the_thread_is_handed_back(
+    tenant, other_tenant, monkeypatch, settings
+):
+    from integrations.types import Operation, OutboundRequest
+    from sync.outbound.enqueue import outbound_enqueue
+
+    # one thread, bravo's backlog waiting; alpha has a new donor: contact first, the gift held on it
+    settings.OUTBOUND_CONTENDED_AFTER_SECONDS = 0
+    settings.OUTBOUND_YIELD_AFTER_SECONDS = 0
+    tenant.batching_enabled = False
+    tenant.save()
+    fake = _CountingFake(latency=0.02)
+    monkeypatch.setattr(VirtuousClient, "for_tenant", fake.for_tenant)
+    contact = {"referenceSource": "Stripe", "referenceId": "cus_new", "email": "new@example.org"}
+    outbound_enqueue(
+        tenant=tenant,
+        request=OutboundRequest(Operation.CONTACT_TRANSACTION, "Stripe", "cus_new", contact),
+        origin=Origin.WEBHOOK,
+    )
+    request = gift_request("new")
+    request.payload["contact"] = {"referenceId": "cus_new", "referenceSource": "Stripe"}
+    gift, _ = outbound_enqueue(tenant=tenant, request=request, origin=Origin.WEBHOOK)
+    assert gift.state == "waiting"
+    outbound_enqueue_many(
+        tenant=other_tenant, requests=[gift_request(f"b{n}") for n in range(50)], origin=Origin.WEBHOOK
+    )
+    TenantQueue.objects.filter(tenant=other_tenant).update(last_drain_at=timezone.now())  # after alpha
+    outbound_dispatch(seconds=1.5, threads=1, poll_interval=0.05)
+    # the contact, then at once its gift; only then bravo
+    assert fake.began[:3] == ["alpha", "alpha", "bravo"]
