@@ -87,7 +87,8 @@ class _TenantDrains:
         # claim, find no token and hand its items back.
         self.budget_bound: set[int] = set()
         self.not_before: dict[int, datetime] = {}
-        self.freed = threading.Event()  # a drain ended: claim for its thread now, not at the next poll
+        # A drain ended while others wait: claim for its thread now, not at the next poll.
+        self.freed = threading.Event()
         # The last claim took every free thread, so other tenants may be due and waiting: a thread
         # freed goes to them (the next claim), not to a sibling of a tenant already served.
         self.contended = False
@@ -162,7 +163,8 @@ class _TenantDrains:
                     _tenant_release(tenant_id, self.owner, not_before)
             finally:
                 connection.close()
-                self.freed.set()
+                if self.contended:  # someone waits for this thread; otherwise the next poll will do
+                    self.freed.set()
 
     def collect(self, totals: dict[str, int], *, wait: bool = False) -> None:
         with self.lock:
