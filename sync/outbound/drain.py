@@ -17,7 +17,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from django.conf import settings
 from django.db import connection as db_connection
@@ -46,6 +45,13 @@ from sync.outbound.direct_creates import LeaseLost, NeedsReview, direct_create_s
 from sync.outbound.faults import fault_point
 from sync.outbound.leases import LeaseHeartbeat
 from sync.outbound.record import AttemptRecorder, items_submitted_record
+from sync.outbound.resolve import (
+    Deferred,
+    contact_id_resolve,
+    payload_without,
+    recurring_gift_id_resolve,
+    reversed_gift_resolve,
+)
 from sync.outbound.retry import Decision, RetryPolicy, budget_wait
 from sync.outbound.transitions import (
     DrainCounts,
@@ -341,7 +347,7 @@ def _send_group(
         except LeaseLost:
             logger.warning("outbound.lease_lost worker=%s: not sending", worker)
             return
-        except _Deferred as exc:
+        except Deferred as exc:
             _defer(tenant, group[0], exc.reason, result)
             return
         except VirtuousError as exc:
@@ -363,14 +369,6 @@ def _send_group(
         recorder.flush()  # whatever the outcome, every call sent leaves its Attempt row
 
 
-class _Deferred(Exception):
-    """A write that depends on a record Virtuous has not created yet (refund before its gift)."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
-
-
 @metrics.calls_in_flight
 def _call(client: VirtuousClient, group: list[OutboundItem], *, worker: str) -> dict[int, str]:
     """Send one group; returns Virtuous ids learned on the way, by item pk."""
@@ -380,7 +378,7 @@ def _call(client: VirtuousClient, group: list[OutboundItem], *, worker: str) -> 
         if len(group) > 1:
             client.gift_transactions(
                 transaction_source=first.external_source,
-                transactions=[_without(p, "transactionSource") for p in payloads],
+                transactions=[payload_without(p, "transactionSource") for p in payloads],
             )
         else:
             client.gift_transaction(payloads[0])
@@ -388,20 +386,20 @@ def _call(client: VirtuousClient, group: list[OutboundItem], *, worker: str) -> 
         if len(group) > 1:
             client.contact_batch(
                 reference_source=first.external_source,
-                contacts=[_without(p, "referenceSource") for p in payloads],
+                contacts=[payload_without(p, "referenceSource") for p in payloads],
             )
         else:
             client.contact_transaction(payloads[0])
     elif first.operation == Operation.REVERSING_TRANSACTION:
-        payload = _resolve_reversed_gift(client, first, payloads[0])
+        payload = reversed_gift_resolve(client, first, payloads[0])
         send = client.gift_reversing_transaction
         return {first.pk: direct_create_send(client, first, payload, worker=worker, send=send)}
     elif first.operation == Operation.RECURRING_GIFT_CREATE:
-        payload = _resolve_contact_id(client, first, payloads[0])
+        payload = contact_id_resolve(client, first, payloads[0])
         send = client.recurring_gift_create
         return {first.pk: direct_create_send(client, first, payload, worker=worker, send=send)}
     elif first.operation == Operation.RECURRING_GIFT_CANCEL:
-        payload = _resolve_recurring_gift_id(first, payloads[0])
+        payload = recurring_gift_id_resolve(first, payloads[0])
         client.recurring_gift_cancel(
             int(payload["recurringGiftId"]),
             cancel_reason=payload.get("cancelReason", ""),
@@ -410,68 +408,6 @@ def _call(client: VirtuousClient, group: list[OutboundItem], *, worker: str) -> 
     else:  # pragma: no cover - guarded by the Operation choices
         raise ValueError(first.operation)
     return {}
-
-
-def _without(payload: dict[str, Any], key: str) -> dict[str, Any]:
-    return {k: v for k, v in payload.items() if k != key}
-
-
-def _resolve_reversed_gift(
-    client: VirtuousClient, item: OutboundItem, payload: dict[str, Any]
-) -> dict[str, Any]:
-    """A refund names the gift by our transaction ids; Virtuous wants its gift id."""
-    if payload.get("reversedGiftId"):
-        return payload
-    ref = payload.get("reversedTransaction") or {}
-    try:
-        gift = client.gift_get_by_transaction(ref["transactionSource"], ref["transactionId"])
-    except VirtuousError as exc:
-        if exc.error_class == ErrorClass.NOT_FOUND:
-            raise _Deferred(
-                "The gift to reverse is not in Virtuous yet (the nightly batch has not run)"
-            ) from exc
-        raise
-    resolved = {**_without(payload, "reversedTransaction"), "reversedGiftId": gift["id"]}
-    OutboundItem.objects.filter(pk=item.pk).update(payload=resolved)  # resolved once, kept
-    return resolved
-
-
-def _resolve_contact_id(
-    client: VirtuousClient, item: OutboundItem, payload: dict[str, Any]
-) -> dict[str, Any]:
-    """RecurringGift create takes a contactId (no embedded matching): find the donor first."""
-    if payload.get("contactId"):
-        return payload
-    ref = payload.get("contact") or {}
-    contact = client.contact_find(
-        reference_source=ref.get("referenceSource"), reference_id=ref.get("referenceId")
-    ) or (client.contact_find(email=ref["email"]) if ref.get("email") else None)
-    if not contact:
-        raise _Deferred("The donor is not in Virtuous yet (the nightly batch has not run)")
-    resolved = {**_without(payload, "contact"), "contactId": contact["id"]}
-    OutboundItem.objects.filter(pk=item.pk).update(payload=resolved)
-    return resolved
-
-
-def _resolve_recurring_gift_id(item: OutboundItem, payload: dict[str, Any]) -> dict[str, Any]:
-    """A cancellation names the schedule by our ids; its Virtuous id is known once we created it
-    (RecurringGift create answers synchronously with the id)."""
-    if payload.get("recurringGiftId"):
-        return payload
-    ref = payload.get("recurringGiftTransaction") or {}
-    created = OutboundItem.objects.filter(
-        tenant_id=item.tenant_id,
-        operation=Operation.RECURRING_GIFT_CREATE,
-        external_source=ref.get("transactionSource"),
-        external_id=ref.get("transactionId"),
-    ).first()
-    if created is None:
-        raise VirtuousError(ErrorClass.PERMANENT, "Cancel for a recurring gift this platform never created")
-    if not created.virtuous_id:
-        raise _Deferred("The recurring gift is not created in Virtuous yet")
-    resolved = {**_without(payload, "recurringGiftTransaction"), "recurringGiftId": int(created.virtuous_id)}
-    OutboundItem.objects.filter(pk=item.pk).update(payload=resolved)
-    return resolved
 
 
 def _handle_error(
