@@ -160,7 +160,7 @@ def not_accepted(expected: dict[str, dict[str, float]], seen: dict, *, limit: in
                 if needle in bytes(e.body or b"")
             ]
             items = list(
-                OutboundItem.objects.filter(tenant__slug=slug, payload__icontains=pi).values(
+                OutboundItem.objects.filter(tenant__slug=slug, external_id=pi).values(
                     "operation", "state", "attempts", "next_attempt_at", "submitted_at", "last_status_code",
                     "last_error_class", "last_error", "note", "depends_on__state",
                 )

@@ -299,7 +299,7 @@ if not 0 < OUTBOUND_HEARTBEAT_SECONDS <= OUTBOUND_LEASE_SECONDS / 2:
     raise ImproperlyConfigured("OUTBOUND_HEARTBEAT_SECONDS must be positive and at most half the lease.")
 OUTBOUND_MAX_BUDGET_WAIT_SECONDS = env.float("OUTBOUND_MAX_BUDGET_WAIT_SECONDS", default=5.0)
 # A due tenant left waiting this long for a thread makes the dispatcher "contended": running
-# drains then hand their threads back after their current call instead of sleeping for budget.
+# drains then stop sleeping for budget and end their turn (below), and no sibling drain starts.
 OUTBOUND_CONTENDED_AFTER_SECONDS = env.float("OUTBOUND_CONTENDED_AFTER_SECONDS", default=3.0)
 # ...and a drain that has held its thread this long then ends after its current call (a turn).
 OUTBOUND_YIELD_AFTER_SECONDS = env.float("OUTBOUND_YIELD_AFTER_SECONDS", default=2.0)

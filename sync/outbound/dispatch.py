@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection, transaction
-from django.db.models import F, Min, Q
+from django.db.models import F, Min, Q, QuerySet
 from django.utils import timezone
 
 from sync.models import Direction, OutboundItem, TenantQueue
@@ -34,16 +34,26 @@ logger = logging.getLogger("giftline.sync.dispatch")
 DATABASE_RETRY_SECONDS = 1.0
 
 
+def _unleased(now: datetime) -> Q:
+    return Q(lease_until__isnull=True) | Q(lease_until__lt=now)
+
+
+def _due_unleased(now: datetime, *, due_by: datetime) -> QuerySet[TenantQueue]:
+    """Active tenants' queues due by ``due_by`` that no dispatcher holds at ``now``."""
+    return TenantQueue.objects.filter(
+        _unleased(now), wake_at__lte=due_by, tenant__status=Tenant.Status.ACTIVE
+    )
+
+
 def tenant_queue_claim(*, owner: str, limit: int, lease_seconds: float) -> list[int]:
     """Lease up to ``limit`` active tenants whose queue is due and not leased by someone else."""
     if limit <= 0:
         return []
     now = timezone.now()
-    free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
     with transaction.atomic():
         ids = list(
-            TenantQueue.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(free, wake_at__lte=now, tenant__status=Tenant.Status.ACTIVE)
+            _due_unleased(now, due_by=now)
+            .select_for_update(skip_locked=True, of=("self",))
             # A never-drained tenant (a new customer's first gifts) goes first: PostgreSQL
             # sorts NULL last by default, which would serve it after every backlog.
             .order_by(F("last_drain_at").asc(nulls_first=True), "wake_at")
@@ -51,7 +61,7 @@ def tenant_queue_claim(*, owner: str, limit: int, lease_seconds: float) -> list[
         )
         if not ids:
             return []
-        TenantQueue.objects.filter(free, tenant_id__in=ids).update(
+        TenantQueue.objects.filter(_unleased(now), tenant_id__in=ids).update(
             lease_owner=owner, lease_until=now + timedelta(seconds=lease_seconds)
         )
     return list(
@@ -89,8 +99,8 @@ class _TenantDrains:
         self.not_before: dict[int, datetime] = {}
         # A drain ended while others wait: claim for its thread now, not at the next poll.
         self.freed = threading.Event()
-        # The last claim took every free thread, so other tenants may be due and waiting: a thread
-        # freed goes to them (the next claim), not to a sibling of a tenant already served.
+        # The last claim took every free thread and another tenant has waited past a few rounds: a
+        # thread freed goes to it (the next claim), not to a sibling of a tenant already served.
         self.contended = False
 
     def busy(self) -> int:
@@ -226,7 +236,7 @@ def outbound_dispatch(
                 )
                 contended = 0 < free <= len(claimed)  # others may be due and waiting for a thread
                 # Every thread taken: are other tenants due and left waiting? Running drains then
-                # hand their threads back after their current call (and siblings do not start).
+                # end their turn and stop sleeping for budget, and siblings do not start.
                 drains.contended = (free <= len(claimed)) and _others_due()
                 for tenant_id in claimed:
                     drains.start(
@@ -257,12 +267,11 @@ def _others_due() -> bool:
     and counting it would end budget sleeps and start yields for nothing."""
     now = timezone.now()
     waited = now - timedelta(seconds=settings.OUTBOUND_CONTENDED_AFTER_SECONDS)
-    return TenantQueue.objects.filter(
-        Q(lease_until__isnull=True) | Q(lease_until__lt=now),
-        Q(last_drain_at__isnull=True) | Q(last_drain_at__lte=waited),
-        wake_at__lte=waited,
-        tenant__status=Tenant.Status.ACTIVE,
-    ).exists()
+    return (
+        _due_unleased(now, due_by=waited)
+        .filter(Q(last_drain_at__isnull=True) | Q(last_drain_at__lte=waited))
+        .exists()
+    )
 
 
 def _work_remains() -> bool:

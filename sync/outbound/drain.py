@@ -80,9 +80,6 @@ class DrainResult(DrainCounts):
     # Set when the tenant as a whole cannot call before then (live budget empty, 429, failing
     # organisation): its queue should not wake earlier for the items it did not claim.
     not_before: datetime | None = None
-    # Gifts released by this drain's last contact write: they are due now and finish what that
-    # write began, so the drain takes them before handing its thread to another tenant.
-    unblocked: int = 0
 
 
 class _Stop(Exception):
@@ -174,9 +171,11 @@ def _drain_loop(
     def hand_back() -> bool:
         return others_waiting is not None and time.monotonic() >= turn_ends and others_waiting()
 
+    # Gifts released by the last contact write: due now, they finish what that write began, so
+    # the drain takes them before handing its thread to another tenant.
+    unblocked = 0
     try:
         while time.monotonic() < deadline:
-            unblocked, result.unblocked = result.unblocked, 0
             if result.calls and not unblocked and hand_back():
                 result.stopped = "yielded"
                 break
@@ -193,7 +192,7 @@ def _drain_loop(
             try:
                 while queue:
                     group = queue.pop(0)
-                    _send_group(
+                    unblocked = _send_group(
                         tenant=tenant,
                         group=group,
                         queue=queue,
@@ -327,7 +326,8 @@ def _send_group(
     max_budget_wait: float,
     worker: str,
     others_waiting: Callable[[], bool] | None = None,
-) -> None:
+) -> int:
+    """Send one group and record its outcome; returns the waiting gifts a contact write released."""
     bulk = group[0].priority >= PRIORITY_BULK
     client = client_for(bulk)
     recorder.operation, recorder.items = group[0].operation, group
@@ -343,28 +343,29 @@ def _send_group(
             raise _Stop("budget", exc.retry_in) from exc
         except NeedsReview as exc:
             result.review += items_needs_review(tenant, group, message=exc.message, evidence=exc.evidence)
-            return
+            return 0
         except LeaseLost:
             logger.warning("outbound.lease_lost worker=%s: not sending", worker)
-            return
+            return 0
         except Deferred as exc:
             _defer(tenant, group[0], exc.reason, result)
-            return
+            return 0
         except VirtuousError as exc:
             result.calls += 1
             recorder.flush()
             _handle_error(tenant=tenant, group=group, queue=queue, exc=exc, result=result)
-            return
+            return 0
         if not operation_is_idempotent(group[0].operation):
             # A direct create's 2xx is kept at once: if this worker dies before recording the
             # outcome, the call it made stays on the record beside the lookup that follows.
             recorder.flush()
         fault_point("after_2xx")
         result.calls += 1
-        submitted, result.unblocked = _mark_submitted(
+        submitted, unblocked = _mark_submitted(
             tenant, group, worker=worker, virtuous_ids=virtuous_ids, recorder=recorder
         )
         result.submitted += submitted
+        return unblocked
     finally:
         recorder.flush()  # whatever the outcome, every call sent leaves its Attempt row
 

@@ -373,6 +373,14 @@ def test_when_every_thread_is_taken_a_budget_bound_neighbour_does_not_sleep_on_o
     assert fake.began.index("alpha") == 1  # right after bravo's one token, not behind its slice
 
 
+@pytest.fixture
+def contend_at_once(settings):
+    """Any due tenant counts as waiting, and a drain's turn ends with its first call: the dispatcher's
+    rules under test, without waiting out the production thresholds (3 s, 2 s)."""
+    settings.OUTBOUND_CONTENDED_AFTER_SECONDS = 0
+    settings.OUTBOUND_YIELD_AFTER_SECONDS = 0
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_budget_bound_tenant_gets_no_more_siblings_once_one_found_no_token(tenant, monkeypatch, settings):
     from integrations.common.ratelimit import DatabaseBackend, TenantBudget
@@ -395,14 +403,12 @@ def test_a_budget_bound_tenant_gets_no_more_siblings_once_one_found_no_token(ten
 
 @pytest.mark.django_db(transaction=True)
 def test_no_sibling_takes_a_thread_while_another_tenant_waits_for_one(
-    tenant, other_tenant, monkeypatch, settings
+    tenant, other_tenant, monkeypatch, settings, contend_at_once
 ):
     from tenants.services import tenant_create
 
     # two threads, three tenants due: alpha's backlog fills claim after claim, bravo has one gift
     # and charlie one. When bravo's drain ends, its thread goes to charlie, not to alpha again.
-    settings.OUTBOUND_CONTENDED_AFTER_SECONDS = 0  # waiting at all counts here
-    settings.OUTBOUND_YIELD_AFTER_SECONDS = 0
     settings.OUTBOUND_UNBATCHED_CLAIM = 1
     charlie = tenant_create(slug="charlie", name="Charlie")
     for t in (tenant, other_tenant, charlie):
@@ -425,11 +431,9 @@ def test_no_sibling_takes_a_thread_while_another_tenant_waits_for_one(
 
 @pytest.mark.django_db(transaction=True)
 def test_a_backlog_hands_its_thread_back_after_a_call_when_another_tenant_waits(
-    tenant, other_tenant, monkeypatch, settings
+    tenant, other_tenant, monkeypatch, settings, contend_at_once
 ):
     # one thread; alpha's backlog of one-item calls is claimed first, then bravo's one gift is due
-    settings.OUTBOUND_CONTENDED_AFTER_SECONDS = 0  # waiting at all counts here
-    settings.OUTBOUND_YIELD_AFTER_SECONDS = 0
     settings.OUTBOUND_UNBATCHED_CLAIM = 10
     tenant.batching_enabled = False
     tenant.save()
@@ -466,14 +470,12 @@ def test_a_tenant_due_a_moment_ago_is_not_yet_waiting_for_a_thread(tenant, other
 
 @pytest.mark.django_db(transaction=True)
 def test_a_new_donors_gift_follows_its_contact_before_the_thread_is_handed_back(
-    tenant, other_tenant, monkeypatch, settings
+    tenant, other_tenant, monkeypatch, settings, contend_at_once
 ):
     from integrations.types import Operation, OutboundRequest
     from sync.outbound.enqueue import outbound_enqueue
 
     # one thread, bravo's backlog waiting; alpha has a new donor: contact first, the gift held on it
-    settings.OUTBOUND_CONTENDED_AFTER_SECONDS = 0
-    settings.OUTBOUND_YIELD_AFTER_SECONDS = 0
     tenant.batching_enabled = False
     tenant.save()
     fake = _CountingFake(latency=0.02)
