@@ -117,8 +117,14 @@ class InboundEvent(models.Model):
         DISMISSED = "dismissed", "Dismissed by a person"
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="inbound_events")
-    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="events")
+    # No single-column indexes on the two keys: inbound_tenant_time_idx and inbound_conn_status_idx
+    # lead with them, and every index is paid for by every webhook's INSERT.
+    tenant = models.ForeignKey(
+        Tenant, on_delete=models.CASCADE, related_name="inbound_events", db_index=False
+    )
+    connection = models.ForeignKey(
+        Connection, on_delete=models.CASCADE, related_name="events", db_index=False
+    )
     provider = models.CharField(max_length=32)
     capture = models.CharField(max_length=8, choices=Capture.choices, default=Capture.WEBHOOK)
     event_type = models.CharField(max_length=100, blank=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -10,11 +11,12 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings as django_settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connections, router, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from integrations.common.http import redact_headers
+from integrations.common.rows import RowInserter
 from integrations.common.secrets import connection_secret_store, connection_secrets
 from integrations.common.webhooks import event_parse
 from integrations.models import Connection, InboundEvent, RejectedDeliveryCount
@@ -171,7 +173,7 @@ def rejected_delivery_count(
 def _store(row: InboundEvent, outcome: str, reason: str, *, status: int) -> Receipt:
     row.status = outcome
     row.status_reason = reason[:500]
-    row.save(force_insert=True)
+    _insert(row)
     return Receipt(event=row, http_status=status, message=reason or outcome)
 
 
@@ -189,14 +191,21 @@ def _store_deduped(row: InboundEvent, parsed: ParsedEvent) -> Receipt:
 
 
 def _insert(row: InboundEvent) -> None:
-    """One INSERT that may hit the dedupe constraint. In autocommit (a webhook request) it commits
-    by itself: wrapping it in a transaction would add BEGIN and COMMIT round trips to every
-    delivery. Inside a caller's transaction a savepoint keeps a duplicate from breaking it."""
-    if transaction.get_connection().in_atomic_block:
-        with transaction.atomic():
-            row.save(force_insert=True)
+    """One INSERT (a fixed, prepared statement) that may hit the dedupe constraint. In autocommit
+    (a webhook request) it commits by itself: wrapping it in a transaction would add BEGIN and
+    COMMIT round trips to every delivery. Inside a caller's transaction a savepoint keeps a
+    duplicate from breaking it."""
+    db = transaction.get_connection(router.db_for_write(InboundEvent))
+    if db.in_atomic_block:
+        with transaction.atomic(using=db.alias):
+            _inserter(db.alias).insert(db, row)
     else:
-        row.save(force_insert=True)
+        _inserter(db.alias).insert(db, row)
+
+
+@functools.cache
+def _inserter(alias: str) -> RowInserter:
+    return RowInserter(InboundEvent, connections[alias])
 
 
 def inbound_event_record_polled(*, connection: Connection, record: PolledRecord) -> bool:

@@ -1,0 +1,85 @@
+"""Fixed statements for the capture path: SQL text built once per process from a model's fields.
+
+A webhook is one read and one INSERT. Through the ORM, compiling those two statements cost more
+CPU than everything else in the request; here the text is built once, the values are prepared by
+the same field methods the ORM uses, and on PostgreSQL the statements go through a server-binding
+cursor that prepares them (planning then happens once per connection). See
+docs/decisions.md, "Issue 17: capture path and submitter".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from django.conf import settings
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.utils import CursorWrapper
+from django.db.models import Model
+
+
+def fixed_cursor(db: BaseDatabaseWrapper) -> CursorWrapper:
+    """A cursor for a statement whose text never changes. On PostgreSQL (unless
+    ``DATABASE_PREPARED_STATEMENTS`` is off) it binds on the server, so psycopg prepares the
+    statement on its first use in a connection (the settings set ``prepare_threshold``); Django's
+    wrapper still maps errors (IntegrityError) and logs queries as for any cursor."""
+    if db.vendor != "postgresql" or not settings.DATABASE_PREPARED_STATEMENTS:
+        return db.cursor()
+    db.ensure_connection()
+    db.validate_thread_sharing()
+    with db.wrap_database_errors:
+        cursor = psycopg.Cursor(db.connection)  # prepared: settings set prepare_threshold
+    return db.make_debug_cursor(cursor) if db.queries_logged else db.make_cursor(cursor)
+
+
+class RowLoader:
+    """One model's columns in a hand-written SELECT, and the instance built from them with the
+    converters the ORM applies (UUIDs, JSON, datetimes on SQLite)."""
+
+    def __init__(self, model: type[Model], alias: str, db: BaseDatabaseWrapper) -> None:
+        self.model = model
+        fields = model._meta.concrete_fields
+        self.width = len(fields)
+        self.columns = [field.get_col(alias) for field in fields]
+        self.converters = [db.ops.get_db_converters(col) + col.get_db_converters(db) for col in self.columns]
+        self.names = [field.attname for field in fields]
+        self.select = ", ".join(f"{alias}.{db.ops.quote_name(field.column)}" for field in fields)
+
+    def build(self, db: BaseDatabaseWrapper, values: Sequence[Any]) -> Model:
+        converted = []
+        for value, col, converters in zip(values, self.columns, self.converters, strict=True):
+            for convert in converters:
+                value = convert(value, col, db)
+            converted.append(value)
+        return self.model.from_db(db.alias, self.names, converted)
+
+
+class RowInserter:
+    """``obj.save(force_insert=True)`` for a model without save hooks or signal receivers: one
+    INSERT of every concrete field but the auto primary key, values prepared by the fields' own
+    ``pre_save``/``get_db_prep_save``, the new key read back."""
+
+    def __init__(self, model: type[Model], db: BaseDatabaseWrapper) -> None:
+        meta = model._meta
+        qn = db.ops.quote_name
+        self.fields = [field for field in meta.local_concrete_fields if field is not meta.auto_field]
+        self.returning = db.features.can_return_columns_from_insert
+        self.sql = (
+            f"INSERT INTO {qn(meta.db_table)} ({', '.join(qn(f.column) for f in self.fields)}) "
+            f"VALUES ({', '.join(['%s'] * len(self.fields))})"
+            + (f" RETURNING {qn(meta.pk.column)}" if self.returning else "")
+        )
+        self.table, self.pk_column = meta.db_table, meta.pk.column
+
+    def insert(self, db: BaseDatabaseWrapper, obj: Model) -> None:
+        values = [field.get_db_prep_save(field.pre_save(obj, True), connection=db) for field in self.fields]
+        with fixed_cursor(db) as cursor:
+            cursor.execute(self.sql, values)
+            if self.returning:
+                pk = cursor.fetchone()[0]
+            else:
+                pk = db.ops.last_insert_id(cursor, self.table, self.pk_column)
+        obj.pk = pk
+        obj._state.adding = False
+        obj._state.db = db.alias
