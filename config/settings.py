@@ -118,6 +118,10 @@ TEMPLATES = [
     },
 ]
 
+# The capture path's two statements (integrations/common/rows.py) are prepared on PostgreSQL,
+# once per connection. Off behind a pooler in transaction mode that cannot keep prepared
+# statements (PgBouncer before 1.21).
+DATABASE_PREPARED_STATEMENTS = strict_bool("DATABASE_PREPARED_STATEMENTS", default=True)
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The web server and the worker share one file: wait for locks instead of failing, take
@@ -133,6 +137,10 @@ else:
     # connection the database dropped costs one failed request (the sender retries a webhook;
     # the dispatcher reconnects on DatabaseError). Turn on where failovers are frequent.
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = strict_bool("DB_CONN_HEALTH_CHECKS", default=False)
+    if DATABASE_PREPARED_STATEMENTS:
+        # Django turns psycopg's preparation off. Only server-binding cursors ever prepare, and
+        # the capture path's are the only ones (Django's own bind on the client).
+        DATABASES["default"].setdefault("OPTIONS", {}).setdefault("prepare_threshold", 0)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL", default="")
@@ -227,6 +235,10 @@ if RATE_LIMIT_BACKEND not in ("auto", "database", "redis"):
     raise ImproperlyConfigured(f"RATE_LIMIT_BACKEND={RATE_LIMIT_BACKEND!r}; use auto, database or redis.")
 RATE_LIMIT_REDIS_PREFIX = env.str("RATE_LIMIT_REDIS_PREFIX", default="giftline:ratelimit:")
 VIRTUOUS_BUCKET_BURST_SECONDS = env.int("VIRTUOUS_BUCKET_BURST_SECONDS", default=60)
+# Within a window Virtuous has announced, calls are spread at the budget's pace, running at most
+# this many seconds of budget ahead of it (0: off, a window may then be spent in its first seconds
+# and a busy tenant's later donations wait for the reset). See integrations/common/ratelimit.py.
+VIRTUOUS_WINDOW_SPREAD_SECONDS = env.float("VIRTUOUS_WINDOW_SPREAD_SECONDS", default=5.0)
 # X-RateLimit-Reset and Retry-After come in whole seconds and from another clock: a tenant whose
 # window is spent resumes this long after the announced reset, so its first call never lands in
 # the old window (1.5 s of an hourly window is 0.04 % of the budget, and the bucket refills meanwhile).

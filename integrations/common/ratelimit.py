@@ -12,6 +12,13 @@ since: until the reset, no refill lets a call past that count. Without it the bu
 refill, which Virtuous's window does not have, lets a tenant with several calls in flight send
 one more than the window holds.
 
+Within a known window the calls are also spread: while the window's remainder is no more than
+the bucket would refill before the reset (the tenant's budget, not the window, is what binds),
+the bucket holds at most ``spread`` seconds of budget. A budget-bound tenant then sends a call
+about every 1/rate seconds, each carrying what came meanwhile, instead of spending the window in
+its first seconds and holding every later donation until the reset; a tenant with window to
+spare keeps its whole burst.
+
 Call the limiter outside long transactions: on the database backend a call holds the tenant's
 row lock until the surrounding transaction commits.
 """
@@ -36,6 +43,7 @@ RATE_LIMIT_BACKENDS = ("auto", "database", "redis")
 class BucketShape:
     capacity: float
     rate: float  # tokens per second
+    spread: float = 0.0  # seconds of budget a window may run ahead of its even pace; 0: no spreading
 
 
 @dataclass(frozen=True)
@@ -84,6 +92,16 @@ def _window_wait(state: BucketState, *, now: float, cost: int) -> float:
     return 0.0
 
 
+def _spread(
+    tokens: float, shape: BucketShape, *, now: float, window_left: float, window_until: float
+) -> float:
+    """The tokens a bucket may hold now: at most ``spread`` seconds of budget while the window
+    is tight (module docstring)."""
+    if shape.spread <= 0 or now >= window_until or window_left > shape.rate * (window_until - now):
+        return tokens
+    return min(tokens, max(1.0, shape.spread * shape.rate))
+
+
 def _window_observed(
     window_left: float, window_until: float, *, remaining: int, reset: float | None
 ) -> tuple[float, float]:
@@ -105,7 +123,13 @@ class DatabaseBackend:
         bucket, _ = RateBucket.objects.select_for_update().get_or_create(
             key=key, defaults={"tokens": shape.capacity, "refilled_at": now}
         )
-        bucket.tokens = _refill(bucket.tokens, bucket.refilled_at, shape, now)
+        bucket.tokens = _spread(
+            _refill(bucket.tokens, bucket.refilled_at, shape, now),
+            shape,
+            now=now,
+            window_left=bucket.window_left,
+            window_until=bucket.window_until,
+        )
         bucket.refilled_at = max(bucket.refilled_at, now)
         return bucket
 
@@ -152,7 +176,13 @@ class DatabaseBackend:
         bucket = RateBucket.objects.filter(key=key).first()
         if bucket is None:
             return BucketState(tokens=shape.capacity, paused_until=0.0)
-        bucket.tokens = _refill(bucket.tokens, bucket.refilled_at, shape, now)
+        bucket.tokens = _spread(
+            _refill(bucket.tokens, bucket.refilled_at, shape, now),
+            shape,
+            now=now,
+            window_left=bucket.window_left,
+            window_until=bucket.window_until,
+        )
         return _state(bucket)
 
 
@@ -168,6 +198,7 @@ local op = ARGV[1]
 local now = tonumber(ARGV[2])
 local capacity = tonumber(ARGV[3])
 local rate = tonumber(ARGV[4])
+local spread = tonumber(ARGV[5])
 local state = redis.call('HMGET', key, 'tokens', 'refilled_at', 'paused_until', 'window_left', 'window_until')
 local tokens = tonumber(state[1])
 local refilled_at = tonumber(state[2])
@@ -183,13 +214,16 @@ if now > refilled_at then
   refilled_at = now
 end
 tokens = math.min(capacity, tokens)
+if spread > 0 and now < window_until and window_left <= rate * (window_until - now) then
+  tokens = math.min(tokens, math.max(1, spread * rate))
+end
 if op == 'read' then
   return {tostring(tokens), tostring(paused_until), tostring(window_left), tostring(window_until)}
 end
 local result = 0
 if op == 'acquire' then
-  local cost = tonumber(ARGV[5])
-  local floor = tonumber(ARGV[6])
+  local cost = tonumber(ARGV[6])
+  local floor = tonumber(ARGV[7])
   if paused_until > now then
     result = paused_until - now
   else
@@ -210,10 +244,10 @@ if op == 'acquire' then
     end
   end
 elseif op == 'observe' then
-  local remaining = math.max(tonumber(ARGV[5]), 0)
+  local remaining = math.max(tonumber(ARGV[6]), 0)
   tokens = math.min(tokens, remaining)
-  if ARGV[6] ~= '' then
-    local reset = tonumber(ARGV[6])
+  if ARGV[7] ~= '' then
+    local reset = tonumber(ARGV[7])
     if reset > window_until then
       window_left = remaining
       window_until = reset
@@ -225,7 +259,7 @@ elseif op == 'observe' then
     end
   end
 elseif op == 'pause' then
-  paused_until = math.max(paused_until, tonumber(ARGV[5]))
+  paused_until = math.max(paused_until, tonumber(ARGV[6]))
 end
 redis.call('HSET', key, 'tokens', tostring(tokens), 'refilled_at', tostring(refilled_at),
            'paused_until', tostring(paused_until), 'window_left', tostring(window_left),
@@ -257,7 +291,7 @@ class RedisBackend:
         self._script = self.client.register_script(_LUA)
 
     def _run(self, op: str, key: str, shape: BucketShape, now: float, *extra: str) -> list[float]:
-        args = [op, repr(now), repr(shape.capacity), repr(shape.rate), *extra]
+        args = [op, repr(now), repr(shape.capacity), repr(shape.rate), repr(shape.spread), *extra]
         return [float(v) for v in self._script(keys=[self.prefix + key], args=args)]
 
     def acquire(self, key: str, shape: BucketShape, *, now: float, cost: int, floor: float) -> float:
@@ -297,6 +331,7 @@ class TenantBudget:
         *,
         reserve_fraction: float = 0.0,
         burst_seconds: int | None = None,
+        spread_seconds: float | None = None,
         backend: BucketBackend | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -308,7 +343,10 @@ class TenantBudget:
         self.key = key
         self.per_hour = per_hour
         self.reserve_fraction = reserve_fraction
-        self.shape = BucketShape(capacity=max(1.0, per_hour * burst / 3600), rate=per_hour / 3600)
+        spread = settings.VIRTUOUS_WINDOW_SPREAD_SECONDS if spread_seconds is None else spread_seconds
+        self.shape = BucketShape(
+            capacity=max(1.0, per_hour * burst / 3600), rate=per_hour / 3600, spread=max(float(spread), 0.0)
+        )
         self.backend = backend if backend is not None else default_backend()
         self.clock = clock
 

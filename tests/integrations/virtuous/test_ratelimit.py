@@ -14,9 +14,17 @@ from integrations.models import RateBucket
 MARGIN = settings.VIRTUOUS_RATE_RESET_MARGIN_SECONDS
 
 
-def _budget(backend, clock, *, key="t-1", per_hour=3600, burst=10, reserve=0.0) -> TenantBudget:
+def _budget(
+    backend, clock, *, key="t-1", per_hour=3600, burst=10, reserve=0.0, spread=0.0
+) -> TenantBudget:
     return TenantBudget(
-        key, per_hour, reserve_fraction=reserve, burst_seconds=burst, backend=backend, clock=clock
+        key,
+        per_hour,
+        reserve_fraction=reserve,
+        burst_seconds=burst,
+        spread_seconds=spread,
+        backend=backend,
+        clock=clock,
     )
 
 
@@ -93,6 +101,46 @@ def test_refill_never_lets_a_call_past_what_the_window_has_left(backend, clock):
     assert budget.snapshot()["tokens"] == 0.0
     clock.advance(5 + MARGIN)
     assert budget.try_acquire() == 0.0
+
+
+def test_a_window_is_spread_at_the_budgets_pace_and_used_whole(backend, clock):
+    # given: 1 token/s, a bucket of 100; Virtuous says 60 calls remain in a window ending in 60 s
+    budget = _budget(backend, clock, burst=100, spread=5)
+    start = clock.now
+    budget.observe(60, start + 60)
+    end = start + 60 + MARGIN
+    # when: a tenant with more work than budget calls whenever it is let
+    granted = []
+    while clock.now < end and len(granted) < 61:
+        wait = budget.try_acquire()
+        if wait == 0.0:
+            granted.append(clock.now - start)
+        else:
+            clock.advance(wait)
+    # then: at most 5 s of budget ahead of the even pace, never a gap much over one call's
+    # worth, and the whole window spent before its end (the 61st call waits for the reset)
+    assert len(granted) == 60
+    assert all(at >= n - 5 - MARGIN for n, at in enumerate(granted))
+    assert max(b - a for a, b in zip(granted, granted[1:], strict=False)) <= 1.0 + 1e-6
+    assert sum(at < 10 for at in granted) <= 10 + 5
+
+
+def test_spreading_never_slows_a_tenant_with_budget_to_spare(backend, clock):
+    # given: 1 token/s, capacity 10; 5,000 left in an hour's window, far more than the pace needs
+    budget = _budget(backend, clock, spread=5)
+    budget.observe(5000, clock.now + 3600)
+    # then: the bucket alone decides, as without a window
+    assert [budget.try_acquire() for _ in range(10)] == [0.0] * 10
+    assert budget.try_acquire() == pytest.approx(1.0)
+
+
+def test_spreading_keeps_the_window_count(backend, clock):
+    # given: one call left in a window ending in 8 s, spread on
+    budget = _budget(backend, clock, spread=5)
+    budget.observe(1, clock.now + 8)
+    clock.advance(8 + MARGIN - 5)  # within the last 5 s: the pace no longer holds it back
+    assert budget.try_acquire() == 0.0
+    assert budget.try_acquire() == pytest.approx(5.0)  # the count is spent: the reset, as before
 
 
 def test_answers_that_cross_keep_the_lower_count_and_a_stale_one_no_window(backend, clock):
@@ -177,6 +225,13 @@ def test_bad_budget_arguments_are_refused(per_hour, reserve):
 def test_capacity_defaults_to_the_burst_setting(settings):
     settings.VIRTUOUS_BUCKET_BURST_SECONDS = 60
     assert TenantBudget("k", 4500, backend=DatabaseBackend()).capacity == 75.0
+
+
+def test_spread_defaults_to_its_setting(settings):
+    settings.VIRTUOUS_WINDOW_SPREAD_SECONDS = 7.5
+    assert TenantBudget("k", 4500, backend=DatabaseBackend()).shape.spread == 7.5
+    settings.VIRTUOUS_WINDOW_SPREAD_SECONDS = -1
+    assert TenantBudget("k", 4500, backend=DatabaseBackend()).shape.spread == 0.0
 
 
 def test_seconds_until_several_tokens_takes_nothing(backend, clock):
