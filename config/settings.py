@@ -235,9 +235,9 @@ if RATE_LIMIT_BACKEND not in ("auto", "database", "redis"):
     raise ImproperlyConfigured(f"RATE_LIMIT_BACKEND={RATE_LIMIT_BACKEND!r}; use auto, database or redis.")
 RATE_LIMIT_REDIS_PREFIX = env.str("RATE_LIMIT_REDIS_PREFIX", default="giftline:ratelimit:")
 VIRTUOUS_BUCKET_BURST_SECONDS = env.int("VIRTUOUS_BUCKET_BURST_SECONDS", default=60)
-# Within a window Virtuous has announced, calls are spread at the budget's pace, running at most
-# this many seconds of budget ahead of it (0: off, a window may then be spent in its first seconds
-# and a busy tenant's later donations wait for the reset). See integrations/common/ratelimit.py.
+# For tenants that batch, calls within a tight Virtuous window are spread at the budget's pace,
+# at most this many seconds of budget ahead of it (0: off; a window may then be spent in its first
+# seconds and a busy tenant's later donations wait for the reset). integrations/common/ratelimit.py.
 VIRTUOUS_WINDOW_SPREAD_SECONDS = env.float("VIRTUOUS_WINDOW_SPREAD_SECONDS", default=5.0)
 # X-RateLimit-Reset and Retry-After come in whole seconds and from another clock: a tenant whose
 # window is spent resumes this long after the announced reset, so its first call never lands in
@@ -303,6 +303,9 @@ OUTBOUND_DRAIN_SLICE_SECONDS = env.float("OUTBOUND_DRAIN_SLICE_SECONDS", default
 # Calls one tenant may have in flight at once (independent batches, each its own claim; the
 # token bucket still paces them). 3 keeps a tenant's budget busy at ~1 s Virtuous answers.
 OUTBOUND_TENANT_IN_FLIGHT = env.int("OUTBOUND_TENANT_IN_FLIGHT", default=3)
+# A tenant whose queue had nothing due until live work came in is claimed before tenants with
+# backlogs for this many seconds of its streak, so a new donation does not wait a round of them.
+OUTBOUND_FRESH_SECONDS = env.float("OUTBOUND_FRESH_SECONDS", default=30.0)
 # Item and tenant leases are short and renewed by the drain's heartbeat (sync/outbound/leases.py):
 # a dead worker's items and tenant come back within one lease, a live one keeps them.
 OUTBOUND_LEASE_SECONDS = env.int("OUTBOUND_LEASE_SECONDS", default=30)

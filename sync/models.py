@@ -133,6 +133,9 @@ class TenantQueue(models.Model):
 
     tenant = models.OneToOneField(Tenant, on_delete=models.CASCADE, primary_key=True, related_name="queue")
     wake_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # When live work made a queue with nothing due due again (cleared by a release that leaves
+    # nothing due): for OUTBOUND_FRESH_SECONDS its tenant is claimed before tenants with backlogs.
+    due_since = models.DateTimeField(null=True, blank=True)
     lease_owner = models.CharField(max_length=64, blank=True)
     lease_until = models.DateTimeField(null=True, blank=True)
     last_drain_at = models.DateTimeField(null=True, blank=True)

@@ -321,6 +321,12 @@ def default_backend() -> BucketBackend:
     return DatabaseBackend()
 
 
+def budget_spread_seconds(tenant: Any) -> float:
+    """A tenant's spread: only where a paced call carries what came meanwhile, a tenant that
+    batches. One item a call gains nothing by waiting, and each wait costs the drain a turn."""
+    return settings.VIRTUOUS_WINDOW_SPREAD_SECONDS if tenant.batching_enabled else 0.0
+
+
 class TenantBudget:
     """One tenant's share of its Virtuous organisation's hourly request budget."""
 

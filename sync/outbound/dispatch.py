@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection, transaction
-from django.db.models import F, Min, Q, QuerySet
+from django.db.models import Case, F, Min, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from sync.models import Direction, OutboundItem, TenantQueue
@@ -54,9 +54,16 @@ def tenant_queue_claim(*, owner: str, limit: int, lease_seconds: float) -> list[
         ids = list(
             _due_unleased(now, due_by=now)
             .select_for_update(skip_locked=True, of=("self",))
-            # A never-drained tenant (a new customer's first gifts) goes first: PostgreSQL
-            # sorts NULL last by default, which would serve it after every backlog.
-            .order_by(F("last_drain_at").asc(nulls_first=True), "wake_at")
+            # Live work that found its queue idle goes first (a new donation is not made to wait
+            # a round of backlogs), then the least recently drained; a never-drained tenant (a
+            # new customer's first gifts) before the others: PostgreSQL sorts NULL last.
+            .annotate(
+                backlog=Case(
+                    When(due_since__gte=now - timedelta(seconds=settings.OUTBOUND_FRESH_SECONDS), then=0),
+                    default=1,
+                )
+            )
+            .order_by("backlog", F("last_drain_at").asc(nulls_first=True), "wake_at")
             .values_list("tenant_id", flat=True)[:limit]
         )
         if not ids:
@@ -76,7 +83,15 @@ def tenant_queue_release(*, tenant: Tenant, owner: str, not_before: datetime | N
     tenant_queue_next_wake(tenant=tenant)
     if not_before is not None:
         TenantQueue.objects.filter(tenant=tenant, wake_at__lt=not_before).update(wake_at=not_before)
-    TenantQueue.objects.filter(tenant=tenant, lease_owner=owner).update(lease_owner="", lease_until=None)
+    TenantQueue.objects.filter(tenant=tenant, lease_owner=owner).update(
+        lease_owner="",
+        lease_until=None,
+        # Nothing due now ends the live streak: the next live write starts a new one.
+        due_since=Case(
+            When(Q(wake_at__isnull=True) | Q(wake_at__gt=timezone.now()), then=Value(None)),
+            default=F("due_since"),
+        ),
+    )
 
 
 class _TenantDrains:

@@ -11,7 +11,8 @@ from datetime import datetime
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import F, Q, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from integrations.types import PARTNER_OPERATIONS, OutboundRequest, payload_fingerprint
@@ -87,7 +88,7 @@ def outbound_enqueue(
             return existing, True
         return existing, False
     if direction == Direction.OUTBOUND and item.state == OutboundItem.State.PENDING:
-        queue_wake(tenant_id=tenant.pk, at=due)
+        queue_wake(tenant_id=tenant.pk, at=due, live=origin != Origin.BULK and due <= now)
     return item, True
 
 
@@ -146,7 +147,7 @@ def outbound_enqueue_many(
         OutboundItem.objects.bulk_create(rows, ignore_conflicts=True, batch_size=500)
         _sync_record_touch(tenant=tenant, requests=list(fresh.values()))
     if any(row.state == OutboundItem.State.PENDING for row in rows):
-        queue_wake(tenant_id=tenant.pk, at=now)
+        queue_wake(tenant_id=tenant.pk, at=now, live=origin != Origin.BULK)
     return len(rows)
 
 
@@ -206,12 +207,22 @@ def _sync_record_touch(*, tenant: Tenant, requests: list[OutboundRequest]) -> No
         )
 
 
-def queue_wake(*, tenant_id: int, at: datetime) -> None:
-    """Make sure a dispatcher looks at this tenant by ``at``. Cheap when it already will."""
+def queue_wake(*, tenant_id: int, at: datetime, live: bool = False) -> None:
+    """Make sure a dispatcher looks at this tenant by ``at``. Cheap when it already will.
+
+    ``live``: the work is a live write due now; if the queue had nothing due, its tenant starts a
+    fresh streak (``due_since``) and is claimed ahead of backlogs for a while.
+    """
+    fields: dict[str, Any] = {"wake_at": at}
+    if live:
+        fields["due_since"] = Coalesce(F("due_since"), Value(at))
     updated = (
         TenantQueue.objects.filter(tenant_id=tenant_id)
         .filter(Q(wake_at__isnull=True) | Q(wake_at__gt=at))
-        .update(wake_at=at)
+        .update(**fields)
     )
     if not updated:
-        TenantQueue.objects.bulk_create([TenantQueue(tenant_id=tenant_id, wake_at=at)], ignore_conflicts=True)
+        TenantQueue.objects.bulk_create(
+            [TenantQueue(tenant_id=tenant_id, wake_at=at, due_since=at if live else None)],
+            ignore_conflicts=True,
+        )

@@ -42,6 +42,53 @@ def test_least_recently_drained_tenant_goes_first(tenant, other_tenant):
     assert tenant_queue_claim(owner="d1", limit=1, lease_seconds=60) == [other_tenant.pk]
 
 
+def _backlogged(tenant, *, drained_ago: timedelta) -> None:
+    """A queue working off a backlog: due since long ago, last drained ``drained_ago``."""
+    enqueue_gifts(tenant, 3, start=900)
+    TenantQueue.objects.filter(tenant=tenant).update(
+        due_since=timezone.now() - timedelta(minutes=10), last_drain_at=timezone.now() - drained_ago
+    )
+
+
+def test_live_work_on_an_idle_queue_goes_before_backlogs(tenant, other_tenant, settings):
+    # given: the outsider works off a backlog and was drained 5 minutes ago; we were drained
+    # just now and have had nothing due since
+    settings.OUTBOUND_FRESH_SECONDS = 30
+    _backlogged(other_tenant, drained_ago=timedelta(minutes=5))
+    TenantQueue.objects.create(tenant=tenant, last_drain_at=timezone.now())
+    # when: a live gift comes in
+    enqueue_gifts(tenant, 1)
+    # then: it is not made to wait for the backlog's turn
+    assert TenantQueue.objects.get(tenant=tenant).due_since is not None
+    assert tenant_queue_claim(owner="d1", limit=1, lease_seconds=60) == [tenant.pk]
+
+
+def test_a_streak_past_the_fresh_window_waits_its_turn(tenant, other_tenant, settings):
+    settings.OUTBOUND_FRESH_SECONDS = 30
+    _backlogged(other_tenant, drained_ago=timedelta(minutes=5))
+    TenantQueue.objects.create(tenant=tenant, last_drain_at=timezone.now())
+    enqueue_gifts(tenant, 1)
+    TenantQueue.objects.filter(tenant=tenant).update(due_since=timezone.now() - timedelta(seconds=31))
+    assert tenant_queue_claim(owner="d1", limit=1, lease_seconds=60) == [other_tenant.pk]
+
+
+def test_a_streak_lasts_while_work_is_due_and_bulk_work_starts_none(tenant, other_tenant):
+    enqueue_gifts(tenant, 2)
+    started = TenantQueue.objects.get(tenant=tenant).due_since
+    enqueue_gifts(tenant, 1, start=50)  # more live work while some is due: the same streak
+    assert TenantQueue.objects.get(tenant=tenant).due_since == started
+    tenant_queue_claim(owner="d1", limit=1, lease_seconds=60)
+    tenant_queue_release(tenant=tenant, owner="d1")  # still due: the streak goes on
+    assert TenantQueue.objects.get(tenant=tenant).due_since == started
+    tenant_queue_claim(owner="d1", limit=1, lease_seconds=60)
+    OutboundItem.objects.filter(tenant=tenant).update(state=OutboundItem.State.SUBMITTED)
+    tenant_queue_release(tenant=tenant, owner="d1")  # nothing due: it ends
+    assert TenantQueue.objects.get(tenant=tenant).due_since is None
+    outbound_enqueue_many(tenant=other_tenant, requests=[gift_request(7)], origin=Origin.BULK)
+    queue = TenantQueue.objects.get(tenant=other_tenant)
+    assert queue.wake_at is not None and queue.due_since is None
+
+
 def test_release_recomputes_wake_time(tenant):
     enqueue_gifts(tenant, 1)
     tenant_queue_claim(owner="d1", limit=1, lease_seconds=60)

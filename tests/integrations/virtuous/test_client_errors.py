@@ -345,3 +345,13 @@ def test_tenant_supplied_private_url_is_refused_before_sending(tenant, settings)
         client.organization_current()
     assert caught.value.error_class == ErrorClass.NEEDS_ATTENTION
     assert len(mock.calls) == 0
+
+
+def test_only_a_batching_tenant_spreads_its_calls(tenant, other_tenant, settings):
+    # given: the outsider sends one item a call, where waiting to spread its calls gains nothing
+    settings.VIRTUOUS_WINDOW_SPREAD_SECONDS = 5.0
+    Tenant.objects.filter(pk=other_tenant.pk).update(batching_enabled=False)
+    other_tenant.refresh_from_db()
+    # then
+    assert VirtuousClient.for_tenant(tenant).budget.shape.spread == 5.0
+    assert VirtuousClient.for_tenant(other_tenant).budget.shape.spread == 0.0
