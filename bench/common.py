@@ -150,6 +150,8 @@ class Bench:
                 f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={data} "
                 "-c max_connections=1000 -c shared_buffers=256MB"
             )
+            if self.profile:  # where PostgreSQL's CPU goes, statement by statement
+                options += " -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all"
             subprocess.run(
                 [
                     *as_pg,
@@ -230,6 +232,38 @@ class Bench:
 
         with connection.cursor() as cursor:
             cursor.execute("CREATE TABLE bench_capture (event_id text PRIMARY KEY, body bytea NOT NULL)")
+
+    def pg_statements_reset(self) -> None:
+        """With --profile on the private cluster: start counting statements afresh."""
+        if self.profile and self.postmaster_pid:
+            from django.db import connection
+
+            with connection.cursor() as cursor:
+                cursor.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+                cursor.execute("SELECT pg_stat_statements_reset()")
+
+    def pg_statements_top(self, limit: int = 15) -> list[dict]:
+        """The statements PostgreSQL spent most time on since the reset (plan + execution)."""
+        if not (self.profile and self.postmaster_pid):
+            return []
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT calls, total_plan_time + total_exec_time, total_plan_time, rows, left(query, 300) "
+                "FROM pg_stat_statements ORDER BY 2 DESC LIMIT %s",
+                [limit],
+            )
+            return [
+                {
+                    "calls": calls,
+                    "total_ms": round(total, 1),
+                    "plan_ms": round(plan, 1),
+                    "rows": rows,
+                    "query": query,
+                }
+                for calls, total, plan, rows, query in cursor.fetchall()
+            ]
 
     def teardown(self) -> None:
         for process in list(self.processes):

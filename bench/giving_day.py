@@ -287,6 +287,8 @@ def bench_freshness(bench: Bench) -> dict:
     """A newly onboarded tenant's live gifts, first alone, then beside 200 neighbours holding
     backlogs (a quarter paused, a quarter failing with 503s, half healthy, unbatched and paced
     by their budget), in the same run with the same pipeline settings."""
+    from django.conf import settings
+
     from tenants import services as tenant_services
 
     events, rate = (10, 5.0) if bench.quick else (100, 5.0)
@@ -319,10 +321,12 @@ def bench_freshness(bench: Bench) -> dict:
                 "failing": len(failing),
                 "paused": len(paused),
             }
-        pipeline = Pipeline(bench, seconds=warm + events / rate + 90)
-        time.sleep(
-            warm
-        )  # neighbours have been drained at least once: the newcomer is the only never-drained one
+        # Neighbours hold backlogs, not live streaks: they have been due for longer than
+        # OUTBOUND_FRESH_SECONDS when the newcomer's gifts arrive, and drained at least once (the
+        # newcomer is the only never-drained tenant).
+        settle = warm if phase == "alone" or bench.quick else max(warm, settings.OUTBOUND_FRESH_SECONDS + 5)
+        pipeline = Pipeline(bench, seconds=settle + events / rate + 90)
+        time.sleep(settle)
         slug = f"fresh-{phase}"
         tenant, connection = stripe_connection(
             slug, fake=fake, org={"limit": 10**6, "window": 3600},

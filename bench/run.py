@@ -70,7 +70,10 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="Toy sizes, every benchmark once (CI)")
     parser.add_argument("--only", default="", help=f"Comma-separated subset of: {', '.join(BENCHMARKS)}")
     parser.add_argument(
-        "--profile", action="store_true", help="Also profile ingest (py-spy) and the submitter (pyinstrument)"
+        "--profile",
+        action="store_true",
+        help="Also profile ingest (py-spy), the submitter (pyinstrument) and PostgreSQL's statements "
+        "(pg_stat_statements, per benchmark)",
     )
     parser.add_argument("--capacity-sizes", default="", help="Tenant counts for benchmark 7, e.g. 100,200")
     parser.add_argument(
@@ -117,8 +120,11 @@ def main() -> int:
             log(f"== {name}")
             quiesce()
             before = loadavg()
+            bench.pg_statements_reset()
             result = BENCHMARKS[name](bench)
             result.update(load_before=before, load_after=loadavg())
+            if bench.profile:
+                result["pg_statements"] = bench.pg_statements_top()
             bench.results[name] = result
     finally:
         bench.results["machine"]["load_after"] = loadavg()
