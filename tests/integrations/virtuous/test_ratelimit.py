@@ -14,9 +14,7 @@ from integrations.models import RateBucket
 MARGIN = settings.VIRTUOUS_RATE_RESET_MARGIN_SECONDS
 
 
-def _budget(
-    backend, clock, *, key="t-1", per_hour=3600, burst=10, reserve=0.0, spread=0.0
-) -> TenantBudget:
+def _budget(backend, clock, *, key="t-1", per_hour=3600, burst=10, reserve=0.0, spread=0.0) -> TenantBudget:
     return TenantBudget(
         key,
         per_hour,
