@@ -159,6 +159,8 @@ class _TenantDrains:
             return True, self.not_before.pop(tenant_id, None)
 
     def _run(self, tenant_id: int, worker: str, max_budget_wait: float | None) -> DrainResult:
+        # The thread's connection lives from turn to turn (a new one is a PostgreSQL backend
+        # started and warmed for every turn); this drops it once broken or past CONN_MAX_AGE.
         close_old_connections()
         try:
             tenant = Tenant.objects.get(pk=tenant_id)
@@ -187,9 +189,21 @@ class _TenantDrains:
                 if last:
                     _tenant_release(tenant_id, self.owner, not_before)
             finally:
-                connection.close()
                 if self.contended:  # someone waits for this thread; otherwise the next poll will do
                     self.freed.set()
+
+    def close_connections(self) -> None:
+        """Every pool thread closes its own connection (Django's are per thread): one task each,
+        held at a barrier so that no thread takes two. Call once no drain is running."""
+        barrier = threading.Barrier(self.threads)
+
+        def close() -> None:
+            connection.close()
+            with contextlib.suppress(threading.BrokenBarrierError):
+                barrier.wait(timeout=10)
+
+        for future in [self.pool.submit(close) for _ in range(self.threads)]:
+            future.result()
 
     def collect(self, totals: dict[str, int], *, wait: bool = False) -> None:
         with self.lock:
@@ -272,6 +286,7 @@ def outbound_dispatch(
             drains.freed.wait(poll_interval)
             drains.freed.clear()
         drains.collect(totals, wait=True)
+        drains.close_connections()
     return totals
 
 

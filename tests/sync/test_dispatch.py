@@ -544,3 +544,41 @@ def test_a_new_donors_gift_follows_its_contact_before_the_thread_is_handed_back(
     outbound_dispatch(seconds=1.5, threads=1, poll_interval=0.05)
     # the contact, then at once its gift; only then bravo
     assert fake.began[:3] == ["alpha", "alpha", "bravo"]
+
+
+@postgres_only
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_drain_threads_keep_their_connection_between_turns_and_close_it_at_the_end(monkeypatch):
+    # given: more tenants than threads, so each thread drains several tenants in turn
+    from tenants.services import tenant_create
+
+    backends: dict[str, set[int]] = {}
+    fake = _SlowFake(latency=0.01)
+    original = fake.gift_transactions
+
+    def seen(**kw):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            backends.setdefault(threading.current_thread().name, set()).add(cursor.fetchone()[0])
+        original(**kw)
+
+    monkeypatch.setattr(fake, "gift_transactions", seen)
+    monkeypatch.setattr(VirtuousClient, "for_tenant", fake.for_tenant)
+    for n in range(8):
+        outbound_enqueue_many(
+            tenant=tenant_create(slug=f"c{n}", name=f"C{n}"),
+            requests=[gift_request(n)],
+            origin=Origin.WEBHOOK,
+        )
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
+        before = cursor.fetchone()[0]
+    # when
+    totals = outbound_dispatch(seconds=5, threads=2, stop_when_idle=True)
+    # then: one backend per thread, however many turns it ran, and none left open afterwards
+    assert totals["submitted"] == 8
+    assert all(len(pids) == 1 for pids in backends.values()), backends
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
+        assert cursor.fetchone()[0] == before
