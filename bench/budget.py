@@ -81,15 +81,23 @@ def measure_window_use(
     warm: float,
     name: str,
     pids: dict | None = None,
+    more_dispatchers: tuple = (),
 ) -> dict:
-    """With ``dispatch`` started, measure ``windows`` whole windows starting mid-window after
-    ``warm`` seconds: used / allowed per tenant, Jain's index, CPU by process, our CPU per call."""
+    """With ``dispatch`` (and ``more_dispatchers``) started, measure ``windows`` whole windows
+    starting mid-window after ``warm`` seconds: used / allowed per tenant, Jain's index, CPU by
+    process, our CPU per call."""
     launched = time.time()
     start = (math.floor((launched + warm) / window) + 1) * window + window / 2
     end = start + windows * window
     time.sleep(max(0.0, start - time.time()))
     meter = CpuMeter(
-        {"drain": dispatch.pid, "fake": fake.process.pid, "postgres": bench.postmaster_pid, **(pids or {})}
+        {
+            "drain": dispatch.pid,
+            **{f"drain {n}": p.pid for n, p in enumerate(more_dispatchers, start=2)},
+            "fake": fake.process.pid,
+            "postgres": bench.postmaster_pid,
+            **(pids or {}),
+        }
     )
     profile = None
     if bench.profile:
@@ -97,8 +105,9 @@ def measure_window_use(
     time.sleep(max(0.0, end - time.time()))
     cores = meter.read()
     time.sleep(0.5 + fake.latency["median_ms"] / 250)  # calls that arrived before ``end`` have answered
-    rss = rss_mb(dispatch.pid)
-    bench.stop(dispatch)
+    rss = max(rss_mb(p.pid) for p in (dispatch, *more_dispatchers))
+    for process in (dispatch, *more_dispatchers):
+        bench.stop(process)
     used = fake.usage(start, end)
     allowed = per_tenant_per_s * (end - start)
     shares = [used.get(t.slug, 0) / allowed for t in tenants]
@@ -260,15 +269,21 @@ def bench_capacity(bench: Bench) -> dict:
         run_for = (windows + 4) * window
         items = int(budget / 3600 * run_for * 1.5) + 10
         tenants = fake_tenants(fake, prefix=f"cap{size}", count=size, limit=limit, window=window, items=items)
-        # One thread per tenant while a drain holds one call in flight; capped so that threads
-        # (one PostgreSQL connection each) stay under the private cluster's 1,000 connections.
-        threads = min(size + 8, 600)
-        proc = dispatcher(bench, seconds=run_for, threads=threads, VIRTUOUS_BUCKET_BURST_SECONDS=str(window))
+        # One dispatcher process per core, as a deployment on this machine would run them
+        # (OUTBOUND_DISPATCHERS): one Python process holds one core at most. Threads: one per
+        # tenant while a drain holds one call in flight, shared among them, capped so that
+        # threads (one PostgreSQL connection each) stay under the private cluster's 1,000.
+        processes = bench.capacity_dispatchers
+        threads = -(-min(size + 8, 600) // processes)
+        procs = [
+            dispatcher(bench, seconds=run_for, threads=threads, VIRTUOUS_BUCKET_BURST_SECONDS=str(window))
+            for _ in range(processes)
+        ]
         trial = measure_window_use(
-            bench, fake, tenants, dispatch=proc, window=window, per_tenant_per_s=budget / 3600,
-            windows=windows, warm=window, name=f"dispatch-capacity-{size}",
+            bench, fake, tenants, dispatch=procs[0], more_dispatchers=tuple(procs[1:]), window=window,
+            per_tenant_per_s=budget / 3600, windows=windows, warm=window, name=f"dispatch-capacity-{size}",
         )  # fmt: skip
-        trial.update(threads=threads, load_after=loadavg())
+        trial.update(dispatchers=processes, threads=threads, load_after=loadavg())
         result["trials"][size] = trial
         log(f"capacity {size} tenants: {trial}")
         if trial["used_fraction"] < 0.90:

@@ -109,6 +109,7 @@ class Bench:
     ) -> None:
         self.quick = quick
         self.capacity_sizes = capacity_sizes
+        self.capacity_dispatchers = 1
         self.fake_cpu = fake_cpu
         self.latency: dict[str, float] = {}  # the fake's knobs where Virtuous is "at 500 ms"
         self.profile = profile

@@ -77,6 +77,12 @@ def main() -> int:
     )
     parser.add_argument("--capacity-sizes", default="", help="Tenant counts for benchmark 7, e.g. 100,200")
     parser.add_argument(
+        "--capacity-dispatchers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="Dispatcher processes for benchmark 7 (default: one per core, as a deployment runs them)",
+    )
+    parser.add_argument(
         "--latency",
         type=parse_latency,
         default="500,0.3,0.01,2000",
@@ -106,6 +112,7 @@ def main() -> int:
     sizes = tuple(int(n) for n in args.capacity_sizes.split(",") if n)
     bench = Bench(quick=args.quick, profile=args.profile, capacity_sizes=sizes, fake_cpu=fake_cpu)
     bench.latency = args.latency
+    bench.capacity_dispatchers = max(1, args.capacity_dispatchers)
     bench.results["machine"] = machine()
     bench.results["fake_cpu"] = "not pinned" if fake_cpu is None else f"pinned to core {fake_cpu}"
     bench.results["latency"] = args.latency
