@@ -169,6 +169,10 @@ def bench_fairness(bench: Bench) -> dict:
     def completion(prefix: str, big: int | None) -> float:
         tenants = fake_tenants(fake, prefix=prefix, count=10, limit=10, window=window, items=items, big=big)
         others = [t for n, t in enumerate(tenants) if n != big]
+        # Both trials start at the same phase of the fake's fixed windows (aligned to Unix time):
+        # 30 items at 10 a window take three windows or four depending on where the first one
+        # falls, which alone moved the comparison by up to a window (5 s of about 12).
+        time.sleep(window - time.time() % window + 0.05)
         launched = time.time()
         proc = dispatcher(bench, seconds=120, threads=12, **env)
         deadline = time.monotonic() + 110
