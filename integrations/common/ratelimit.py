@@ -123,13 +123,7 @@ class DatabaseBackend:
         bucket, _ = RateBucket.objects.select_for_update().get_or_create(
             key=key, defaults={"tokens": shape.capacity, "refilled_at": now}
         )
-        bucket.tokens = _spread(
-            _refill(bucket.tokens, bucket.refilled_at, shape, now),
-            shape,
-            now=now,
-            window_left=bucket.window_left,
-            window_until=bucket.window_until,
-        )
+        bucket.tokens = _row_tokens(bucket, shape, now)
         bucket.refilled_at = max(bucket.refilled_at, now)
         return bucket
 
@@ -176,14 +170,14 @@ class DatabaseBackend:
         bucket = RateBucket.objects.filter(key=key).first()
         if bucket is None:
             return BucketState(tokens=shape.capacity, paused_until=0.0)
-        bucket.tokens = _spread(
-            _refill(bucket.tokens, bucket.refilled_at, shape, now),
-            shape,
-            now=now,
-            window_left=bucket.window_left,
-            window_until=bucket.window_until,
-        )
+        bucket.tokens = _row_tokens(bucket, shape, now)
         return _state(bucket)
+
+
+def _row_tokens(bucket: Any, shape: BucketShape, now: float) -> float:
+    """A row's tokens at ``now``: refilled, then held to the spread while its window is tight."""
+    tokens = _refill(bucket.tokens, bucket.refilled_at, shape, now)
+    return _spread(tokens, shape, now=now, window_left=bucket.window_left, window_until=bucket.window_until)
 
 
 def _state(bucket: Any) -> BucketState:
