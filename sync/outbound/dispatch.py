@@ -19,7 +19,15 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections, connection, transaction
+from django.db import (
+    DEFAULT_DB_ALIAS,
+    DatabaseError,
+    close_old_connections,
+    connection,
+    connections,
+    transaction,
+)
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Case, F, Min, Q, QuerySet, Value, When
 from django.utils import timezone
 
@@ -114,6 +122,8 @@ class _TenantDrains:
         self.not_before: dict[int, datetime] = {}
         # A drain ended while others wait: claim for its thread now, not at the next poll.
         self.freed = threading.Event()
+        # Each pool thread's connection, closed by close_connections when the dispatch ends.
+        self.connections: dict[int, BaseDatabaseWrapper] = {}
         # The last claim took every free thread and another tenant has waited past a few rounds: a
         # thread freed goes to it (the next claim), not to a sibling of a tenant already served.
         self.contended = False
@@ -162,6 +172,8 @@ class _TenantDrains:
         # The thread's connection lives from turn to turn (a new one is a PostgreSQL backend
         # started and warmed for every turn); this drops it once broken or past CONN_MAX_AGE.
         close_old_connections()
+        with self.lock:
+            self.connections[threading.get_ident()] = connections[DEFAULT_DB_ALIAS]
         try:
             tenant = Tenant.objects.get(pk=tenant_id)
             result = outbound_drain(
@@ -193,17 +205,16 @@ class _TenantDrains:
                     self.freed.set()
 
     def close_connections(self) -> None:
-        """Every pool thread closes its own connection (Django's are per thread): one task each,
-        held at a barrier so that no thread takes two. Call once no drain is running."""
-        barrier = threading.Barrier(self.threads)
-
-        def close() -> None:
-            connection.close()
-            with contextlib.suppress(threading.BrokenBarrierError):
-                barrier.wait(timeout=10)
-
-        for future in [self.pool.submit(close) for _ in range(self.threads)]:
-            future.result()
+        """Close the connections the pool's threads kept (Django's are per thread, so each is
+        closed with thread sharing allowed for the moment). Call once no drain is running."""
+        with self.lock:
+            kept, self.connections = self.connections, {}
+        for db in kept.values():
+            db.inc_thread_sharing()
+            try:
+                db.close()
+            finally:
+                db.dec_thread_sharing()
 
     def collect(self, totals: dict[str, int], *, wait: bool = False) -> None:
         with self.lock:
