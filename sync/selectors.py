@@ -14,7 +14,7 @@ from django.db.models import Count, Max, QuerySet, Sum
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
-from integrations.common.ratelimit import TenantBudget, budget_spread_seconds
+from integrations.common.ratelimit import tenant_budget
 from integrations.models import Connection, InboundEvent, RejectedDeliveryCount
 from sync.models import Attempt, DeadLetter, Operation, OutboundItem, SyncCheckpoint, TenantQueue
 from tenants.models import Tenant
@@ -51,9 +51,7 @@ def tenant_health(*, tenant: Tenant, now: datetime | None = None) -> dict[str, A
     queue = TenantQueue.objects.filter(tenant=tenant).first()
     hour_start = now.replace(minute=0, second=0, microsecond=0)
     used = Attempt.objects.filter(tenant=tenant, created_at__gte=hour_start).count()
-    budget = TenantBudget(
-        str(tenant.public_id), tenant.usable_hourly_budget, spread_seconds=budget_spread_seconds(tenant)
-    ).snapshot()
+    budget = tenant_budget(tenant).snapshot()
     connections = list(Connection.objects.filter(tenant=tenant).order_by("provider", "created_at"))
     activity = _connection_activity(tenant, day_ago)
     return {

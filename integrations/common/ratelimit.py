@@ -315,12 +315,6 @@ def default_backend() -> BucketBackend:
     return DatabaseBackend()
 
 
-def budget_spread_seconds(tenant: Any) -> float:
-    """A tenant's spread: only where a paced call carries what came meanwhile, a tenant that
-    batches. One item a call gains nothing by waiting, and each wait costs the drain a turn."""
-    return settings.VIRTUOUS_WINDOW_SPREAD_SECONDS if tenant.batching_enabled else 0.0
-
-
 class TenantBudget:
     """One tenant's share of its Virtuous organisation's hourly request budget."""
 
@@ -414,3 +408,16 @@ class TenantBudget:
             "per_hour": self.per_hour,
             "paused_until": datetime.fromtimestamp(paused_until, UTC) if paused_until > now else None,
         }
+
+
+def tenant_budget(tenant: Any) -> TenantBudget:
+    """A tenant's Virtuous budget, the one shape its client spends and its console shows: keyed by
+    its public id, its usable hourly budget, its live reserve, and spread only for a tenant that
+    batches (a paced call carries what came meanwhile; one item a call gains nothing by waiting,
+    and each wait costs the drain a turn)."""
+    return TenantBudget(
+        str(tenant.public_id),
+        tenant.usable_hourly_budget,
+        reserve_fraction=min(tenant.bulk_reserve_percent, 99) / 100,
+        spread_seconds=settings.VIRTUOUS_WINDOW_SPREAD_SECONDS if tenant.batching_enabled else 0.0,
+    )

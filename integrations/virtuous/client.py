@@ -25,7 +25,7 @@ from django.conf import settings
 
 from integrations.common.http import UnsafeURLError, http_session
 from integrations.common.parsing import json_dumps, json_loads, to_int
-from integrations.common.ratelimit import TenantBudget, budget_spread_seconds
+from integrations.common.ratelimit import TenantBudget, tenant_budget
 from integrations.virtuous import endpoints
 from integrations.virtuous.errors import BudgetExhausted, ErrorClass, VirtuousError, classify_status
 
@@ -147,12 +147,7 @@ class VirtuousClient:
         return cls(
             base_url=tenant.virtuous_base_url or settings.VIRTUOUS_BASE_URL,
             token=token,
-            budget=TenantBudget(
-                str(tenant.public_id),
-                tenant.usable_hourly_budget,
-                reserve_fraction=min(tenant.bulk_reserve_percent, 99) / 100,
-                spread_seconds=budget_spread_seconds(tenant),
-            ),
+            budget=tenant_budget(tenant),
             tenant_label=tenant.slug,
             keep_reserve=keep_reserve,
             on_call=on_call,
