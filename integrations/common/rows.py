@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 from django.conf import settings
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.backends.utils import CursorWrapper
+from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 from django.db.models import Model
 
 
@@ -30,7 +30,15 @@ def fixed_cursor(db: BaseDatabaseWrapper) -> CursorWrapper:
     db.validate_thread_sharing()
     with db.wrap_database_errors:
         cursor = psycopg.Cursor(db.connection)  # prepared: settings set prepare_threshold
-    return db.make_debug_cursor(cursor) if db.queries_logged else db.make_cursor(cursor)
+    return _FixedDebugCursor(cursor, db) if db.queries_logged else db.make_cursor(cursor)
+
+
+class _FixedDebugCursor(CursorDebugWrapper):
+    """Logs a prepared statement as written: Django reads a statement's text back from a
+    client-binding cursor, and a server-binding one has none to give (it would log None)."""
+
+    def debug_sql(self, sql=None, params=None, use_last_executed_query=False, many=False):  # type: ignore[override]
+        return super().debug_sql(sql, params, use_last_executed_query=False, many=many)
 
 
 class RowLoader:

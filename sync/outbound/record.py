@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 
 from django.db import connection as db_connection
+from django.db.models import Field
 
+from integrations.common.rows import fixed_cursor
 from integrations.virtuous.client import CallRecord
 from sync.models import Attempt, AttemptItem, OutboundItem, SyncRecord
 from sync.outbound.enqueue import RESOURCE_FOR_OPERATION
@@ -68,8 +71,10 @@ def items_submitted_record(
 ) -> int:
     """What the drain's ``_mark_submitted`` does, as one autocommitted statement of data-modifying CTEs
     (PostgreSQL): the Attempt, its AttemptItem links, the items (only while this worker holds
-    them, as ``items_done``) and their sync records. One round trip and no query compilation,
-    against six round trips and four compiled ORM statements."""
+    them, as ``items_done``) and their sync records. The text is fixed (the item ids and sync
+    keys travel as arrays), so it is written once per process and prepared per connection: one
+    round trip, no query compilation and no planning, against six round trips and four compiled
+    ORM statements."""
     attempt = Attempt(
         tenant=tenant,
         operation=operation,
@@ -82,14 +87,30 @@ def items_submitted_record(
         item_count=len(group),
         created_at=now,
     )
-    fields = [f for f in Attempt._meta.concrete_fields if not f.primary_key]
-    columns = ", ".join(db_connection.ops.quote_name(f.column) for f in fields)
+    sql, fields = _submitted_statement()
     values = [f.get_db_prep_save(getattr(attempt, f.attname), db_connection) for f in fields]
     keys = [
         (RESOURCE_FOR_OPERATION[i.operation], i.external_source, i.external_id)
         for i in group
         if i.operation in RESOURCE_FOR_OPERATION
     ]
+    ids = [i.pk for i in group]
+    params = [
+        *values,
+        ids,
+        *(OutboundItem.State.SUBMITTED, now, now, ids, OutboundItem.State.IN_FLIGHT, worker),
+        *(SyncRecord.Status.SUBMITTED, now, now, tenant.pk),
+        *([k[n] for k in keys] for n in range(3)),
+    ]
+    with fixed_cursor(db_connection) as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()[0]
+
+
+@cache
+def _submitted_statement() -> tuple[str, list[Field]]:
+    fields = [f for f in Attempt._meta.concrete_fields if not f.primary_key]
+    columns = ", ".join(db_connection.ops.quote_name(f.column) for f in fields)
     sql = f"""
         WITH attempt AS (
             INSERT INTO {Attempt._meta.db_table} ({columns})
@@ -111,14 +132,4 @@ def items_submitted_record(
         )
         SELECT count(*) FROM done
     """
-    ids = [i.pk for i in group]
-    params = [
-        *values,
-        ids,
-        *(OutboundItem.State.SUBMITTED, now, now, ids, OutboundItem.State.IN_FLIGHT, worker),
-        *(SyncRecord.Status.SUBMITTED, now, now, tenant.pk),
-        *([k[n] for k in keys] for n in range(3)),
-    ]
-    with db_connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchone()[0]
+    return sql, fields

@@ -421,6 +421,9 @@ def test_a_2xx_is_recorded_in_one_statement_on_postgresql(tenant, other_tenant, 
     assert result.submitted == 3 and result.calls == 3
     records = [q["sql"] for q in ctx.captured_queries if q["sql"].lstrip().startswith("WITH attempt")]
     assert len(records) == 3  # one statement per call: Attempt, links, items, sync records
+    with connection.cursor() as cursor:  # written once, prepared once on this connection
+        cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE '%%WITH attempt%%'")
+        assert cursor.fetchone()[0] == 1
     assert set(OutboundItem.objects.filter(tenant=tenant).values_list("state", "attempts")) == {
         ("submitted", 1)
     }
