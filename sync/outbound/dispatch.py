@@ -33,8 +33,9 @@ from django.utils import timezone
 
 from sync.models import Direction, OutboundItem, TenantQueue
 from sync.ops import alerts
+from sync.outbound.claim import outbound_reclaim_expired
 from sync.outbound.dependencies import outbound_dependencies_check
-from sync.outbound.drain import DrainResult, outbound_drain, outbound_reclaim_expired, tenant_queue_next_wake
+from sync.outbound.drain import DrainResult, outbound_drain, tenant_queue_next_wake
 from tenants.models import Tenant
 
 logger = logging.getLogger("giftline.sync.dispatch")

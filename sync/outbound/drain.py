@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import connection as db_connection
 from django.db import transaction
-from django.db.models import F, Min, Subquery
+from django.db.models import Min, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -30,7 +30,6 @@ from config.logconfig import tenant_log_context
 from integrations.types import operation_is_idempotent
 from integrations.virtuous.client import VirtuousClient
 from integrations.virtuous.errors import BudgetExhausted, ErrorClass, VirtuousError
-from sync.claims import rows_claim_fetch
 from sync.clients import tenant_needs_attention, virtuous_client
 from sync.models import (
     PRIORITY_BULK,
@@ -40,6 +39,7 @@ from sync.models import (
     SyncRecord,
     TenantQueue,
 )
+from sync.outbound.claim import outbound_claim, outbound_reclaim_expired
 from sync.outbound.dependencies import RELEASE_SUBMITTED, dependents_release
 from sync.outbound.direct_creates import LeaseLost, NeedsReview, direct_create_send
 from sync.outbound.faults import fault_point
@@ -174,6 +174,10 @@ def _drain_loop(
     # Gifts released by the last contact write: due now, they finish what that write began, so
     # the drain takes them before handing its thread to another tenant.
     unblocked = 0
+    # A dead holder's lease on this tenant's items can run out while this drain works (claimed
+    # after its tenant lease was renewed): they are taken back every heartbeat, and before the
+    # drain calls its queue empty, not a slice later. (Every round was one UPDATE per claim.)
+    reclaim_at = time.monotonic() + settings.OUTBOUND_HEARTBEAT_SECONDS
     try:
         while time.monotonic() < deadline:
             if result.calls and not unblocked and hand_back():
@@ -181,6 +185,8 @@ def _drain_loop(
                 break
             limit = _claim_size(tenant)
             claimed = outbound_claim(tenant=tenant, worker=worker, limit=limit)
+            if not claimed and result.calls and outbound_reclaim_expired(tenant=tenant):
+                claimed = outbound_claim(tenant=tenant, worker=worker, limit=limit)
             if not claimed:
                 result.stopped = "empty"
                 break
@@ -217,9 +223,9 @@ def _drain_loop(
                 if stop.retry_in > 0 and not (stop.reason == "budget" and group[0].priority >= PRIORITY_BULK):
                     result.not_before = timezone.now() + timedelta(seconds=stop.retry_in)
                 break
-            # A dead holder's lease on this tenant's items can run out while this drain works
-            # (claimed after its tenant lease was renewed): take them back now, not a slice later.
-            outbound_reclaim_expired(tenant=tenant)
+            if time.monotonic() >= reclaim_at:
+                outbound_reclaim_expired(tenant=tenant)
+                reclaim_at = time.monotonic() + settings.OUTBOUND_HEARTBEAT_SECONDS
         else:
             result.stopped = "deadline"
     except VirtuousError as exc:
@@ -230,70 +236,6 @@ def _drain_loop(
 
 def _claim_size(tenant: Tenant) -> int:
     return max(1, tenant.batch_size) if tenant.batching_enabled else settings.OUTBOUND_UNBATCHED_CLAIM
-
-
-def outbound_claim(
-    *, tenant: Tenant, worker: str, limit: int, direction: str = Direction.OUTBOUND
-) -> list[OutboundItem]:
-    """Claim up to ``limit`` due items of one tenant, live before bulk, under a lease (``rows_claim_fetch``)."""
-    now = timezone.now()
-    order = ("priority", "next_attempt_at", "id")
-    claimed = rows_claim_fetch(
-        OutboundItem.objects.filter(
-            tenant=tenant, direction=direction, state=OutboundItem.State.PENDING, next_attempt_at__lte=now
-        ),
-        order_by=order,
-        limit=limit,
-        still={"state": OutboundItem.State.PENDING},
-        claim={
-            "state": OutboundItem.State.IN_FLIGHT,
-            "lease_owner": worker,
-            "lease_expires_at": now + timedelta(seconds=settings.OUTBOUND_LEASE_SECONDS),
-            "updated_at": now,
-        },
-    )
-    if claimed is None:  # raced without row locks: keep only what this worker really holds
-        claimed = list(
-            OutboundItem.objects.filter(
-                tenant=tenant, lease_owner=worker, state=OutboundItem.State.IN_FLIGHT, updated_at=now
-            ).order_by(*order)
-        )
-    if not claimed:
-        return []
-    exhausted = [i for i in claimed if i.attempts >= tenant.retry_max_attempts]
-    for item in exhausted:
-        # Reclaimed after crashes until its attempts ran out: never retried forever.
-        items_dead_letter(
-            tenant,
-            [item],
-            message="Attempts exhausted (worker lost the item repeatedly)",
-            spend_attempt=False,
-        )
-    return [i for i in claimed if i not in exhausted]
-
-
-def outbound_reclaim_expired(*, tenant: Tenant | None = None) -> int:
-    """Put items whose worker died (lease expired) back in the queue, counting the lost attempt.
-
-    Their external ids are fixed, so a resubmitted Transaction cannot create a duplicate in
-    Virtuous; a direct create whose send was recorded is looked up before it is sent again.
-    """
-    now = timezone.now()
-    qs = OutboundItem.objects.filter(state=OutboundItem.State.IN_FLIGHT, lease_expires_at__lt=now)
-    if tenant is not None:
-        qs = qs.filter(tenant=tenant)
-    count = qs.update(
-        state=OutboundItem.State.PENDING,
-        lease_owner="",
-        lease_expires_at=None,
-        next_attempt_at=now,
-        attempts=F("attempts") + 1,
-        last_error="Lease expired: the worker holding this item stopped; resubmitting with the same ids",
-        updated_at=now,
-    )
-    if count:
-        logger.warning("outbound.reclaimed count=%d tenant=%s", count, tenant.slug if tenant else "*")
-    return count
 
 
 def _group(tenant: Tenant, items: list[OutboundItem]) -> list[list[OutboundItem]]:

@@ -21,7 +21,7 @@ from integrations.common.partners import PartnerThrottled, PartnerWriteError
 from integrations.models import Connection
 from integrations.virtuous.errors import ErrorClass
 from sync.models import Direction, OutboundItem, SyncRecord
-from sync.outbound.drain import outbound_claim, outbound_reclaim_expired
+from sync.outbound.claim import outbound_claim, outbound_reclaim_expired
 from sync.outbound.retry import Decision, RetryPolicy
 from sync.outbound.transitions import (
     DrainCounts,

@@ -8,13 +8,13 @@ from django.utils import timezone
 
 from integrations.virtuous.client import VirtuousClient
 from sync.models import Origin, OutboundItem, TenantQueue
+from sync.outbound.claim import outbound_claim
 from sync.outbound.dispatch import (
     outbound_dispatch,
     outbound_maintenance,
     tenant_queue_claim,
     tenant_queue_release,
 )
-from sync.outbound.drain import outbound_claim
 from sync.outbound.enqueue import outbound_enqueue_many
 from tenants.services import tenant_pause
 from tests.sync.conftest import enqueue_gifts, gift_request

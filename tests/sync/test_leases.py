@@ -9,8 +9,9 @@ import pytest
 from django.utils import timezone
 
 from sync.models import Origin, OutboundItem, TenantQueue
+from sync.outbound.claim import outbound_claim, outbound_reclaim_expired
 from sync.outbound.dispatch import tenant_queue_claim
-from sync.outbound.drain import outbound_claim, outbound_drain, outbound_reclaim_expired
+from sync.outbound.drain import outbound_drain
 from sync.outbound.enqueue import outbound_enqueue
 from sync.outbound.faults import fault_hook_install
 from sync.outbound.leases import LeaseHeartbeat, leases_renew
@@ -117,3 +118,20 @@ def test_a_dead_holders_items_expiring_during_a_drain_are_taken_by_that_drain(
     states = dict(OutboundItem.objects.values_list("pk", "state"))
     assert [states[i.pk] for i in [*live, orphan]] == ["submitted"] * 3
     assert states[outsider.pk] == "in_flight"  # another tenant's items are its own drains' business
+
+
+def test_a_drain_looks_for_expired_leases_once_a_heartbeat_not_once_a_claim(tenant, fake_virtuous, settings):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    settings.OUTBOUND_UNBATCHED_CLAIM = 1  # one item per claim round
+    settings.OUTBOUND_HEARTBEAT_SECONDS = 3600
+    Tenant.objects.filter(pk=tenant.pk).update(batching_enabled=False)
+    tenant.refresh_from_db()
+    for n in range(5):
+        outbound_enqueue(tenant=tenant, request=gift_request(n), origin=Origin.WEBHOOK)
+    with CaptureQueriesContext(connection) as ctx:
+        result = outbound_drain(tenant=tenant, client_factory=fake_virtuous.factory)
+    assert result.submitted == 5
+    reclaims = [q for q in ctx.captured_queries if "Lease expired" in (q["sql"] or "")]
+    assert len(reclaims) == 2  # when the drain starts, and before it calls its queue empty

@@ -9,7 +9,8 @@ from django.utils import timezone
 from integrations.types import OutboundRequest
 from integrations.virtuous.errors import BudgetExhausted, ErrorClass, VirtuousError
 from sync.models import Attempt, DeadLetter, Operation, Origin, OutboundItem, SyncRecord
-from sync.outbound.drain import outbound_claim, outbound_drain, outbound_reclaim_expired
+from sync.outbound.claim import outbound_claim, outbound_reclaim_expired
+from sync.outbound.drain import outbound_drain
 from sync.outbound.enqueue import outbound_enqueue
 from tenants.models import Tenant
 from tests.sync.conftest import enqueue_gifts

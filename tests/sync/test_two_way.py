@@ -25,7 +25,7 @@ from sync.models import (
     VirtuousContactMirror,
     VirtuousGiftMirror,
 )
-from sync.outbound.drain import outbound_claim
+from sync.outbound.claim import outbound_claim
 from sync.outbound.enqueue import outbound_enqueue
 from sync.two_way import state as two_way
 from sync.two_way.partner_drain import partner_drain, sync_records_cooldown_expire
