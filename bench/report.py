@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,14 +29,29 @@ def machine() -> dict:
         "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
         "python": platform.python_version(),
         "load_before": Path("/proc/loadavg").read_text().split()[:3],
+        "calibration_s": calibration(),
     }
+
+
+def calibration() -> float:
+    """CPU seconds of a fixed pure-Python loop (best of three): this host's speed today. The same
+    code has measured up to twice as slow on different days, so CPU figures from runs on
+    different days compare only after dividing by this."""
+    best = float("inf")
+    for _ in range(3):
+        started, total = time.process_time(), 0
+        for n in range(5_000_000):
+            total += n
+        best = min(best, time.process_time() - started)
+    return round(best, 3)
 
 
 def render(results: dict) -> str:
     """The results as the Markdown that BENCHMARKS.md quotes."""
     m = results["machine"]
     out = [
-        f"Run {m['date']} on {m['cpu']} ({m['cores']} cores, {m['memory_gb']} GB), Python {m['python']}; "
+        f"Run {m['date']} on {m['cpu']} ({m['cores']} cores, {m['memory_gb']} GB), Python {m['python']} "
+        f"(calibration loop {m.get('calibration_s', 'n/a')} s); "
         f"`{results['command']}`, {results['total_s']:.0f} s; load average before {' '.join(m['load_before'])}, "
         f"after {' '.join(m['load_after'])}; PostgreSQL: {results['postgres']}; fake Virtuous "
         f"{results.get('fake_cpu', '')}, '500 ms' = {results.get('latency')}.",

@@ -158,15 +158,9 @@ def bench_submit(bench: Bench) -> dict:
         backlog(tenant, count, prefix=f"s{mode}")
         args = [PY, "manage.py", "outbound_drain", tenant.slug, "--seconds", "600"]
         if bench.profile:
-            args = [
-                PY,
-                "-m",
-                "pyinstrument",
-                "-o",
-                str(bench.tmp / f"submit-{mode}.txt"),
-                "manage.py",
-                *args[2:],
-            ]
+            # Timed by the CPU clock: where our CPU per call goes, not the waits on the network.
+            out = bench.tmp / f"submit-{mode}.txt"
+            args = [PY, str(ROOT / "bench/cpu_profile.py"), "--out", str(out), "--", *args[2:]]
         fake_cpu_before = fake.cpu_seconds()
         _, wall, cpu = run_measured(bench, args, timeout=600)
         fake_cpu = fake.cpu_seconds() - fake_cpu_before
@@ -183,7 +177,7 @@ def bench_submit(bench: Bench) -> dict:
             "fake_cpu_ms_per_call": 1000 * fake_cpu / max(calls, 1),
         }
         if bench.profile:
-            result[mode]["profile"] = (bench.tmp / f"submit-{mode}.txt").read_text()[:6000]
+            result[mode]["profile"] = (bench.tmp / f"submit-{mode}.txt").read_text()
         log(f"submit {mode}: {result[mode]}")
     stats = fake.stop()
     result["fake"] = summarise_fake(stats)
