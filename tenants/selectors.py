@@ -7,9 +7,11 @@ row that belongs to someone else, exactly as for a row that does not exist.
 
 from __future__ import annotations
 
+from functools import cache
 from uuid import UUID
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db import connection
 from django.db.models import QuerySet
 
 from tenants import crypto
@@ -50,14 +52,26 @@ def credential_get(*, tenant: Tenant, public_id: UUID | str) -> Credential:
     return credential_list(tenant=tenant).get(public_id=public_id)
 
 
+@cache
+def _active_secret_sql() -> str:
+    """The active credential's ciphertext, as one fixed SQL text (at most one row: the
+    ``credential_one_active`` constraint). Every Virtuous client is built from it, once per drain
+    turn, and compiling the same ORM filter each time cost more than the query itself."""
+    meta, quote = Credential._meta, connection.ops.quote_name
+    column = {name: quote(meta.get_field(name).column) for name in ("tenant", "platform", "purpose", "scope")}
+    where = " AND ".join(f"{col} = %s" for col in column.values())
+    return (
+        f"SELECT {quote(meta.get_field('ciphertext').column)} FROM {quote(meta.db_table)}"
+        f" WHERE {where} AND {quote(meta.get_field('state').column)} = %s"
+    )
+
+
 def credential_secret(*, tenant: Tenant, platform: str, purpose: str, scope: str = "") -> str | None:
     """The active secret, decrypted, or None when none is set."""
-    cred = (
-        credential_list(tenant=tenant)
-        .filter(platform=platform, purpose=purpose, scope=scope, state=Credential.State.ACTIVE)
-        .first()
-    )
-    return crypto.decrypt(cred.ciphertext) if cred else None
+    with connection.cursor() as cursor:
+        cursor.execute(_active_secret_sql(), [tenant.pk, platform, purpose, scope, Credential.State.ACTIVE])
+        row = cursor.fetchone()
+    return crypto.decrypt(row[0]) if row else None
 
 
 def credential_secrets_for_verification(

@@ -1,6 +1,8 @@
 """Tenant isolation: the outsider's rows are unreachable through every selector."""
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from tenants import selectors, services
 from tenants.models import AuditEvent, Credential, Tenant
@@ -21,6 +23,41 @@ def test_credential_selectors_never_return_another_tenants_rows(tenant, other_te
     assert OTHER_VIRTUOUS_TOKEN not in selectors.credential_secrets_for_verification(
         tenant=tenant, platform="virtuous", purpose="api_token"
     )
+
+
+def test_the_active_secret_is_the_one_of_that_tenant_platform_purpose_and_scope(tenant, other_tenant):
+    def secret(owner, purpose="webhook_secret", scope="conn-1"):
+        return selectors.credential_secret(tenant=owner, platform="stripe", purpose=purpose, scope=scope)
+
+    services.credential_set(
+        tenant=other_tenant, platform="stripe", purpose="webhook_secret", secret="outsider", scope="conn-1"
+    )
+    assert secret(tenant) is None  # the outsider's, under the same platform, purpose and scope
+    services.credential_set(
+        tenant=tenant, platform="stripe", purpose="webhook_secret", secret="old", scope="conn-1"
+    )
+    services.credential_set(
+        tenant=tenant, platform="stripe", purpose="webhook_secret", secret="new", scope="conn-1"
+    )
+    services.credential_set(
+        tenant=tenant,
+        platform="stripe",
+        purpose="webhook_secret",
+        secret="next",
+        scope="conn-1",
+        activate=False,
+    )
+    services.credential_set(
+        tenant=tenant, platform="stripe", purpose="webhook_secret", secret="other", scope="conn-2"
+    )
+
+    with CaptureQueriesContext(connection) as ctx:
+        assert secret(tenant) == "new"  # not the retired one, nor the pending one
+    assert len(ctx.captured_queries) == 1
+    assert secret(tenant, scope="conn-2") == "other"
+    assert secret(tenant, scope="") is None
+    assert secret(tenant, purpose="api_token") is None
+    assert secret(other_tenant) == "outsider"
 
 
 def test_audit_selector_is_tenant_scoped(tenant, other_tenant):
