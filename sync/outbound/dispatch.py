@@ -25,82 +25,27 @@ from django.db import (
     close_old_connections,
     connection,
     connections,
-    transaction,
 )
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Case, F, Min, Q, QuerySet, Value, When
+from django.db.models import Min, Q
 from django.utils import timezone
 
 from sync.models import Direction, OutboundItem, TenantQueue
 from sync.ops import alerts
 from sync.outbound.claim import outbound_reclaim_expired
 from sync.outbound.dependencies import outbound_dependencies_check
-from sync.outbound.drain import DrainResult, outbound_drain, tenant_queue_next_wake
+from sync.outbound.drain import DrainResult, outbound_drain
+from sync.outbound.tenant_queue import (
+    tenant_load,
+    tenant_queue_claim,
+    tenant_queue_release,
+    tenant_queues_due_unleased,
+)
 from tenants.models import Tenant
 
 logger = logging.getLogger("giftline.sync.dispatch")
 
 DATABASE_RETRY_SECONDS = 1.0
-
-
-def _unleased(now: datetime) -> Q:
-    return Q(lease_until__isnull=True) | Q(lease_until__lt=now)
-
-
-def _due_unleased(now: datetime, *, due_by: datetime) -> QuerySet[TenantQueue]:
-    """Active tenants' queues due by ``due_by`` that no dispatcher holds at ``now``."""
-    return TenantQueue.objects.filter(
-        _unleased(now), wake_at__lte=due_by, tenant__status=Tenant.Status.ACTIVE
-    )
-
-
-def tenant_queue_claim(*, owner: str, limit: int, lease_seconds: float) -> list[int]:
-    """Lease up to ``limit`` active tenants whose queue is due and not leased by someone else."""
-    if limit <= 0:
-        return []
-    now = timezone.now()
-    with transaction.atomic():
-        ids = list(
-            _due_unleased(now, due_by=now)
-            .select_for_update(skip_locked=True, of=("self",))
-            # Live work that found its queue idle goes first (a new donation is not made to wait
-            # a round of backlogs), then the least recently drained; a never-drained tenant (a
-            # new customer's first gifts) before the others: PostgreSQL sorts NULL last.
-            .annotate(
-                backlog=Case(
-                    When(due_since__gte=now - timedelta(seconds=settings.OUTBOUND_FRESH_SECONDS), then=0),
-                    default=1,
-                )
-            )
-            .order_by("backlog", F("last_drain_at").asc(nulls_first=True), "wake_at")
-            .values_list("tenant_id", flat=True)[:limit]
-        )
-        if not ids:
-            return []
-        TenantQueue.objects.filter(_unleased(now), tenant_id__in=ids).update(
-            lease_owner=owner, lease_until=now + timedelta(seconds=lease_seconds)
-        )
-    return list(
-        TenantQueue.objects.filter(tenant_id__in=ids, lease_owner=owner).values_list("tenant_id", flat=True)
-    )
-
-
-def tenant_queue_release(*, tenant: Tenant, owner: str, not_before: datetime | None = None) -> None:
-    """Hand the tenant's lease back, waking it for its next due item, or not before ``not_before``
-    (its drains found it unable to call until then: an empty live budget, a 429, a failing
-    organisation), so its other due items do not bring a drain back only to stop again."""
-    tenant_queue_next_wake(tenant=tenant)
-    if not_before is not None:
-        TenantQueue.objects.filter(tenant=tenant, wake_at__lt=not_before).update(wake_at=not_before)
-    TenantQueue.objects.filter(tenant=tenant, lease_owner=owner).update(
-        lease_owner="",
-        lease_until=None,
-        # Nothing due now ends the live streak: the next live write starts a new one.
-        due_since=Case(
-            When(Q(wake_at__isnull=True) | Q(wake_at__gt=timezone.now()), then=Value(None)),
-            default=F("due_since"),
-        ),
-    )
 
 
 class _TenantDrains:
@@ -121,6 +66,7 @@ class _TenantDrains:
         # claim, find no token and hand its items back.
         self.budget_bound: set[int] = set()
         self.not_before: dict[int, datetime] = {}
+        self.submitted: dict[int, int] = {}  # tenant id -> items its drains submitted this lease
         # A drain ended while others wait: claim for its thread now, not at the next poll.
         self.freed = threading.Event()
         # Each pool thread's connection, closed by close_connections when the dispatch ends.
@@ -159,15 +105,16 @@ class _TenantDrains:
         worker = self.owner if n == 0 else f"{self.owner}-{n}"
         self.futures.append(self.pool.submit(self._run, tenant_id, worker, max_budget_wait))
 
-    def _finish(self, tenant_id: int) -> tuple[bool, datetime | None]:
-        """(True for the tenant's last drain to finish: it releases the tenant, not before when.)"""
+    def _finish(self, tenant_id: int) -> tuple[bool, datetime | None, int]:
+        """(True for the tenant's last drain to finish: it releases the tenant, not before when,
+        and how many items the lease's drains submitted.)"""
         with self.lock:
             self.live[tenant_id] -= 1
             if self.live[tenant_id]:
-                return False, None
+                return False, None, 0
             del self.live[tenant_id], self.started[tenant_id], self.deadline[tenant_id]
             self.budget_bound.discard(tenant_id)
-            return True, self.not_before.pop(tenant_id, None)
+            return True, self.not_before.pop(tenant_id, None), self.submitted.pop(tenant_id, 0)
 
     def _run(self, tenant_id: int, worker: str, max_budget_wait: float | None) -> DrainResult:
         # The thread's connection lives from turn to turn (a new one is a PostgreSQL backend
@@ -176,7 +123,7 @@ class _TenantDrains:
         with self.lock:
             self.connections[threading.get_ident()] = connections[DEFAULT_DB_ALIAS]
         try:
-            tenant = Tenant.objects.get(pk=tenant_id)
+            tenant = tenant_load(tenant_id)
             result = outbound_drain(
                 tenant=tenant,
                 deadline=self.deadline[tenant_id],
@@ -187,6 +134,7 @@ class _TenantDrains:
                 others_waiting=lambda: self.contended,
             )
             with self.lock:
+                self.submitted[tenant_id] = self.submitted.get(tenant_id, 0) + result.submitted
                 if result.stopped == "budget":
                     self.budget_bound.add(tenant_id)
                 if result.not_before is not None:
@@ -198,9 +146,9 @@ class _TenantDrains:
             raise
         finally:
             try:
-                last, not_before = self._finish(tenant_id)
+                last, not_before, submitted = self._finish(tenant_id)
                 if last:
-                    _tenant_release(tenant_id, self.owner, not_before)
+                    _tenant_release(tenant_id, self.owner, not_before, submitted)
             finally:
                 if self.contended:  # someone waits for this thread; otherwise the next poll will do
                     self.freed.set()
@@ -226,9 +174,11 @@ class _TenantDrains:
             _collect(future, totals)
 
 
-def _tenant_release(tenant_id: int, owner: str, not_before: datetime | None = None) -> None:
+def _tenant_release(tenant_id: int, owner: str, not_before: datetime | None, submitted: int) -> None:
     try:
-        tenant_queue_release(tenant=Tenant(pk=tenant_id), owner=owner, not_before=not_before)
+        tenant_queue_release(
+            tenant=Tenant(pk=tenant_id), owner=owner, not_before=not_before, submitted=submitted
+        )
     except Exception:
         logger.exception("dispatch.release_failed tenant_id=%s", tenant_id)
         TenantQueue.objects.filter(tenant_id=tenant_id, lease_owner=owner).update(
@@ -310,7 +260,7 @@ def _others_due() -> bool:
     now = timezone.now()
     waited = now - timedelta(seconds=settings.OUTBOUND_CONTENDED_AFTER_SECONDS)
     return (
-        _due_unleased(now, due_by=waited)
+        tenant_queues_due_unleased(now, due_by=waited)
         .filter(Q(last_drain_at__isnull=True) | Q(last_drain_at__lte=waited))
         .exists()
     )

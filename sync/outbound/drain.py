@@ -21,8 +21,6 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import connection as db_connection
 from django.db import transaction
-from django.db.models import Min, Subquery
-from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from config import metrics
@@ -33,7 +31,6 @@ from integrations.virtuous.errors import BudgetExhausted, ErrorClass, VirtuousEr
 from sync.clients import tenant_needs_attention, virtuous_client
 from sync.models import (
     PRIORITY_BULK,
-    Direction,
     Operation,
     OutboundItem,
     SyncRecord,
@@ -110,7 +107,8 @@ def outbound_drain(
     takes): the dispatcher may then start another drain of the tenant, so it keeps several calls
     in flight, each on its own claimed batch. ``lease_owner`` holds the tenant's dispatch lease
     (the dispatcher; by default ``worker``): every drain of the tenant keeps it alive, so a sibling
-    still calling after the first drain ended never lets the tenant be claimed twice.
+    still calling after the first drain ended never lets the tenant be claimed twice. A
+    dispatcher read the tenant just before, and records the drain when it hands the tenant back.
     ``others_waiting`` says other tenants are due with no thread free: the drain then never sleeps
     for budget, and once it has held its thread for ``OUTBOUND_YIELD_AFTER_SECONDS`` it hands it
     back after its current call, so a backlog holds a thread for a turn, not for its whole slice."""
@@ -122,7 +120,8 @@ def outbound_drain(
     factory = client_factory or virtuous_client
     result = DrainResult()
     outbound_reclaim_expired(tenant=tenant)
-    tenant.refresh_from_db(fields=["status"])
+    if lease_owner is None:  # a dispatcher read the tenant just now
+        tenant.refresh_from_db(fields=["status"])
     if tenant.status != Tenant.Status.ACTIVE:
         result.stopped = "paused"
         return result
@@ -147,10 +146,11 @@ def outbound_drain(
             max_budget_wait=max_budget_wait,
             others_waiting=others_waiting,
         )
-    TenantQueue.objects.filter(tenant=tenant).update(
-        last_drain_at=timezone.now(),
-        **({"last_success_at": timezone.now()} if result.submitted else {}),
-    )
+    if lease_owner is None:  # a dispatcher records its drains when it hands the tenant back
+        TenantQueue.objects.filter(tenant=tenant).update(
+            last_drain_at=timezone.now(),
+            **({"last_success_at": timezone.now()} if result.submitted else {}),
+        )
     return result
 
 
@@ -473,28 +473,3 @@ def _defer(tenant: Tenant, item: OutboundItem, reason: str, result: DrainResult)
 def _needs_attention(tenant: Tenant, exc: VirtuousError) -> str:
     tenant_needs_attention(tenant=tenant, error=exc)
     return "paused"
-
-
-def tenant_queue_next_wake(*, tenant: Tenant) -> None:
-    """Recompute when this tenant next needs a drain, in one UPDATE.
-
-    An enqueue that commits meanwhile moves ``wake_at`` earlier again with its own conditional
-    update; the one interleaving a single statement cannot cover on PostgreSQL is repaired by
-    ``outbound_maintenance`` within a minute.
-    """
-
-    def earliest(state: str, column: str) -> Subquery:
-        return Subquery(
-            OutboundItem.objects.filter(tenant=tenant, state=state, direction=Direction.OUTBOUND)
-            .order_by()
-            .values("tenant")
-            .annotate(m=Min(column))
-            .values("m")[:1]
-        )
-
-    TenantQueue.objects.filter(tenant=tenant).update(
-        wake_at=Coalesce(
-            earliest(OutboundItem.State.PENDING, "next_attempt_at"),
-            earliest(OutboundItem.State.IN_FLIGHT, "lease_expires_at"),
-        )
-    )

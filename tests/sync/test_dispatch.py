@@ -9,13 +9,9 @@ from django.utils import timezone
 from integrations.virtuous.client import VirtuousClient
 from sync.models import Origin, OutboundItem, TenantQueue
 from sync.outbound.claim import outbound_claim
-from sync.outbound.dispatch import (
-    outbound_dispatch,
-    outbound_maintenance,
-    tenant_queue_claim,
-    tenant_queue_release,
-)
+from sync.outbound.dispatch import outbound_dispatch, outbound_maintenance
 from sync.outbound.enqueue import outbound_enqueue_many
+from sync.outbound.tenant_queue import tenant_queue_claim, tenant_queue_release
 from tenants.services import tenant_pause
 from tests.sync.conftest import enqueue_gifts, gift_request
 
@@ -258,6 +254,24 @@ def test_dispatch_overlaps_calls_for_different_tenants(monkeypatch):
     assert totals["submitted"] == 24 and totals["calls"] == 8
     # the eight tenants' 0.3 s calls overlapped instead of going one after another
     assert fake.most_at_once > 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_dispatch_records_each_tenants_drains_when_it_hands_the_tenant_back(
+    tenant, other_tenant, monkeypatch
+):
+    fake = _CountingFake(latency=0.0)
+    monkeypatch.setattr(VirtuousClient, "for_tenant", fake.for_tenant)
+    enqueue_gifts(tenant, 3)
+    TenantQueue.objects.get_or_create(tenant=other_tenant)  # nothing due: not drained
+    started = timezone.now()
+    totals = outbound_dispatch(seconds=2, threads=2, stop_when_idle=True)
+    assert totals["submitted"] == 3
+    queue = TenantQueue.objects.get(tenant=tenant)
+    assert queue.last_drain_at >= started and queue.last_success_at >= started
+    assert (queue.lease_owner, queue.wake_at) == ("", None)
+    outsider = TenantQueue.objects.get(tenant=other_tenant)
+    assert (outsider.last_drain_at, outsider.last_success_at) == (None, None)
 
 
 @postgres_only

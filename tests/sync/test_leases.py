@@ -10,11 +10,11 @@ from django.utils import timezone
 
 from sync.models import Origin, OutboundItem, TenantQueue
 from sync.outbound.claim import outbound_claim, outbound_reclaim_expired
-from sync.outbound.dispatch import tenant_queue_claim
 from sync.outbound.drain import outbound_drain
 from sync.outbound.enqueue import outbound_enqueue
 from sync.outbound.faults import fault_hook_install
 from sync.outbound.leases import LeaseHeartbeat, leases_renew
+from sync.outbound.tenant_queue import tenant_queue_claim
 from sync.outbound.transitions import items_done
 from tenants.models import Tenant
 from tests.sync.conftest import gift_request
@@ -133,5 +133,5 @@ def test_a_drain_looks_for_expired_leases_once_a_heartbeat_not_once_a_claim(tena
     with CaptureQueriesContext(connection) as ctx:
         result = outbound_drain(tenant=tenant, client_factory=fake_virtuous.factory)
     assert result.submitted == 5
-    reclaims = [q for q in ctx.captured_queries if "Lease expired" in (q["sql"] or "")]
+    reclaims = [q for q in ctx.captured_queries if '"lease_expires_at" < ' in (q["sql"] or "")]
     assert len(reclaims) == 2  # when the drain starts, and before it calls its queue empty

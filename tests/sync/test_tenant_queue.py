@@ -1,0 +1,163 @@
+"""The tenant's dispatch lease as fixed statements: the claim and the release each one statement on
+PostgreSQL, prepared, and doing what the ORM's statements did (those stay on SQLite, and the
+behaviour tests in test_dispatch.py run against both)."""
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.conf import settings
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from sync.models import OutboundItem, TenantQueue
+from sync.outbound.tenant_queue import tenant_load, tenant_queue_claim, tenant_queue_release
+from tenants.models import Tenant
+from tenants.services import tenant_create, tenant_pause
+from tests.sync.conftest import enqueue_gifts
+
+postgres_only = pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="the one-statement claim and release are PostgreSQL's"
+)
+
+
+def _prepared(fragment: str) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s", [f"%{fragment}%"]
+        )
+        return cursor.fetchone()[0]
+
+
+@postgres_only
+def test_the_claim_is_one_prepared_statement_in_the_claims_order(tenant, other_tenant):
+    third = tenant_create(slug="third", name="Third")
+    for t in (tenant, other_tenant, third):
+        enqueue_gifts(t, 1)
+    now = timezone.now()
+    backlog = now - timedelta(minutes=10)  # due for long: working off a backlog, not live
+    TenantQueue.objects.filter(tenant=tenant).update(
+        last_drain_at=now - timedelta(minutes=1), due_since=backlog
+    )
+    TenantQueue.objects.filter(tenant=other_tenant).update(
+        last_drain_at=now - timedelta(minutes=5), due_since=backlog
+    )
+    TenantQueue.objects.filter(tenant=third).update(last_drain_at=now, due_since=now)  # live: first
+    with CaptureQueriesContext(connection) as ctx:
+        assert tenant_queue_claim(owner="d1", limit=10, lease_seconds=60) == [
+            third.pk,
+            other_tenant.pk,
+            tenant.pk,
+        ]
+    assert len(ctx.captured_queries) == 1
+    assert _prepared("SKIP LOCKED) AS picked") == int(settings.DATABASE_PREPARED_STATEMENTS)
+    leases = dict(TenantQueue.objects.values_list("tenant_id", "lease_owner"))
+    assert leases == {tenant.pk: "d1", other_tenant.pk: "d1", third.pk: "d1"}
+
+
+@postgres_only
+def test_the_claim_passes_over_paused_leased_and_not_yet_due_tenants(tenant, other_tenant):
+    third, fourth = tenant_create(slug="third", name="Third"), tenant_create(slug="fourth", name="Fourth")
+    for t in (tenant, other_tenant, third, fourth):
+        enqueue_gifts(t, 1)
+    tenant_pause(tenant=other_tenant, reason="401")
+    TenantQueue.objects.filter(tenant=third).update(
+        lease_owner="d0", lease_until=timezone.now() + timedelta(seconds=30)
+    )
+    TenantQueue.objects.filter(tenant=fourth).update(wake_at=timezone.now() + timedelta(minutes=1))
+    assert tenant_queue_claim(owner="d1", limit=10, lease_seconds=60) == [tenant.pk]
+    assert TenantQueue.objects.get(tenant=third).lease_owner == "d0"
+    # an expired lease is anyone's
+    TenantQueue.objects.filter(tenant=third).update(lease_until=timezone.now() - timedelta(seconds=1))
+    assert tenant_queue_claim(owner="d2", limit=10, lease_seconds=60) == [third.pk]
+
+
+@postgres_only
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_dispatchers_never_lease_one_tenant_twice():
+    tenants = [tenant_create(slug=f"c{n}", name=f"C{n}") for n in range(40)]
+    for t in tenants:
+        enqueue_gifts(t, 1)
+    leased: list[list[int]] = []
+    barrier = threading.Barrier(4)
+
+    def dispatcher(owner: str) -> None:
+        barrier.wait()
+        mine = []
+        while ids := tenant_queue_claim(owner=owner, limit=3, lease_seconds=60):
+            mine.extend(ids)
+        leased.append(mine)
+        connection.close()
+
+    threads = [threading.Thread(target=dispatcher, args=(f"d{n}",)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    every = [pk for mine in leased for pk in mine]
+    assert sorted(every) == sorted(t.pk for t in tenants)  # each tenant once, none lost
+    owners = dict(TenantQueue.objects.values_list("tenant_id", "lease_owner"))
+    for mine in leased:
+        assert {owners[pk] for pk in mine} <= {f"d{m}" for m in range(4)}
+        assert len({owners[pk] for pk in mine}) == 1  # the lease is held by who was told so
+
+
+def test_a_release_records_the_leases_drains(tenant, other_tenant):
+    enqueue_gifts(tenant, 1)
+    enqueue_gifts(other_tenant, 1)
+    before = TenantQueue.objects.get(tenant=other_tenant)
+    tenant_queue_claim(owner="d1", limit=10, lease_seconds=60)
+    tenant_queue_release(tenant=tenant, owner="d1", submitted=0)
+    queue = TenantQueue.objects.get(tenant=tenant)
+    assert queue.last_drain_at is not None and queue.last_success_at is None
+    tenant_queue_claim(owner="d1", limit=10, lease_seconds=60)
+    tenant_queue_release(tenant=tenant, owner="d1", submitted=2)
+    queue = TenantQueue.objects.get(tenant=tenant)
+    assert queue.last_success_at is not None and queue.last_success_at >= queue.last_drain_at
+    drained = queue.last_drain_at
+    tenant_queue_release(tenant=tenant, owner="d1")  # no drain ran: nothing recorded
+    assert TenantQueue.objects.get(tenant=tenant).last_drain_at == drained
+    after = TenantQueue.objects.get(tenant=other_tenant)  # the outsider's row is its own
+    assert (after.last_drain_at, after.last_success_at) == (before.last_drain_at, before.last_success_at)
+    assert after.lease_owner == "d1"
+
+
+def test_a_release_by_another_owner_moves_the_wake_time_but_not_the_lease(tenant):
+    (item,) = enqueue_gifts(tenant, 1)
+    tenant_queue_claim(owner="d1", limit=1, lease_seconds=60)
+    later = timezone.now() + timedelta(minutes=2)
+    OutboundItem.objects.filter(pk=item.pk).update(next_attempt_at=later)
+    tenant_queue_release(tenant=tenant, owner="d2", submitted=1)
+    queue = TenantQueue.objects.get(tenant=tenant)
+    assert queue.wake_at == later
+    assert queue.lease_owner == "d1" and queue.lease_until is not None and queue.due_since is not None
+
+
+def test_not_before_wakes_no_tenant_with_nothing_to_do(tenant):
+    enqueue_gifts(tenant, 1)
+    tenant_queue_claim(owner="d1", limit=1, lease_seconds=60)
+    OutboundItem.objects.update(state=OutboundItem.State.SUBMITTED)
+    tenant_queue_release(tenant=tenant, owner="d1", not_before=timezone.now() + timedelta(seconds=40))
+    queue = TenantQueue.objects.get(tenant=tenant)
+    assert (queue.wake_at, queue.lease_owner, queue.due_since) == (None, "", None)
+
+
+def test_an_item_in_flight_wakes_the_tenant_when_its_lease_would_expire(tenant):
+    (item,) = enqueue_gifts(tenant, 1)
+    expires = timezone.now() + timedelta(seconds=30)
+    OutboundItem.objects.filter(pk=item.pk).update(
+        state=OutboundItem.State.IN_FLIGHT, lease_expires_at=expires
+    )
+    tenant_queue_release(tenant=tenant, owner="d1")
+    assert TenantQueue.objects.get(tenant=tenant).wake_at == expires
+
+
+def test_a_turns_tenant_is_read_as_the_orm_reads_it(tenant, other_tenant):
+    loaded, stored = tenant_load(tenant.pk), Tenant.objects.get(pk=tenant.pk)
+    for field in Tenant._meta.concrete_fields:
+        assert getattr(loaded, field.attname) == getattr(stored, field.attname), field.name
+    assert tenant_load(other_tenant.pk).slug == other_tenant.slug
+    with pytest.raises(Tenant.DoesNotExist):
+        tenant_load(max(tenant.pk, other_tenant.pk) + 1000)
