@@ -19,6 +19,7 @@ from sync.ops.imports.files import (
     import_rows,
     input_fingerprint,
 )
+from sync.ops.imports.plan import plan_counts
 from sync.ops.imports.validate import ContactResolver, RowError, historical_import_validate, row_validate
 from sync.outbound.drain import outbound_drain
 from sync.outbound.enqueue import outbound_enqueue
@@ -221,6 +222,30 @@ def test_interrupted_enqueue_resumes_without_losing_or_doubling_a_gift(
     contacts = OutboundItem.objects.filter(tenant=tenant, operation=Operation.CONTACT_TRANSACTION)
     assert sorted(contacts.values_list("external_id", flat=True)) == [f"donor-{n}" for n in range(1, 6)]
     assert (run.phase, run.counters["enqueued"]) == (ImportRun.Phase.COMPLETED, 5)
+    assert not OutboundItem.objects.filter(tenant=other_tenant).exists()
+
+
+def test_a_donor_across_chunks_is_one_donor_one_contact_and_every_gift_waits_for_it(
+    tenant, other_tenant, tmp_path
+):
+    # given donor 1 giving twice in the first chunk and again in the second, beside donor 2
+    rows = [_good(1), _good(2, donor=1), _good(3, donor=2), _good(4, donor=1), _good(5, donor=3)]
+    path = _write(tmp_path, rows)
+    settings = _settings()
+    run = _run(tenant, path, settings)
+    historical_import_validate(run=run, path=path, settings=settings, chunk_size=2, today=TODAY)
+    # when
+    historical_import_enqueue(run=run, path=path, settings=settings, chunk_size=2, today=TODAY)
+    # then the pass did what the plan said: three donors, three contacts, five gifts
+    run.refresh_from_db()
+    assert plan_counts(run.counters, "done") == plan_counts(run.counters, "plan")
+    assert plan_counts(run.counters, "done")["contacts"] == 3
+    donors = {d.donor_id: d for d in run.donors.select_related("contact_item")}
+    assert set(donors) == {"donor-1", "donor-2", "donor-3"}
+    for donor_id, donor in donors.items():
+        assert donor.enqueued and donor.contact_item.external_id == donor_id
+        waiting = _gifts(tenant).filter(payload__contact__referenceId=donor_id)
+        assert set(waiting.values_list("depends_on_id", flat=True)) == {donor.contact_item_id}
     assert not OutboundItem.objects.filter(tenant=other_tenant).exists()
 
 

@@ -12,7 +12,7 @@ from django.utils import timezone
 from sync.models import ImportDonor, ImportRun, Origin, OutboundItem
 from sync.ops.imports.files import CHUNK_SIZE, ImportSettings, ImportStopped, import_rows
 from sync.ops.imports.plan import NOT_CHECKED, DonorWithoutIdentity, RowPlan, plan_tally, row_plan
-from sync.ops.imports.validate import DonorBook, RowError, ValidRow, row_validate
+from sync.ops.imports.validate import RowError, ValidRow, row_validate
 from sync.outbound.enqueue import outbound_enqueue_many
 from tenants.models import Tenant
 
@@ -131,10 +131,15 @@ def _commit_chunk(
                 if p.contact
             },
         )
-        book = DonorBook(run, pass_name="enqueue")
+        # A donor is new to this pass at its first row not yet enqueued (``donors`` was read before
+        # this chunk marks its donors enqueued; an earlier chunk's are marked already).
+        tallied: set[str] = set()
         for plan in plans:
             donor_id = plan.gift.payload["contact"]["referenceId"]
-            plan_tally(counters, "done", plan, new_donor=book.is_new(donor_id))
+            donor = donors.get(donor_id)
+            new_donor = donor_id not in tallied and (donor is None or not donor.enqueued)
+            tallied.add(donor_id)
+            plan_tally(counters, "done", plan, new_donor=new_donor)
         ImportDonor.objects.filter(run=run, donor_id__in={r.donor_id for r in rows}).update(enqueued=True)
         counters["enqueued"] = counters.get("enqueued", 0) + created
         counters["already_queued"] = counters.get("already_queued", 0) + len(gifts) - created
@@ -169,7 +174,11 @@ def _contacts_enqueue(
             tenant=run.tenant, idempotency_key__in=[r.key for r in wanted.values()]
         )
     }
+    given = []
     for donor_id, item in items.items():
-        ImportDonor.objects.filter(run=run, donor_id=donor_id).update(contact_item=item)
+        if (donor := donors.get(donor_id)) is not None:
+            donor.contact_item = item
+            given.append(donor)
+    ImportDonor.objects.bulk_update(given, ["contact_item"], batch_size=500)
     known = {d: donor.contact_item for d, donor in donors.items() if donor.contact_item is not None}
     return {**known, **items}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import functools
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -14,9 +15,10 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, TextIO
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
+from integrations.common.rows import fixed_cursor
 from integrations.types import OutboundRequest
 from integrations.virtuous.client import VirtuousClient
 from integrations.virtuous.errors import ErrorClass, VirtuousError
@@ -217,28 +219,28 @@ class _Tally:
 
 
 class DonorBook:
-    """The donors of one run as a pass meets them: is this the donor's first row in the run?
+    """The donors of the validation pass as it meets them: is this the donor's first row in the run?
 
     Remembers a bounded number in memory and asks the database on a miss, so a resumed pass and
     a file of a million donors both count each donor once. ``record`` buffers the validation's
     answer for a donor until ``flush``, which commits with the run's counters."""
 
-    def __init__(self, run: ImportRun, *, pass_name: str):
+    def __init__(self, run: ImportRun):
         self.run = run
-        self.pass_name = pass_name
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._buffer: list[ImportDonor] = []
 
     def is_new(self, donor_id: str) -> bool:
         if donor_id in self._seen:
             return False
-        known = ImportDonor.objects.filter(run=self.run, donor_id=donor_id)
-        if self.pass_name == "enqueue":
-            known = known.filter(enqueued=True)
         self._seen[donor_id] = None
         if len(self._seen) > DONOR_CACHE_SIZE:
             self._seen.popitem(last=False)
-        return not known.exists()
+        # Asked once per donor of the file (200,000 in the benchmark's million rows): one fixed
+        # statement, where the ORM compiled the same filter each time.
+        with fixed_cursor(connection) as cursor:
+            cursor.execute(_donor_known_sql(), [self.run.pk, donor_id])
+            return cursor.fetchone() is None
 
     def record(self, donor_id: str, category: str, virtuous_id: str) -> None:
         self._buffer.append(
@@ -248,6 +250,14 @@ class DonorBook:
     def flush(self) -> None:
         ImportDonor.objects.bulk_create(self._buffer, ignore_conflicts=True, batch_size=1000)
         self._buffer.clear()
+
+
+@functools.cache
+def _donor_known_sql() -> str:
+    qn = connection.ops.quote_name
+    meta = ImportDonor._meta
+    run, donor = (qn(meta.get_field(name).column) for name in ("run", "donor_id"))
+    return f"SELECT 1 FROM {qn(meta.db_table)} WHERE {run} = %s AND {donor} = %s"
 
 
 def historical_import_validate(
@@ -273,7 +283,7 @@ def historical_import_validate(
     if writer is not None and report.tell() == 0:
         writer.writerow(["row", "donation_id", "donor_id", "category", "detail"])
     reported_donors: set[str] = set()
-    book = DonorBook(run, pass_name="validate")
+    book = DonorBook(run)
     try:
         for number, row in import_rows(path):
             if number <= run.validated_through_row:
