@@ -33,6 +33,11 @@ def fixed_cursor(db: BaseDatabaseWrapper) -> CursorWrapper:
     return _FixedDebugCursor(cursor, db) if db.queries_logged else db.make_cursor(cursor)
 
 
+def quoted_columns(model: type[Model], db: BaseDatabaseWrapper) -> dict[str, str]:
+    """Each concrete field's column, quoted for ``db``, by field name: for hand-written statements."""
+    return {field.name: db.ops.quote_name(field.column) for field in model._meta.concrete_fields}
+
+
 class _FixedDebugCursor(CursorDebugWrapper):
     """Logs a prepared statement as written: Django reads a statement's text back from a
     client-binding cursor, and a server-binding one has none to give (it would log None)."""

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import connection as db_connection
 from django.utils import timezone
 
-from integrations.common.rows import RowLoader, fixed_cursor
+from integrations.common.rows import RowLoader, fixed_cursor, quoted_columns
 from sync.claims import rows_claim_fetch
 from sync.models import Direction, OutboundItem
 from sync.outbound.transitions import items_dead_letter
@@ -74,7 +74,7 @@ def _claim_returning(
 def _claim_statement() -> tuple[str, RowLoader]:
     qn = db_connection.ops.quote_name
     table = qn(OutboundItem._meta.db_table)
-    col = {f.name: qn(f.column) for f in OutboundItem._meta.concrete_fields}
+    col = quoted_columns(OutboundItem, db_connection)
     loader = RowLoader(OutboundItem, "o", db_connection)
     sql = (
         f"UPDATE {table} AS o SET {col['state']} = %s, {col['lease_owner']} = %s, "
@@ -137,7 +137,7 @@ _RECLAIMED = "Lease expired: the worker holding this item stopped; resubmitting 
 @functools.cache
 def _reclaim_sql(one_tenant: bool) -> str:
     qn = db_connection.ops.quote_name
-    col = {f.name: qn(f.column) for f in OutboundItem._meta.concrete_fields}
+    col = quoted_columns(OutboundItem, db_connection)
     return (
         f"UPDATE {qn(OutboundItem._meta.db_table)} SET {col['state']} = %s, {col['lease_owner']} = '', "
         f"{col['lease_expires_at']} = NULL, {col['next_attempt_at']} = %s, "

@@ -20,7 +20,7 @@ from django.db.models import Case, F, Min, Q, QuerySet, Subquery, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from integrations.common.rows import RowLoader, fixed_cursor
+from integrations.common.rows import RowLoader, fixed_cursor, quoted_columns
 from sync.models import Direction, OutboundItem, TenantQueue
 from tenants.models import Tenant
 
@@ -67,7 +67,7 @@ def tenant_queue_claim(*, owner: str, limit: int, lease_seconds: float) -> list[
 @functools.cache
 def _claim_sql() -> str:
     qn = db_connection.ops.quote_name
-    queue, col = qn(TenantQueue._meta.db_table), _columns(TenantQueue)
+    queue, col = qn(TenantQueue._meta.db_table), quoted_columns(TenantQueue, db_connection)
     tenants, status = qn(Tenant._meta.db_table), qn(Tenant._meta.get_field("status").column)
     # The subquery locks what it picks (SKIP LOCKED: another dispatcher's picks are passed over)
     # and re-checks its conditions on the locked rows, so two dispatchers never lease one tenant.
@@ -158,8 +158,8 @@ def _release_params(
 @functools.cache
 def _release_sql() -> str:
     qn = db_connection.ops.quote_name
-    queue, col = qn(TenantQueue._meta.db_table), _columns(TenantQueue)
-    items, item = qn(OutboundItem._meta.db_table), _columns(OutboundItem)
+    queue, col = qn(TenantQueue._meta.db_table), quoted_columns(TenantQueue, db_connection)
+    items, item = qn(OutboundItem._meta.db_table), quoted_columns(OutboundItem, db_connection)
 
     def earliest(column: str) -> str:
         return (
@@ -168,8 +168,9 @@ def _release_sql() -> str:
         )
 
     # ``n.wake`` is computed once: the next due item, else the earliest lease to expire, held to
-    # ``not_before`` (GREATEST skips a NULL not_before; nothing due stays NULL). The lease columns change only for its
-    # holder; the wake time whoever holds it (an enqueue moves it earlier with its own UPDATE).
+    # ``not_before`` (GREATEST skips a NULL not_before; nothing due stays NULL). The lease columns
+    # change only for its holder; the wake time whoever holds it (an enqueue moves it earlier with
+    # its own UPDATE).
     ours = f"q.{col['lease_owner']} = %s"
     return (
         f"UPDATE {queue} AS q SET {col['wake_at']} = n.wake, "
@@ -179,8 +180,8 @@ def _release_sql() -> str:
         f"ELSE q.{col['due_since']} END, "
         f"{col['last_drain_at']} = CASE WHEN %s THEN %s ELSE q.{col['last_drain_at']} END, "
         f"{col['last_success_at']} = CASE WHEN %s THEN %s ELSE q.{col['last_success_at']} END "
-        f"FROM (SELECT CASE WHEN w.due IS NULL THEN NULL ELSE GREATEST(w.due, %s::timestamptz) END AS wake FROM (SELECT COALESCE("
-        f"{earliest('next_attempt_at')}, {earliest('lease_expires_at')}) AS due) AS w) AS n "
+        f"FROM (SELECT CASE WHEN w.due IS NULL THEN NULL ELSE GREATEST(w.due, %s::timestamptz) END AS wake "
+        f"FROM (SELECT COALESCE({earliest('next_attempt_at')}, {earliest('lease_expires_at')}) AS due) AS w) AS n "
         f"WHERE q.{col['tenant']} = %s"
     )
 
@@ -228,8 +229,3 @@ def _tenant_sql() -> tuple[str, RowLoader]:
     qn = db_connection.ops.quote_name
     sql = f"SELECT {loader.select} FROM {qn(Tenant._meta.db_table)} AS t WHERE t.{qn(Tenant._meta.pk.column)} = %s"
     return sql, loader
-
-
-def _columns(model: type) -> dict[str, str]:
-    qn = db_connection.ops.quote_name
-    return {f.name: qn(f.column) for f in model._meta.concrete_fields}

@@ -6,11 +6,14 @@ fake lets each test script a sequence of outcomes per call and see exactly what 
 
 from __future__ import annotations
 
+import threading
 from collections import deque
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.db import connection
 
 from integrations.types import OutboundRequest
 from integrations.virtuous.client import CallRecord
@@ -148,3 +151,27 @@ def enqueue_gifts(
         outbound_enqueue(tenant=tenant, request=gift_request(n, source=source), origin=origin)[0]
         for n in range(start, start + count)
     ]
+
+
+def claim_concurrently(claim: Callable[[str], list], *, prefix: str, workers: int = 4) -> dict[str, list]:
+    """Call ``claim(name)`` until it comes back empty in ``workers`` threads started together (one
+    database connection each, closed at the end); what each worker claimed, by its name."""
+    claimed: dict[str, list] = {}
+    barrier = threading.Barrier(workers)
+
+    def worker(name: str) -> None:
+        barrier.wait()
+        mine: list = []
+        try:
+            while batch := claim(name):
+                mine.extend(batch)
+        finally:
+            claimed[name] = mine
+            connection.close()
+
+    threads = [threading.Thread(target=worker, args=(f"{prefix}{n}",)) for n in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return claimed

@@ -13,7 +13,7 @@ from sync.outbound.dispatch import outbound_dispatch, outbound_maintenance
 from sync.outbound.enqueue import outbound_enqueue_many
 from sync.outbound.tenant_queue import tenant_queue_claim, tenant_queue_release
 from tenants.services import tenant_pause
-from tests.sync.conftest import enqueue_gifts, gift_request
+from tests.sync.conftest import claim_concurrently, enqueue_gifts, gift_request
 
 postgres_only = pytest.mark.skipif(
     connection.vendor != "postgresql", reason="needs PostgreSQL row locks (SKIP LOCKED) and real concurrency"
@@ -281,25 +281,12 @@ def test_concurrent_claims_take_each_item_exactly_once(tenant):
     outbound_enqueue_many(
         tenant=tenant, requests=[gift_request(n) for n in range(400)], origin=Origin.WEBHOOK
     )
-    claimed: list[list[int]] = []
-    barrier = threading.Barrier(4)
-
-    def worker(name: str) -> None:
-        barrier.wait()
-        mine = []
-        while batch := outbound_claim(tenant=tenant, worker=name, limit=25):
-            mine.extend(i.pk for i in batch)
-        claimed.append(mine)
-        connection.close()
-
-    threads = [threading.Thread(target=worker, args=(f"w{n}",)) for n in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    all_ids = [pk for mine in claimed for pk in mine]
+    claimed = claim_concurrently(
+        lambda name: [i.pk for i in outbound_claim(tenant=tenant, worker=name, limit=25)], prefix="w"
+    )
+    all_ids = [pk for mine in claimed.values() for pk in mine]
     assert len(all_ids) == 400 and len(set(all_ids)) == 400
-    assert sum(1 for mine in claimed if mine) >= 2  # the work really was shared
+    assert sum(1 for mine in claimed.values() if mine) >= 2  # the work really was shared
 
 
 @postgres_only

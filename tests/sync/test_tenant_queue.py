@@ -2,7 +2,6 @@
 PostgreSQL, prepared, and doing what the ORM's statements did (those stay on SQLite, and the
 behaviour tests in test_dispatch.py run against both)."""
 
-import threading
 from datetime import timedelta
 
 import pytest
@@ -15,7 +14,7 @@ from sync.models import OutboundItem, TenantQueue
 from sync.outbound.tenant_queue import tenant_load, tenant_queue_claim, tenant_queue_release
 from tenants.models import Tenant
 from tenants.services import tenant_create, tenant_pause
-from tests.sync.conftest import enqueue_gifts
+from tests.sync.conftest import claim_concurrently, enqueue_gifts
 
 postgres_only = pytest.mark.skipif(
     connection.vendor != "postgresql", reason="the one-statement claim and release are PostgreSQL's"
@@ -80,22 +79,9 @@ def test_concurrent_dispatchers_never_lease_one_tenant_twice():
     tenants = [tenant_create(slug=f"c{n}", name=f"C{n}") for n in range(40)]
     for t in tenants:
         enqueue_gifts(t, 1)
-    leased: dict[str, list[int]] = {}
-    barrier = threading.Barrier(4)
-
-    def dispatcher(owner: str) -> None:
-        barrier.wait()
-        mine = []
-        while ids := tenant_queue_claim(owner=owner, limit=3, lease_seconds=60):
-            mine.extend(ids)
-        leased[owner] = mine
-        connection.close()
-
-    threads = [threading.Thread(target=dispatcher, args=(f"d{n}",)) for n in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    leased = claim_concurrently(
+        lambda owner: tenant_queue_claim(owner=owner, limit=3, lease_seconds=60), prefix="d"
+    )
     every = [pk for mine in leased.values() for pk in mine]
     assert sorted(every) == sorted(t.pk for t in tenants)  # each tenant once, none lost
     owners = dict(TenantQueue.objects.values_list("tenant_id", "lease_owner"))

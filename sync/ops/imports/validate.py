@@ -18,7 +18,7 @@ from typing import Any, TextIO
 from django.db import connection, transaction
 from django.utils import timezone
 
-from integrations.common.rows import fixed_cursor
+from integrations.common.rows import fixed_cursor, quoted_columns
 from integrations.types import OutboundRequest
 from integrations.virtuous.client import VirtuousClient
 from integrations.virtuous.errors import ErrorClass, VirtuousError
@@ -254,10 +254,9 @@ class DonorBook:
 
 @functools.cache
 def _donor_known_sql() -> str:
-    qn = connection.ops.quote_name
-    meta = ImportDonor._meta
-    run, donor = (qn(meta.get_field(name).column) for name in ("run", "donor_id"))
-    return f"SELECT 1 FROM {qn(meta.db_table)} WHERE {run} = %s AND {donor} = %s"
+    col = quoted_columns(ImportDonor, connection)
+    table = connection.ops.quote_name(ImportDonor._meta.db_table)
+    return f"SELECT 1 FROM {table} WHERE {col['run']} = %s AND {col['donor_id']} = %s"
 
 
 def historical_import_validate(
