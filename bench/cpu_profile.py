@@ -1,6 +1,7 @@
 """Run ``manage.py`` under cProfile timed by the process's CPU clock, so that waits on the network
 and the database count for nothing: where the CPU went, not where the time went. Writes the top
-functions by own CPU and by inclusive CPU to ``--out``.
+functions by own CPU and by inclusive CPU to ``--out``, and the raw statistics beside it
+(``--out`` with the suffix ``.prof``) for ``pstats``' callers and callees.
 
     python bench/cpu_profile.py --out FILE -- outbound_drain <tenant> --seconds 600
 """
@@ -39,6 +40,7 @@ def main() -> None:
         stats.sort_stats("tottime").print_stats(options.top)
         stats.sort_stats("cumulative").print_stats(options.top)
         Path(options.out).write_text(report.getvalue())
+        profile.dump_stats(Path(options.out).with_suffix(".prof"))
 
 
 if __name__ == "__main__":

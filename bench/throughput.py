@@ -12,6 +12,7 @@ import time
 
 from bench.common import (
     PY,
+    RESULTS,
     ROOT,
     Bench,
     FakeVirtuous,
@@ -178,6 +179,7 @@ def bench_submit(bench: Bench) -> dict:
         }
         if bench.profile:
             result[mode]["profile"] = (bench.tmp / f"submit-{mode}.txt").read_text()
+            shutil.copy(bench.tmp / f"submit-{mode}.prof", RESULTS / f"submit-{mode}.prof")
         log(f"submit {mode}: {result[mode]}")
     stats = fake.stop()
     result["fake"] = summarise_fake(stats)
