@@ -1,6 +1,8 @@
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.utils import timezone
 
 from integrations.types import OutboundRequest
 from sync.models import Origin, OutboundItem, SyncRecord, TenantQueue
@@ -101,6 +103,35 @@ def test_enqueue_many_skips_existing_and_duplicate_keys(tenant):
         outbound_enqueue_many(tenant=tenant, requests=[gift_request(2), gift_request(3)], origin=Origin.BULK)
         == 0
     )
+
+
+def test_enqueue_many_marks_each_record_pending_and_keeps_what_it_does_not_own(tenant, other_tenant):
+    """The bulk path's upsert (COPY on PostgreSQL, bulk_create on SQLite): a known record goes back
+    to pending with the new fingerprint and keeps its Virtuous id; the outsider's is untouched."""
+    earlier = timezone.now() - timedelta(days=1)
+    for owner in (tenant, other_tenant):
+        SyncRecord.objects.create(
+            tenant=owner,
+            resource_type=SyncRecord.ResourceType.GIFT,
+            partner_source="Stripe",
+            partner_id="pi_1",
+            virtuous_id="G-77",
+            status=SyncRecord.Status.CONFIRMED,
+            sync_state=SyncRecord.SyncState.IN_SYNC,
+            fingerprint="old",
+        )
+    SyncRecord.objects.filter(partner_id="pi_1").update(updated_at=earlier)
+    assert (
+        outbound_enqueue_many(tenant=tenant, requests=[gift_request(1), gift_request(2)], origin=Origin.BULK)
+        == 2
+    )
+    known = SyncRecord.objects.get(tenant=tenant, partner_id="pi_1")
+    assert (known.status, known.sync_state, known.virtuous_id) == ("pending", "partner_pending", "G-77")
+    assert known.fingerprint == payload_fingerprint(gift_request(1).payload) and known.updated_at > earlier
+    new = SyncRecord.objects.get(tenant=tenant, partner_id="pi_2")
+    assert (new.status, new.sync_state, new.virtuous_id) == ("pending", "partner_pending", "")
+    outsider = SyncRecord.objects.get(tenant=other_tenant)
+    assert (outsider.status, outsider.fingerprint, outsider.updated_at) == ("confirmed", "old", earlier)
 
 
 def test_fingerprint_is_stable_across_key_order_and_decimal_form():

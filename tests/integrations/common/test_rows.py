@@ -1,15 +1,17 @@
-"""The capture path's fixed statements read and write exactly what the ORM would."""
+"""The hot paths' fixed statements and the bulk path's COPY read and write exactly what the ORM would."""
 
 from datetime import timedelta
 
 import psycopg
 import pytest
-from django.db import IntegrityError, connection, transaction
+from django.db import DataError, IntegrityError, connection, transaction
 from django.utils import timezone
 
-from integrations.common.rows import RowInserter, fixed_cursor
+from integrations.common.rows import RowInserter, copy_insert, fixed_cursor
 from integrations.models import Connection, InboundEvent
 from integrations.selectors import connection_for_webhook
+from integrations.types import Operation
+from sync.models import PRIORITY_BULK, Origin, OutboundItem
 from tenants.models import Tenant
 
 needs_postgresql = pytest.mark.skipif(
@@ -101,3 +103,95 @@ def test_prepared_statements_can_be_turned_off(db, settings):
     settings.DATABASE_PREPARED_STATEMENTS = True
     with fixed_cursor(connection) as cursor:
         assert not isinstance(cursor.cursor, psycopg.ClientCursor)
+
+
+# --- copy_insert: the bulk path's COPY ------------------------------------------------------
+
+needs_copy = pytest.mark.skipif(
+    connection.vendor != "postgresql",
+    reason="needs PostgreSQL: COPY is PostgreSQL's (SQLite keeps bulk_create)",
+)
+
+
+DUE = timezone.now()
+
+
+def _item(tenant: Tenant, key: str, **fields) -> OutboundItem:
+    values = {
+        "tenant": tenant,
+        "operation": Operation.GIFT_TRANSACTION,
+        "idempotency_key": key,
+        "external_source": "Import",
+        "external_id": key,
+        "payload": {
+            "amount": "25.50",
+            "note": 'tab\there, "quotes", back\\slash, new\nline, ünïcode',
+            "nested": {"list": [1, None, True]},
+        },
+        "origin": Origin.BULK,
+        "priority": PRIORITY_BULK,
+        "next_attempt_at": DUE,
+    }
+    return OutboundItem(**{**values, **fields})
+
+
+def _stored(tenant: Tenant, key: str) -> dict:
+    row = _fields(OutboundItem.objects.get(tenant=tenant, idempotency_key=key))
+    for name in ("id", "public_id", "idempotency_key", "external_id", "created_at", "updated_at"):
+        row.pop(name)
+    return row
+
+
+@needs_copy
+def test_copied_rows_read_back_as_bulk_create_would_have_stored_them(tenant):
+    waiting = {"state": OutboundItem.State.WAITING, "last_error": "waits for its contact", "attempts": 0}
+    OutboundItem.objects.bulk_create([_item(tenant, "orm-1"), _item(tenant, "orm-2", **waiting)])
+    copy_insert(
+        connection,
+        OutboundItem,
+        [_item(tenant, "copy-1"), _item(tenant, "copy-2", **waiting)],
+        on_conflict="ON CONFLICT DO NOTHING",
+    )
+    assert _stored(tenant, "copy-1") == _stored(tenant, "orm-1")
+    assert _stored(tenant, "copy-2") == _stored(tenant, "orm-2")
+    copied = OutboundItem.objects.get(tenant=tenant, idempotency_key="copy-1")
+    assert copied.payload["note"] == 'tab\there, "quotes", back\\slash, new\nline, ünïcode'
+    assert copied.public_id is not None and copied.created_at is not None
+
+
+@needs_copy
+def test_a_copy_skips_keys_already_queued_and_never_touches_the_outsider(tenant, other_tenant):
+    OutboundItem.objects.bulk_create(
+        [
+            _item(tenant, "k-1", payload={"first": True}),
+            _item(other_tenant, "k-2", payload={"outsider": True}),
+        ]
+    )
+    copy_insert(
+        connection,
+        OutboundItem,
+        [_item(tenant, "k-1", payload={"second": True}), _item(tenant, "k-2")],
+        on_conflict="ON CONFLICT DO NOTHING",
+    )
+    assert OutboundItem.objects.get(tenant=tenant, idempotency_key="k-1").payload == {"first": True}
+    assert OutboundItem.objects.filter(tenant=tenant).count() == 2
+    assert OutboundItem.objects.get(tenant=other_tenant).payload == {"outsider": True}
+
+
+@needs_copy
+def test_copies_in_one_transaction_are_independent_and_a_failed_one_rolls_back_alone(tenant):
+    with transaction.atomic():
+        for key in ("a", "b"):  # the scratch table of the first copy is gone before the second
+            copy_insert(connection, OutboundItem, [_item(tenant, key)], on_conflict="ON CONFLICT DO NOTHING")
+        with pytest.raises(DataError):
+            copy_insert(
+                connection,
+                OutboundItem,
+                [_item(tenant, "c"), _item(tenant, "d", operation="x" * 200)],
+                on_conflict="ON CONFLICT DO NOTHING",
+            )
+        copy_insert(connection, OutboundItem, [_item(tenant, "e")], on_conflict="ON CONFLICT DO NOTHING")
+    assert sorted(OutboundItem.objects.values_list("idempotency_key", flat=True)) == ["a", "b", "e"]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_tables WHERE tablename LIKE 'giftline_copy_%%'")
+        assert cursor.fetchone()[0] == 0
