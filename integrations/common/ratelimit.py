@@ -148,7 +148,8 @@ class DatabaseBackend:
         with transaction.atomic():
             bucket = self._locked(key, shape, now)
             remaining = max(remaining, 0)
-            bucket.tokens = min(bucket.tokens, float(remaining))
+            if reset is None:
+                bucket.tokens = min(bucket.tokens, float(remaining))
             bucket.window_left, bucket.window_until = _window_observed(
                 bucket.window_left, bucket.window_until, remaining=remaining, reset=reset
             )
@@ -239,8 +240,9 @@ if op == 'acquire' then
   end
 elseif op == 'observe' then
   local remaining = math.max(tonumber(ARGV[6]), 0)
-  tokens = math.min(tokens, remaining)
-  if ARGV[7] ~= '' then
+  if ARGV[7] == '' then
+    tokens = math.min(tokens, remaining)
+  else
     local reset = tonumber(ARGV[7])
     if reset > window_until then
       window_left = remaining
@@ -376,8 +378,12 @@ class TenantBudget:
         return max(state.paused_until - now, refill, _window_wait(state, now=now, cost=cost), 0.0)
 
     def observe(self, remaining: int | None, reset_epoch: float | None) -> None:
-        """Re-sync from X-RateLimit-Remaining/-Reset: never hold more tokens than Virtuous says
-        remain, and none remaining pauses the tenant until the reset time plus
+        """Re-sync from X-RateLimit-Remaining/-Reset. With a reset, the answer sets the window's
+        count (what may still go before the reset) and leaves the tokens alone: the tokens are
+        the tenant's budget, which keeps refilling, and capping them at an answer's count threw
+        away what had refilled while that call was in flight (about one call a window once the
+        window runs low). Without a reset there is no window to hold, so the tokens are capped
+        at the count. None remaining pauses the tenant until the reset time plus
         ``VIRTUOUS_RATE_RESET_MARGIN_SECONDS`` (the reset is in whole seconds, on another clock)."""
         if remaining is None:
             return

@@ -64,15 +64,39 @@ def test_keep_reserve_still_lets_one_request_through_a_one_token_bucket(backend,
     assert budget.try_acquire(keep_reserve=True) == 0.0
 
 
-def test_observe_caps_tokens_at_what_virtuous_says_remains(backend, clock):
+def test_observe_holds_calls_to_what_virtuous_says_remains(backend, clock):
     budget = _budget(backend, clock)
     budget.observe(4, clock.now + 600)
     assert budget.snapshot()["tokens"] == 4.0
     assert budget.paused_for() == 0.0
-    budget.observe(50, clock.now + 600)  # never raises tokens above what we had
+    budget.observe(50, clock.now + 600)  # an earlier call's answer never raises the count
     assert budget.snapshot()["tokens"] == 4.0
     budget.observe(None, None)
-    assert budget.snapshot()["tokens"] == 4.0
+    assert [budget.try_acquire() for _ in range(4)] == [0.0] * 4
+    assert budget.try_acquire() == pytest.approx(600 + MARGIN)
+
+
+def test_an_answer_without_a_reset_caps_the_tokens(backend, clock):
+    budget = _budget(backend, clock)
+    budget.observe(3, None)
+    assert [budget.try_acquire() for _ in range(3)] == [0.0] * 3
+    assert budget.try_acquire() == pytest.approx(1.0)
+
+
+def test_an_answers_count_keeps_what_refilled_while_the_call_was_in_flight(backend, clock):
+    # given: 1 token/s, capacity 10, all 10 spent; 2 s later the last answer says the window is
+    # spent until its reset in 3 s
+    budget = _budget(backend, clock)
+    assert [budget.try_acquire() for _ in range(10)] == [0.0] * 10
+    clock.advance(2)
+    budget.observe(0, clock.now + 3)
+    # when: the reset (plus the margin) comes
+    clock.advance(3 + MARGIN)
+    # then: the tokens of those 5 + MARGIN seconds are all there for the new window (an answer
+    # that capped them at its count of 0 left only the 3 + MARGIN after it)
+    tokens = 5 + MARGIN
+    assert [budget.try_acquire() for _ in range(int(tokens))] == [0.0] * int(tokens)
+    assert budget.try_acquire() == pytest.approx(int(tokens) + 1 - tokens)
 
 
 def test_observe_zero_remaining_pauses_until_reset(backend, clock):
