@@ -1,5 +1,5 @@
 """Fixed statements for the hot paths: SQL text built once per process from a model's fields,
-and ``copy_insert`` for the bulk path's many rows.
+and ``bulk_insert`` for the bulk path's many rows.
 
 A webhook is one read and one INSERT. Through the ORM, compiling those two statements cost more
 CPU than everything else in the request; here the text is built once, the values are prepared by
@@ -15,7 +15,7 @@ from typing import Any
 
 import psycopg
 from django.conf import settings
-from django.db import connections, transaction
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 from django.db.models import Model
@@ -100,29 +100,50 @@ class RowInserter:
         obj._state.db = db.alias
 
 
-def copy_insert(
-    db: BaseDatabaseWrapper, model: type[Model], objs: Sequence[Model], *, on_conflict: str
+def bulk_insert(
+    model: type[Model],
+    objs: Sequence[Model],
+    *,
+    unique_fields: Sequence[str] = (),
+    update_fields: Sequence[str] = (),
+    using: str = DEFAULT_DB_ALIAS,
 ) -> None:
-    """``bulk_create`` for PostgreSQL's bulk path: the rows go in by ``COPY`` to a scratch table,
-    then one ``INSERT … SELECT … {on_conflict}`` into the model's table.
+    """``bulk_create`` with ``ignore_conflicts``, or with ``update_conflicts`` on ``unique_fields``
+    when ``update_fields`` are given, for the bulk path's many rows. Primary keys are not read back.
 
-    ``bulk_create`` quotes every value of its ``UNNEST`` arrays in Python; ``COPY`` formats rows in
-    psycopg's C code. Values are prepared by the fields' own ``pre_save``/``get_db_prep_save``, as
-    the ORM would. Primary keys are not read back. ``on_conflict`` is the clause as written
-    (``ON CONFLICT DO NOTHING``, or ``ON CONFLICT (…) DO UPDATE SET …`` naming ``EXCLUDED``).
-    The scratch table lives for the call (created, filled, dropped inside its savepoint).
+    On PostgreSQL the rows go in by ``COPY`` to a scratch table (created, filled and dropped inside
+    a savepoint), then one ``INSERT … SELECT … ON CONFLICT`` moves them: ``bulk_create`` quotes every
+    value of its ``UNNEST`` arrays in Python, ``COPY`` formats rows in psycopg's C code. Values are
+    prepared by the fields' own ``pre_save``/``get_db_prep_save``, as the ORM would. Elsewhere it is
+    ``bulk_create`` itself.
     """
     if not objs:
         return
-    # Every field's preparation reads the connection several times: django.db.connection is a
-    # proxy that looks the wrapper up per attribute, a third of this function's CPU.
-    db = connections[db.alias]
+    # The wrapper itself: every field's preparation reads the connection several times, and
+    # django.db.connection is a proxy that looks the wrapper up per attribute (a third of the CPU).
+    db = connections[using]
+    if db.vendor != "postgresql":
+        conflicts = {"update_conflicts": True} if update_fields else {"ignore_conflicts": True}
+        model._default_manager.using(using).bulk_create(
+            objs,
+            unique_fields=unique_fields or None,
+            update_fields=update_fields or None,
+            batch_size=500,
+            **conflicts,
+        )
+        return
     meta = model._meta
     qn = db.ops.quote_name
     fields = [field for field in meta.local_concrete_fields if field is not meta.auto_field]
     columns = ", ".join(qn(f.column) for f in fields)
+    on_conflict = "ON CONFLICT DO NOTHING"
+    if update_fields:
+        col = quoted_columns(model, db)
+        key = ", ".join(col[name] for name in unique_fields)
+        changed = ", ".join(f"{col[name]} = EXCLUDED.{col[name]}" for name in update_fields)
+        on_conflict = f"ON CONFLICT ({key}) DO UPDATE SET {changed}"
     scratch = qn(f"giftline_copy_{meta.db_table}")
-    with transaction.atomic(using=db.alias), db.cursor() as cursor:
+    with transaction.atomic(using=using), db.cursor() as cursor:
         cursor.execute(
             f"CREATE TEMPORARY TABLE {scratch} AS SELECT {columns} FROM {qn(meta.db_table)} WITH NO DATA"
         )

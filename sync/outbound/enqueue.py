@@ -7,16 +7,15 @@ captured twice (webhook and poll, or a source's retry) becomes one item.
 
 from __future__ import annotations
 
-import functools
 from datetime import datetime
 from typing import Any
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F, Q, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from integrations.common.rows import copy_insert, quoted_columns
+from integrations.common.rows import bulk_insert
 from integrations.types import PARTNER_OPERATIONS, OutboundRequest, payload_fingerprint
 from sync.models import (
     PRIORITY_BULK,
@@ -146,10 +145,7 @@ def outbound_enqueue_many(
         for key, r in fresh.items()
     ]
     with transaction.atomic():
-        if connection.vendor == "postgresql":
-            copy_insert(connection, OutboundItem, rows, on_conflict="ON CONFLICT DO NOTHING")
-        else:
-            OutboundItem.objects.bulk_create(rows, ignore_conflicts=True, batch_size=500)
+        bulk_insert(OutboundItem, rows)
         _sync_record_touch(tenant=tenant, requests=list(fresh.values()))
     if any(row.state == OutboundItem.State.PENDING for row in rows):
         queue_wake(tenant_id=tenant.pk, at=now, live=origin != Origin.BULK)
@@ -202,30 +198,12 @@ def _sync_record_touch(*, tenant: Tenant, requests: list[OutboundRequest]) -> No
         for r in requests
         if r.operation in RESOURCE_FOR_OPERATION
     ]
-    if not records:
-        return
-    if connection.vendor == "postgresql":
-        copy_insert(connection, SyncRecord, records, on_conflict=_sync_record_upsert_sql())
-    else:
-        SyncRecord.objects.bulk_create(
-            records,
-            update_conflicts=True,
-            unique_fields=_SYNC_RECORD_KEY,
-            update_fields=_SYNC_RECORD_TOUCHED,
-            batch_size=500,
-        )
-
-
-_SYNC_RECORD_KEY = ["tenant", "resource_type", "partner_source", "partner_id"]
-_SYNC_RECORD_TOUCHED = ["status", "sync_state", "partner_modified_at", "fingerprint", "updated_at"]
-
-
-@functools.cache
-def _sync_record_upsert_sql() -> str:
-    col = quoted_columns(SyncRecord, connection)
-    key = ", ".join(col[name] for name in _SYNC_RECORD_KEY)
-    touched = ", ".join(f"{col[name]} = EXCLUDED.{col[name]}" for name in _SYNC_RECORD_TOUCHED)
-    return f"ON CONFLICT ({key}) DO UPDATE SET {touched}"
+    bulk_insert(
+        SyncRecord,
+        records,
+        unique_fields=["tenant", "resource_type", "partner_source", "partner_id"],
+        update_fields=["status", "sync_state", "partner_modified_at", "fingerprint", "updated_at"],
+    )
 
 
 def queue_wake(*, tenant_id: int, at: datetime, live: bool = False) -> None:

@@ -7,7 +7,7 @@ import pytest
 from django.db import DataError, IntegrityError, connection, transaction
 from django.utils import timezone
 
-from integrations.common.rows import RowInserter, copy_insert, fixed_cursor
+from integrations.common.rows import RowInserter, bulk_insert, fixed_cursor
 from integrations.models import Connection, InboundEvent
 from integrations.selectors import connection_for_webhook
 from integrations.types import Operation
@@ -105,7 +105,7 @@ def test_prepared_statements_can_be_turned_off(db, settings):
         assert not isinstance(cursor.cursor, psycopg.ClientCursor)
 
 
-# --- copy_insert: the bulk path's COPY ------------------------------------------------------
+# --- bulk_insert: the bulk path's COPY ------------------------------------------------------
 
 needs_copy = pytest.mark.skipif(
     connection.vendor != "postgresql",
@@ -146,12 +146,7 @@ def _stored(tenant: Tenant, key: str) -> dict:
 def test_copied_rows_read_back_as_bulk_create_would_have_stored_them(tenant):
     waiting = {"state": OutboundItem.State.WAITING, "last_error": "waits for its contact", "attempts": 0}
     OutboundItem.objects.bulk_create([_item(tenant, "orm-1"), _item(tenant, "orm-2", **waiting)])
-    copy_insert(
-        connection,
-        OutboundItem,
-        [_item(tenant, "copy-1"), _item(tenant, "copy-2", **waiting)],
-        on_conflict="ON CONFLICT DO NOTHING",
-    )
+    bulk_insert(OutboundItem, [_item(tenant, "copy-1"), _item(tenant, "copy-2", **waiting)])
     assert _stored(tenant, "copy-1") == _stored(tenant, "orm-1")
     assert _stored(tenant, "copy-2") == _stored(tenant, "orm-2")
     copied = OutboundItem.objects.get(tenant=tenant, idempotency_key="copy-1")
@@ -167,12 +162,7 @@ def test_a_copy_skips_keys_already_queued_and_never_touches_the_outsider(tenant,
             _item(other_tenant, "k-2", payload={"outsider": True}),
         ]
     )
-    copy_insert(
-        connection,
-        OutboundItem,
-        [_item(tenant, "k-1", payload={"second": True}), _item(tenant, "k-2")],
-        on_conflict="ON CONFLICT DO NOTHING",
-    )
+    bulk_insert(OutboundItem, [_item(tenant, "k-1", payload={"second": True}), _item(tenant, "k-2")])
     assert OutboundItem.objects.get(tenant=tenant, idempotency_key="k-1").payload == {"first": True}
     assert OutboundItem.objects.filter(tenant=tenant).count() == 2
     assert OutboundItem.objects.get(tenant=other_tenant).payload == {"outsider": True}
@@ -182,15 +172,10 @@ def test_a_copy_skips_keys_already_queued_and_never_touches_the_outsider(tenant,
 def test_copies_in_one_transaction_are_independent_and_a_failed_one_rolls_back_alone(tenant):
     with transaction.atomic():
         for key in ("a", "b"):  # the scratch table of the first copy is gone before the second
-            copy_insert(connection, OutboundItem, [_item(tenant, key)], on_conflict="ON CONFLICT DO NOTHING")
+            bulk_insert(OutboundItem, [_item(tenant, key)])
         with pytest.raises(DataError):
-            copy_insert(
-                connection,
-                OutboundItem,
-                [_item(tenant, "c"), _item(tenant, "d", operation="x" * 200)],
-                on_conflict="ON CONFLICT DO NOTHING",
-            )
-        copy_insert(connection, OutboundItem, [_item(tenant, "e")], on_conflict="ON CONFLICT DO NOTHING")
+            bulk_insert(OutboundItem, [_item(tenant, "c"), _item(tenant, "d", operation="x" * 200)])
+        bulk_insert(OutboundItem, [_item(tenant, "e")])
     assert sorted(OutboundItem.objects.values_list("idempotency_key", flat=True)) == ["a", "b", "e"]
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM pg_tables WHERE tablename LIKE 'giftline_copy_%%'")
