@@ -259,6 +259,10 @@ HTTP_USER_AGENT = env.str("HTTP_USER_AGENT", default="Giftline/0.1 (+https://git
 
 # Webhook bodies above this are refused (413) and recorded; Stripe events are well under it.
 WEBHOOK_MAX_BODY_BYTES = env.int("WEBHOOK_MAX_BODY_BYTES", default=1024 * 1024)
+# Connections each web process remembers by webhook URL, so that a delivery is one statement: the
+# INSERT itself checks that the remembered connection still matches (a rotated secret or a switched
+# off connection is read again at once). 0: read the connection for every delivery.
+WEBHOOK_CONNECTION_CACHE_SIZE = env.int("WEBHOOK_CONNECTION_CACHE_SIZE", default=1000)
 # A rejected delivery (bad signature, wrong content type, oversized) keeps its metadata, the
 # SHA-256 of its body and this many leading bytes, never the body; at most this many rejected rows
 # per connection and minute are stored, the rest only counted (RejectedDeliveryCount).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -21,12 +22,18 @@ from integrations.common.secrets import connection_secret_store, connection_secr
 from integrations.common.webhooks import event_parse
 from integrations.models import Connection, InboundEvent, RejectedDeliveryCount
 from integrations.registry import ProviderSpec, provider_get
+from integrations.selectors import reused_connection_check
 from integrations.types import MalformedPayload, ParsedEvent, PolledRecord, WebhookRequest
 from tenants.services import SYSTEM
 
 logger = logging.getLogger("giftline.capture")
 # What a provider's verify could raise on a value it did not expect (it should return a verdict).
 _VERIFY_ERRORS = (KeyError, IndexError, TypeError, ValueError, ArithmeticError, AttributeError)
+
+
+class ConnectionChanged(Exception):
+    """A connection remembered from an earlier delivery no longer matches the database (a secret
+    rotated, the connection switched off or edited): nothing was stored; read it again and retry."""
 
 
 @dataclass(frozen=True)
@@ -70,12 +77,14 @@ def inbound_event_receive(
     )
     problem = _precheck(spec, request, max_bytes, size)
     if problem:
+        _refuse_reused(connection)
         return _reject(row, request, problem, status=problem_status(problem), oversized=size > max_bytes)
     row.body = request.body
     row.body_sha256 = hashlib.sha256(request.body).hexdigest()
     try:
         verdict = spec.verify(request, connection, connection_secrets(connection))
     except _VERIFY_ERRORS as exc:
+        _refuse_reused(connection)
         # Settings are read with defaults and clamping, so this is a bug, not a bad setting. The
         # delivery is still recorded, and 503 asks the sender to retry once it is fixed.
         logger.exception(
@@ -86,6 +95,7 @@ def inbound_event_receive(
         )
     row.signature_valid = verdict.ok
     if not verdict.ok:
+        _refuse_reused(connection)  # a secret may have rotated since this process read it
         receipt = _reject(row, request, f"Signature check failed: {verdict.reason}", status=400)
         if receipt.event is not None:  # past the cap, the counter row says it (no log line per request)
             logger.warning(
@@ -106,6 +116,13 @@ def inbound_event_receive(
             row, InboundEvent.Status.IGNORED, f"Unsupported event type {parsed.event_type!r}", status=200
         )
     return _store_deduped(row, parsed)
+
+
+def _refuse_reused(connection: Connection) -> None:
+    """A delivery is refused only on a fresh read of its connection: a remembered one may hold a
+    secret, setting or state that has changed since, so the caller reads again and retries."""
+    if getattr(connection, "capture_reused", False):
+        raise ConnectionChanged(str(connection.public_id))
 
 
 def problem_status(problem: str) -> int:
@@ -194,18 +211,28 @@ def _insert(row: InboundEvent) -> None:
     """One INSERT (a fixed, prepared statement) that may hit the dedupe constraint. In autocommit
     (a webhook request) it commits by itself: wrapping it in a transaction would add BEGIN and
     COMMIT round trips to every delivery. Inside a caller's transaction a savepoint keeps a
-    duplicate from breaking it."""
+    duplicate from breaking it.
+
+    For a connection remembered from an earlier delivery (``capture_reused``), the same statement
+    stores the row only if the database still holds what capture read of it, so that what is
+    stored was decided by the connection as it is now; otherwise nothing is stored and
+    ``ConnectionChanged`` is raised.
+    """
     db = transaction.get_connection(router.db_for_write(InboundEvent))
-    if db.in_atomic_block:
-        with transaction.atomic(using=db.alias):
+    connection = row.connection
+    reused = getattr(connection, "capture_reused", False)
+    with transaction.atomic(using=db.alias) if db.in_atomic_block else contextlib.nullcontext():
+        if not reused:
             _inserter(db.alias).insert(db, row)
-    else:
-        _inserter(db.alias).insert(db, row)
+            return
+        check, params = reused_connection_check(connection, db)
+        if not _inserter(db.alias, check).insert(db, row, params):
+            raise ConnectionChanged(str(connection.public_id))
 
 
 @functools.cache
-def _inserter(alias: str) -> RowInserter:
-    return RowInserter(InboundEvent, connections[alias])
+def _inserter(alias: str, where: str = "") -> RowInserter:
+    return RowInserter(InboundEvent, connections[alias], where=where)
 
 
 def inbound_event_record_polled(*, connection: Connection, record: PolledRecord) -> bool:

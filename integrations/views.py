@@ -18,14 +18,16 @@ from integrations.common.secrets import connection_secrets
 from integrations.models import InboundEvent
 from integrations.registry import provider_get
 from integrations.selectors import connection_for_webhook
-from integrations.services import inbound_event_receive
+from integrations.services import ConnectionChanged, inbound_event_receive
 from integrations.types import WebhookRequest
 
 
 @csrf_exempt
 @webhook_observed
 def receive(request: HttpRequest, token: UUID, secret: str = "") -> HttpResponse:
-    connection = connection_for_webhook(token=token)
+    # A POST may be stored for the connection as this process last read it: the INSERT checks
+    # that it still matches. Handshakes always read it afresh.
+    connection = connection_for_webhook(token=token, reuse=request.method == "POST")
     if connection is None:
         return JsonResponse({"error": "unknown webhook URL"}, status=404)
     request.giftline_provider = connection.provider  # metrics label
@@ -54,13 +56,14 @@ def receive(request: HttpRequest, token: UUID, secret: str = "") -> HttpResponse
         return HttpResponse(text, status=status, content_type="text/plain")
     if request.method != "POST":
         return JsonResponse({"error": "this webhook URL accepts POST only"}, status=405)
-    receipt = inbound_event_receive(
-        connection=connection,
-        request=hook,
-        remote_addr=request.META.get("REMOTE_ADDR"),
-        max_bytes=max_bytes,
-        body_size=size,
-    )
+    delivery = {"request": hook, "remote_addr": request.META.get("REMOTE_ADDR"), "max_bytes": max_bytes}
+    try:
+        receipt = inbound_event_receive(connection=connection, body_size=size, **delivery)
+    except ConnectionChanged:
+        connection = connection_for_webhook(token=token)
+        if connection is None:
+            return JsonResponse({"error": "unknown webhook URL"}, status=404)
+        receipt = inbound_event_receive(connection=connection, body_size=size, **delivery)
     event = receipt.event  # None: rejected and over the per-minute cap, so counted but not stored
     return JsonResponse(
         {

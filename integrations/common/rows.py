@@ -10,6 +10,7 @@ docs/decisions.md, "Issue 17: capture path and submitter".
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,7 +19,7 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
-from django.db.models import Model
+from django.db.models import Field, Model
 
 
 def fixed_cursor(db: BaseDatabaseWrapper) -> CursorWrapper:
@@ -73,31 +74,58 @@ class RowLoader:
 class RowInserter:
     """``obj.save(force_insert=True)`` for a model without save hooks or signal receivers: one
     INSERT of every concrete field but the auto primary key, values prepared by the fields' own
-    ``pre_save``/``get_db_prep_save``, the new key read back."""
+    ``pre_save``/``get_db_prep_save``, the new key read back.
 
-    def __init__(self, model: type[Model], db: BaseDatabaseWrapper) -> None:
+    With ``where`` (an SQL condition with its own placeholders, given to ``insert`` as
+    ``where_params``) the row is stored only when the condition holds, in the same statement:
+    ``INSERT … SELECT … WHERE``, and ``insert`` returns False when it did not.
+    """
+
+    def __init__(self, model: type[Model], db: BaseDatabaseWrapper, *, where: str = "") -> None:
         meta = model._meta
         qn = db.ops.quote_name
         self.fields = [field for field in meta.local_concrete_fields if field is not meta.auto_field]
         self.returning = db.features.can_return_columns_from_insert
+        if where:
+            values = ", ".join(_typed_placeholder(field, db) for field in self.fields)
+            source = f"SELECT {values} WHERE {where}"
+        else:
+            source = f"VALUES ({', '.join(['%s'] * len(self.fields))})"
         self.sql = (
-            f"INSERT INTO {qn(meta.db_table)} ({', '.join(qn(f.column) for f in self.fields)}) "
-            f"VALUES ({', '.join(['%s'] * len(self.fields))})"
+            f"INSERT INTO {qn(meta.db_table)} ({', '.join(qn(f.column) for f in self.fields)}) {source}"
             + (f" RETURNING {qn(meta.pk.column)}" if self.returning else "")
         )
         self.table, self.pk_column = meta.db_table, meta.pk.column
 
-    def insert(self, db: BaseDatabaseWrapper, obj: Model) -> None:
+    def insert(self, db: BaseDatabaseWrapper, obj: Model, where_params: Sequence[Any] = ()) -> bool:
         values = [field.get_db_prep_save(field.pre_save(obj, True), connection=db) for field in self.fields]
         with fixed_cursor(db) as cursor:
-            cursor.execute(self.sql, values)
+            cursor.execute(self.sql, [*values, *where_params])
             if self.returning:
-                pk = cursor.fetchone()[0]
+                row = cursor.fetchone()
+                if row is None:
+                    return False
+                pk = row[0]
             else:
+                if cursor.rowcount == 0:
+                    return False
                 pk = db.ops.last_insert_id(cursor, self.table, self.pk_column)
         obj.pk = pk
         obj._state.adding = False
         obj._state.db = db.alias
+        return True
+
+
+_LENGTH = re.compile(r"\(.*?\)")  # "varchar(32)" -> "varchar"
+
+
+def _typed_placeholder(field: Field, db: BaseDatabaseWrapper) -> str:
+    """A value's placeholder in ``INSERT … SELECT``, where no target column types it: PostgreSQL
+    is told the column's type, without a length, so that the column still refuses a value too long
+    for it rather than the cast cutting it short. SQLite needs no type."""
+    if db.vendor != "postgresql":
+        return "%s"
+    return f"CAST(%s AS {_LENGTH.sub('', field.cast_db_type(db))})"
 
 
 def bulk_insert(

@@ -85,6 +85,48 @@ def test_a_duplicate_is_a_django_integrity_error_and_leaves_the_transaction_usab
     assert InboundEvent.objects.filter(connection=hook).count() == 1
 
 
+def _checked() -> RowInserter:
+    """Stores only when the connection it is given (and the count) exist."""
+    return RowInserter(
+        InboundEvent,
+        connection,
+        where=f"(SELECT COUNT(*) FROM {Connection._meta.db_table} WHERE id = %s) = %s",
+    )
+
+
+def test_a_checked_insert_stores_the_same_row_when_its_condition_holds(tenant, make_connection):
+    hook = make_connection(tenant, "stripe")
+    row = _event(hook, "evt_1")
+    row.remote_addr, row.occurred_at, row.body_size = None, None, None  # NULLs need their types too
+    assert _checked().insert(connection, row, [hook.pk, 1]) is True
+    stored = InboundEvent.objects.get(pk=row.pk)
+    expected, got = _fields(row), _fields(stored)
+    expected["body"], got["body"] = bytes(expected["body"]), bytes(got["body"])
+    assert got == expected
+
+
+def test_a_checked_insert_stores_nothing_when_its_condition_fails(tenant, make_connection):
+    hook = make_connection(tenant, "stripe")
+    row = _event(hook, "evt_1")
+    assert _checked().insert(connection, row, [hook.pk, 0]) is False
+    assert row.pk is None and row._state.adding
+    assert not InboundEvent.objects.exists()
+
+
+def test_a_checked_insert_refuses_a_value_too_long_for_its_column(tenant, make_connection):
+    """Its typed placeholders drop the length (varchar, not varchar(100)), so the column still
+    checks it: a cast to the column's own type would cut the value short without a word."""
+    hook = make_connection(tenant, "stripe")
+    row = _event(hook, "evt_1")
+    row.event_type = "x" * 101
+    if connection.vendor == "postgresql":
+        with pytest.raises(DataError), transaction.atomic():
+            _checked().insert(connection, row, [hook.pk, 1])
+        assert not InboundEvent.objects.exists()
+    else:  # SQLite does not enforce lengths, for the ORM either
+        assert _checked().insert(connection, row, [hook.pk, 1]) is True
+
+
 @needs_postgresql
 def test_the_capture_statements_are_prepared_on_postgresql(tenant, make_connection, client):
     hook = make_connection(tenant, "stripe", secret="whsec_1")
