@@ -8,9 +8,10 @@ admin.site.site_title = "Giftline"
 admin.site.index_title = "Tenants, syncs and replays"
 
 urlpatterns = [
+    # The webhook receivers first: they are most of the traffic, and resolving stops at them.
+    path("", include("integrations.urls")),
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/", admin.site.urls),
-    path("", include("integrations.urls")),
 ]
 
 if settings.SANDBOX_ENABLED:

@@ -99,6 +99,7 @@ def _remember(key: str, connection: Connection | None) -> None:
             return
         while len(_remembered) >= settings.WEBHOOK_CONNECTION_CACHE_SIZE:
             del _remembered[next(iter(_remembered))]
+        reused_connection_check(connection, connections[connection._state.db])  # once, not per delivery
         _remembered[key] = connection
 
 
@@ -117,8 +118,12 @@ def reused_connection_check(connection: Connection, db: BaseDatabaseWrapper) -> 
     against the remembered ones and is verified again on a fresh read.
 
     Plain equalities on rows found by primary key: a digest of the same values, or an aggregate
-    over the secrets, cost PostgreSQL several times as much per delivery.
+    over the secrets, cost PostgreSQL several times as much per delivery. The result is kept on
+    the connection (and so on every copy of a remembered one).
     """
+    kept = connection.__dict__.get("_reuse_check")
+    if kept is not None and kept[0] == db.alias:
+        return kept[1], kept[2]
     sql = _reuse_check_sql(db.alias, len(connection.webhook_secret_ids))
     fields = Connection._meta
     params = [
@@ -134,6 +139,7 @@ def reused_connection_check(connection: Connection, db: BaseDatabaseWrapper) -> 
             connection.credential_scope,
             ciphertext,
         ]
+    connection._reuse_check = (db.alias, sql, params)
     return sql, params
 
 

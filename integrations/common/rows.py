@@ -1,8 +1,9 @@
 """Fixed statements for the hot paths: SQL text built once per process from a model's fields,
 and ``bulk_insert`` for the bulk path's many rows.
 
-A webhook is one read and one INSERT. Through the ORM, compiling those two statements cost more
-CPU than everything else in the request; here the text is built once, the values are prepared by
+A webhook is one read and one INSERT (one checked INSERT once its connection is remembered).
+Through the ORM, compiling such statements cost more CPU than everything else in the request;
+here the text is built once, the values are prepared by
 the same field methods the ORM uses, and on PostgreSQL the statements go through a server-binding
 cursor that prepares them (planning then happens once per connection). See
 docs/decisions.md, "Issue 17: capture path and submitter".
