@@ -19,6 +19,19 @@ SECRET = "whsec_alpha_current_0001"
 NEXT = "whsec_alpha_next_0002"
 
 
+def _set_next(tenant, connection, *, activate: bool = False) -> None:
+    """NEXT as the connection's pending secret beside its active one (a rotation under way), or
+    with ``activate`` as its active one, retiring the other."""
+    credential_set(
+        tenant=tenant,
+        platform="stripe",
+        purpose="webhook_secret",
+        secret=NEXT,
+        scope=connection.credential_scope,
+        activate=activate,
+    )
+
+
 def _signed(body: bytes, secret: str) -> dict[str, str]:
     return {"HTTP_STRIPE_SIGNATURE": webhooks.sign(body, secret, int(time.time()))}
 
@@ -30,14 +43,7 @@ def test_connection_and_its_secrets_come_in_one_statement(
     make_connection(tenant, "stripe", secret="whsec_sibling_connection")  # same tenant, other scope
     make_connection(tenant, "donorbox", secret="donorbox-secret")  # same tenant, other platform
     outsider = make_connection(other_tenant, "stripe", secret="whsec_outsider")
-    credential_set(
-        tenant=tenant,
-        platform="stripe",
-        purpose="webhook_secret",
-        secret=NEXT,
-        scope=ours.credential_scope,
-        activate=False,
-    )
+    _set_next(tenant, ours)
     with django_assert_num_queries(1):
         found = connection_for_webhook(token=ours.webhook_token)
         assert found.tenant.slug == "alpha"
@@ -77,13 +83,7 @@ def test_rotation_takes_effect_at_once_despite_the_cache(client, tenant, make_co
         client.post(url, data=first, content_type="application/json", **_signed(first, SECRET)).status_code
         == 200
     )
-    credential_set(
-        tenant=tenant,
-        platform="stripe",
-        purpose="webhook_secret",
-        secret=NEXT,
-        scope=connection.credential_scope,
-    )  # activates NEXT, retires SECRET: a new ciphertext, so a new cache key
+    _set_next(tenant, connection, activate=True)  # SECRET retired: a new ciphertext, a new cache key
     second = fixture_bytes("stripe", "charge.refunded.json")
     old = client.post(url, data=second, content_type="application/json", **_signed(second, SECRET))
     assert old.status_code == 400
@@ -161,14 +161,7 @@ def test_a_settings_change_takes_effect_at_once(client, tenant, make_connection)
 def test_a_new_pending_secret_is_accepted_at_once(client, tenant, make_connection):
     connection = make_connection(tenant, "stripe", secret=SECRET)
     assert _post(client, connection, _event(1), SECRET).status_code == 200
-    credential_set(
-        tenant=tenant,
-        platform="stripe",
-        purpose="webhook_secret",
-        secret=NEXT,
-        scope=connection.credential_scope,
-        activate=False,
-    )
+    _set_next(tenant, connection)
     assert _post(client, connection, _event(2), NEXT).status_code == 200
     assert _post(client, connection, _event(3), SECRET).status_code == 200  # still active too
     assert InboundEvent.objects.filter(status="pending").count() == 3
@@ -229,10 +222,7 @@ def test_the_reuse_check_fails_on_what_decides_a_delivery_and_only_that(tenant, 
     before = remembered()
     Connection.objects.filter(pk=connection.pk).update(consecutive_failures=9, last_error="x")
     Tenant.objects.filter(pk=tenant.pk).update(name="Renamed")
-    credential_set(
-        tenant=tenant, platform="stripe", purpose="webhook_secret", secret=NEXT,
-        scope=connection.credential_scope, activate=False,
-    )  # fmt: skip  # a new secret: a delivery signed with it is verified on a fresh read
+    _set_next(tenant, connection)  # a new secret: a delivery signed with it is verified on a fresh read
     assert still_holds(before)
     changes = {
         "settings": lambda: Connection.objects.filter(pk=connection.pk).update(
