@@ -39,9 +39,18 @@ RELEASING_STATES = {
 HELD_STATES = [OutboundItem.State.PENDING, OutboundItem.State.IN_FLIGHT]
 
 
-def gift_contact_dependency(*, tenant: Tenant, payload: dict[str, Any]) -> OutboundItem | None:
+def gift_contact_dependency(
+    *, tenant: Tenant, payload: dict[str, Any], lock: bool = False
+) -> OutboundItem | None:
     """The Contact Transaction we still hold for this gift's donor, when the donor is not known to
-    Virtuous yet: sending the gift first could leave it unmatched (steady-state rule)."""
+    Virtuous yet: sending the gift first could leave it unmatched (steady-state rule).
+
+    With ``lock`` (inside the transaction that inserts the waiting gift), the contact write's row is
+    locked as it is read. Its 2xx record updates that row, so it waits for the gift's commit, and the
+    release that follows it then finds the gift; a record that came first is seen by the read, which
+    then finds nothing held. Unlocked, a contact write queued by an earlier event and recorded
+    between the read and the gift's commit released nothing, and left the gift to the minute's
+    dependency check. (A contact queued by the same event is the gift's own uncommitted row.)"""
     contact = payload.get("contact") or {}
     reference = str(contact.get("referenceId") or "")
     if not reference or contact.get("id"):
@@ -63,7 +72,8 @@ def gift_contact_dependency(*, tenant: Tenant, payload: dict[str, Any]) -> Outbo
     )
     if contacts.filter(state=OutboundItem.State.CONFIRMED).exists():
         return None
-    return contacts.filter(state__in=HELD_STATES).order_by("pk").first()
+    held = contacts.filter(state__in=HELD_STATES).order_by("pk")
+    return (held.select_for_update(no_key=True) if lock else held).first()
 
 
 def waiting_fields(dependency: OutboundItem | None, release_on: str, now: datetime) -> dict[str, Any]:

@@ -58,11 +58,6 @@ def outbound_enqueue(
     now = timezone.now()
     due = not_before or now
     direction = direction_for(request.operation)
-    dependency = (
-        gift_contact_dependency(tenant=tenant, payload=request.payload)
-        if request.operation == Operation.GIFT_TRANSACTION and origin != Origin.REPLAY
-        else None
-    )
     item = OutboundItem(
         tenant=tenant,
         operation=request.operation,
@@ -74,10 +69,15 @@ def outbound_enqueue(
         origin=origin,
         priority=PRIORITY_BULK if origin == Origin.BULK else PRIORITY_LIVE,
         next_attempt_at=due,
-        **waiting_fields(dependency, RELEASE_SUBMITTED, now),
     )
     try:
         with transaction.atomic():
+            if request.operation == Operation.GIFT_TRANSACTION and origin != Origin.REPLAY:
+                # The contact write it waits for stays locked until this commits: its 2xx record
+                # then comes after, and so does the release that follows it (see the function).
+                dependency = gift_contact_dependency(tenant=tenant, payload=request.payload, lock=True)
+                for name, value in waiting_fields(dependency, RELEASE_SUBMITTED, now).items():
+                    setattr(item, name, value)
             item.save(force_insert=True)
             _sync_record_touch(tenant=tenant, requests=[request])
     except IntegrityError:

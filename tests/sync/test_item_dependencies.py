@@ -7,12 +7,15 @@ import csv
 import datetime as dt
 import io
 import logging
+import threading
 from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management import CommandError, call_command
+from django.db import connection as db_connection
+from django.db import connections as db_connections
 from django.urls import reverse
 from django.utils import timezone
 
@@ -23,8 +26,9 @@ from sync.ops.imports.files import ImportSettings, input_fingerprint
 from sync.ops.imports.plan import plan_counts
 from sync.ops.imports.progress import import_run_progress
 from sync.ops.imports.validate import ContactResolver, historical_import_validate
+from sync.outbound import enqueue as enqueue_module
 from sync.outbound.confirm import outbound_confirm, outbound_reconcile_submitted
-from sync.outbound.dependencies import outbound_dependencies_check
+from sync.outbound.dependencies import RELEASE_SUBMITTED, dependents_release, outbound_dependencies_check
 from sync.outbound.drain import outbound_drain
 from sync.outbound.enqueue import outbound_enqueue
 
@@ -303,6 +307,53 @@ def test_a_gift_for_a_donor_virtuous_already_has_does_not_wait(tenant, other_ten
     outbound_enqueue(tenant=other_tenant, request=_contact("cus_x"), origin=Origin.WEBHOOK)
     mine, _ = outbound_enqueue(tenant=tenant, request=_gift(4, "cus_x"), origin=Origin.WEBHOOK)
     assert mine.state == "pending"
+
+
+@pytest.mark.skipif(
+    db_connection.vendor != "postgresql", reason="needs PostgreSQL row locks: SQLite serialises writers"
+)
+@pytest.mark.django_db(transaction=True)
+def test_a_contact_recorded_while_its_gift_is_enqueued_still_releases_the_gift(tenant, monkeypatch):
+    """The gift's enqueue reads its contact write as in flight; the contact's 2xx record and the
+    release after it then run before the gift commits. Unlocked, that release found no gift and
+    left it waiting for the minute's check; locked, the record waits for the gift's commit."""
+    contact, _ = outbound_enqueue(tenant=tenant, request=_contact("cus_race"), origin=Origin.WEBHOOK)
+    OutboundItem.objects.filter(pk=contact.pk).update(state="in_flight")
+    read, go = threading.Event(), threading.Event()
+    real_waiting_fields = enqueue_module.waiting_fields
+
+    def pause_after_the_read(*args, **kwargs):
+        read.set()
+        go.wait(timeout=5)
+        return real_waiting_fields(*args, **kwargs)
+
+    monkeypatch.setattr(enqueue_module, "waiting_fields", pause_after_the_read)
+
+    def enqueue_gift():
+        try:
+            outbound_enqueue(tenant=tenant, request=_gift(9, "cus_race"), origin=Origin.WEBHOOK)
+        finally:
+            db_connections.close_all()
+
+    def record_the_contact():
+        try:
+            OutboundItem.objects.filter(pk=contact.pk).update(state="submitted")
+            dependents_release(dependency_ids=[contact.pk], reached=RELEASE_SUBMITTED)
+        finally:
+            db_connections.close_all()
+
+    gift_thread = threading.Thread(target=enqueue_gift)
+    gift_thread.start()
+    assert read.wait(timeout=5)
+    record_thread = threading.Thread(target=record_the_contact)
+    record_thread.start()
+    record_thread.join(timeout=1)  # unlocked it finishes here; locked it waits for the gift
+    go.set()
+    gift_thread.join(timeout=10)
+    record_thread.join(timeout=10)
+    assert not gift_thread.is_alive() and not record_thread.is_alive()
+    gift = OutboundItem.objects.get(tenant=tenant, operation=Operation.GIFT_TRANSACTION)
+    assert gift.state == "pending"  # released at once, not left to the minute's check
 
 
 # --- the command: refusal, sign-off words, logging -----------------------------------------
