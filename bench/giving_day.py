@@ -169,6 +169,53 @@ def not_accepted(expected: dict[str, dict[str, float]], seen: dict, *, limit: in
     return report
 
 
+def slowest(expected: dict[str, dict[str, float]], seen: dict, *, limit: int = 5) -> list[dict]:
+    """The slowest accepted donations and where each waited, from our rows (read before the run's
+    database is dropped): seconds after our 2xx at which the event was processed and each of its
+    queue items (the donor's contact write, the gift) was created and submitted."""
+    from sync.models import OutboundItem
+
+    delays = sorted(
+        ((got[1] - acked_at, slug, pi, acked_at) for slug, acks in expected.items() for pi, acked_at in acks.items()
+         if (got := seen.get(slug, {}).get(pi)) is not None),
+        reverse=True,
+    )[:limit]  # fmt: skip
+    report = []
+    for delay, slug, pi, acked_at in delays:
+
+        def after(moment, acked_at=acked_at) -> float | None:
+            return round(moment.timestamp() - acked_at, 2) if moment else None
+
+        gift = (
+            OutboundItem.objects.filter(tenant__slug=slug, external_id=pi)
+            .select_related("depends_on")
+            .first()
+        )
+        items = [gift, gift.depends_on] if gift and gift.depends_on else [gift]
+        report.append(
+            {
+                "tenant": slug,
+                "gift": pi,
+                "accepted_after_s": round(delay, 2),
+                "items": [
+                    {
+                        "operation": i.operation,
+                        "state": i.state,
+                        "attempts": i.attempts,
+                        "created_s": after(i.created_at),
+                        "waiting_since_s": after(i.waiting_since),
+                        "submitted_s": after(i.submitted_at),
+                        "note": i.note,
+                        "last_error": i.last_error[:200],
+                    }
+                    for i in items
+                    if i is not None
+                ],
+            }
+        )
+    return report
+
+
 def hop_delays(slugs: list[str]) -> dict[str, dict[str, float]]:
     """Where the time between a 2xx and Virtuous goes, from our own rows: capture to processed by
     the inbound drain, then queue item created to submitted (the call's answer included)."""
@@ -239,6 +286,7 @@ def bench_givingday(bench: Bench) -> dict:
     stats = fake.stats()
     figures = freshness_figures(expected, seen)
     missing = not_accepted(expected, seen)
+    slow = slowest(expected, seen)
     hops = hop_delays(list(expected))
     big = [tenants[i][0].slug for i in range(min(5, count))]
     largest = freshness_figures({k: expected[k] for k in big}, seen)
@@ -265,6 +313,7 @@ def bench_givingday(bench: Bench) -> dict:
         "load_driver_cpu_s": cpu_seconds(os.getpid()) - own_cpu,
         "peak_rss_mb": {**memory, "fake": round(stats["peak_rss_mb"], 1)},
         "not_accepted": missing,
+        "slowest": slow,
         "hops": hops,
     }
     result["fake"] = summarise_fake(fake.stop())

@@ -236,6 +236,16 @@ def render(results: dict) -> str:
         out.append(
             f"|  | | not accepted: {m['tenant']} {m['gift']}: captured {captured}; items: {where or 'none'} | | |"
         )
+    for m in results.get("givingday", {}).get("slowest", []):
+        where = "; ".join(
+            f"{i['operation']} created +{i['created_s']} s"
+            + (f", waiting from +{i['waiting_since_s']} s" if i["waiting_since_s"] is not None else "")
+            + f", submitted +{i['submitted_s']} s ({i['state']}, {i['attempts']} attempt(s))"
+            for i in m["items"]
+        )
+        out.append(
+            f"|  | | slow: {m['tenant']} {m['gift']} accepted +{m['accepted_after_s']} s; {where} | | |"
+        )
     for name in ("submit", "fairness", "freshness", "scaleout", "capacity", "givingday"):
         if name in results and "fake" in results[name]:
             f = results[name]["fake"]
