@@ -114,6 +114,12 @@ class OutboundItem(models.Model):
             models.Index(fields=["tenant", "external_source", "external_id"], name="outbound_external_idx"),
             models.Index(fields=["state", "lease_expires_at"], name="outbound_lease_idx"),
             models.Index(fields=["tenant", "state", "submitted_at"], name="outbound_submitted_idx"),
+            # A tenant's next wake (its earliest due item), read at every release: without it
+            # PostgreSQL took the partner drain's index below in time order and passed over every
+            # other tenant's due items to find this one's.
+            models.Index(
+                fields=["tenant", "direction", "state", "next_attempt_at"], name="outbound_wake_idx"
+            ),
             # The partner drain's scan for tenants with due two-way writes.
             models.Index(fields=["direction", "state", "next_attempt_at"], name="outbound_direction_idx"),
             # Waiting items: per tenant for the admin and health counts, by age for the timeout.

@@ -147,10 +147,10 @@ def _release_params(
         Direction.OUTBOUND,
     )
     return [  # in the order of the text
+        *(tenant_id, pending, outbound, tenant_id, in_flight, outbound),
+        not_before,
         *(owner, owner, owner, now),
         *(submitted is not None, now, bool(submitted), now),
-        not_before,
-        *(tenant_id, pending, outbound, tenant_id, in_flight, outbound),
         tenant_id,
     ]
 
@@ -167,12 +167,16 @@ def _release_sql() -> str:
             f"AND {item['state']} = %s AND {item['direction']} = %s)"
         )
 
-    # ``n.wake`` is computed once: the next due item, else the earliest lease to expire, held to
-    # ``not_before`` (GREATEST skips a NULL not_before; nothing due stays NULL). The lease columns
-    # change only for its holder; the wake time whoever holds it (an enqueue moves it earlier with
-    # its own UPDATE).
+    # ``n.wake``: the next due item, else the earliest lease to expire, held to ``not_before``
+    # (GREATEST skips a NULL not_before; nothing due stays NULL). ``w`` is MATERIALIZED so its
+    # lookups run once: as a subquery in FROM it was pulled up, and every use of ``due`` ran them
+    # again. The lease columns change only for its holder; the wake time whoever holds it (an
+    # enqueue moves it earlier with its own UPDATE).
     ours = f"q.{col['lease_owner']} = %s"
     return (
+        f"WITH w AS MATERIALIZED (SELECT COALESCE({earliest('next_attempt_at')}, "
+        f"{earliest('lease_expires_at')}) AS due), "
+        f"n AS (SELECT CASE WHEN w.due IS NULL THEN NULL ELSE GREATEST(w.due, %s::timestamptz) END AS wake FROM w) "
         f"UPDATE {queue} AS q SET {col['wake_at']} = n.wake, "
         f"{col['lease_owner']} = CASE WHEN {ours} THEN '' ELSE q.{col['lease_owner']} END, "
         f"{col['lease_until']} = CASE WHEN {ours} THEN NULL ELSE q.{col['lease_until']} END, "
@@ -180,9 +184,7 @@ def _release_sql() -> str:
         f"ELSE q.{col['due_since']} END, "
         f"{col['last_drain_at']} = CASE WHEN %s THEN %s ELSE q.{col['last_drain_at']} END, "
         f"{col['last_success_at']} = CASE WHEN %s THEN %s ELSE q.{col['last_success_at']} END "
-        f"FROM (SELECT CASE WHEN w.due IS NULL THEN NULL ELSE GREATEST(w.due, %s::timestamptz) END AS wake "
-        f"FROM (SELECT COALESCE({earliest('next_attempt_at')}, {earliest('lease_expires_at')}) AS due) AS w) AS n "
-        f"WHERE q.{col['tenant']} = %s"
+        f"FROM n WHERE q.{col['tenant']} = %s"
     )
 
 

@@ -11,7 +11,13 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from sync.models import OutboundItem, TenantQueue
-from sync.outbound.tenant_queue import tenant_load, tenant_queue_claim, tenant_queue_release
+from sync.outbound.tenant_queue import (
+    _release_params,
+    _release_sql,
+    tenant_load,
+    tenant_queue_claim,
+    tenant_queue_release,
+)
 from tenants.models import Tenant
 from tenants.services import tenant_create, tenant_pause
 from tests.sync.conftest import claim_concurrently, enqueue_gifts
@@ -137,6 +143,29 @@ def test_an_item_in_flight_wakes_the_tenant_when_its_lease_would_expire(tenant):
     )
     tenant_queue_release(tenant=tenant, owner="d1")
     assert TenantQueue.objects.get(tenant=tenant).wake_at == expires
+
+
+@postgres_only
+def test_a_release_finds_its_wake_among_its_own_items_once(tenant, other_tenant):
+    """The wake lookups go by the tenant's own index entries, each run once. With the partner
+    drain's index taken in time order instead, every release passed over every other tenant's
+    due items (122 ms a release beside 100 backlogged tenants), and the pulled-up subquery ran
+    the lookups again for each use of its result."""
+    enqueue_gifts(other_tenant, 30)  # due first, in the way of a scan in time order
+    enqueue_gifts(tenant, 2)
+    sql, params = _release_sql(), _release_params(tenant.pk, "d1", None, 1, timezone.now())
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE sync_outbounditem")
+        cursor.execute("SET LOCAL enable_seqscan = off")  # a test's few rows would be read whole
+        cursor.execute("EXPLAIN " + sql, params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    lookups = [line for line in plan.splitlines() if " on sync_outbounditem" in line]
+    assert len(lookups) == 2, plan  # the due item, else the earliest lease: once each
+    assert "outbound_wake_idx" in lookups[0] and "tenant_id = " in plan.split(lookups[0])[1], plan
+    tenant_queue_release(tenant=tenant, owner="d1", submitted=1)
+    assert TenantQueue.objects.get(tenant=tenant).wake_at == min(
+        OutboundItem.objects.filter(tenant=tenant).values_list("next_attempt_at", flat=True)
+    )
 
 
 def test_a_turns_tenant_is_read_as_the_orm_reads_it(tenant, other_tenant):
