@@ -38,22 +38,34 @@ DEFAULT_RETRY_AFTER = 60.0
 # X-RateLimit-Reset is documented as Unix seconds; a smaller number can only be a delay.
 _EPOCH_THRESHOLD = 1_000_000_000
 
-# Calls sent and not yet answered, per bucket key, in this process. A tenant may have several
-# calls in flight; an answer's X-RateLimit-Remaining does not count the others yet on their way,
-# so the bucket is re-synced to what remains after them (otherwise they land as 429s).
-_in_flight: dict[str, int] = {}
+# Calls sent and not yet answered, per bucket key, in this process, each numbered in the order it
+# was sent. A tenant may have several calls in flight; an answer's X-RateLimit-Remaining counts
+# what had arrived before it, so the bucket is re-synced to what remains after the calls sent
+# since (otherwise they land as 429s). Calls sent before it and answered later were counted
+# already: subtracting them too cost a tenant with overlapping calls one call in every window.
+_in_flight: dict[str, set[int]] = {}
+_sent: dict[str, int] = {}
 _in_flight_lock = threading.Lock()
 
 
-def _in_flight_add(key: str, delta: int) -> int:
-    """Add ``delta`` to ``key``'s calls in flight; returns the new count."""
+def _in_flight_start(key: str) -> int:
+    """Count a call to ``key`` as sent; returns its number in the order of sending."""
     with _in_flight_lock:
-        count = max(_in_flight.get(key, 0) + delta, 0)
-        if count:
-            _in_flight[key] = count
-        else:
+        number = _sent.get(key, 0) + 1
+        _sent[key] = number
+        _in_flight.setdefault(key, set()).add(number)
+        return number
+
+
+def _in_flight_end(key: str, number: int) -> int:
+    """The call ``number`` was answered; returns how many calls sent after it are still in flight."""
+    with _in_flight_lock:
+        flying = _in_flight.get(key, set())
+        flying.discard(number)
+        if not flying:
             _in_flight.pop(key, None)
-        return count
+            _sent.pop(key, None)  # nothing left to order against: numbering starts again
+        return sum(1 for n in flying if n > number)
 
 
 TenantAuthPolicy = Callable[[Any, VirtuousError], None]
@@ -398,7 +410,7 @@ class VirtuousClient:
             wait = self.budget.try_acquire(1, keep_reserve=self.keep_reserve)
             if wait > 0:
                 raise BudgetExhausted(retry_in=wait)
-            _in_flight_add(self.budget.key, 1)
+            sent = _in_flight_start(self.budget.key)
 
         request_id = uuid.uuid4().hex
         headers = {
@@ -424,13 +436,13 @@ class VirtuousClient:
             self._record(method, template, None, started, request_id, error.error_class, None, None)
             raise error from exc
         finally:
-            others = _in_flight_add(self.budget.key, -1) if self.budget is not None else 0
+            later = _in_flight_end(self.budget.key, sent) if self.budget is not None else 0
 
         request_id = response.headers.get("X-Request-Id") or request_id
         remaining = _header_int(response, "X-RateLimit-Remaining")
         reset = _reset_epoch(response.headers.get("X-RateLimit-Reset"))
         if self.budget is not None:
-            self.budget.observe(None if remaining is None else remaining - others, reset)
+            self.budget.observe(None if remaining is None else remaining - later, reset)
         error_class = classify_status(response.status_code)
         self._record(
             method, template, response.status_code, started, request_id, error_class, remaining, reset

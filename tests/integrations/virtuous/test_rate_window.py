@@ -77,19 +77,50 @@ def test_resuming_at_the_announced_reset_needs_a_margin(backend, clock, settings
         assert fake.refused > 0  # resuming exactly at the floored reset lands in the old window
 
 
+def _window_with(fake: WindowedVirtuous, clock: FrozenClock, *, left: int) -> None:
+    fake.hits = LIMIT - left
+    fake.window = math.floor((clock.now - SKEW) / WINDOW) * WINDOW + SKEW
+
+
 @responses.activate
-def test_calls_still_in_flight_count_against_what_remains(backend, clock):
+def test_calls_sent_after_an_answered_one_count_against_what_it_says_remains(backend, clock):
     fake = WindowedVirtuous(clock)
-    responses.add_callback(responses.POST, GIFT_URL, callback=fake)
+    siblings: list[int] = []
+
+    def answer_while_a_sibling_leaves(request):
+        siblings.append(client_module._in_flight_start(budget.key))  # sent after ours: not counted yet
+        return fake(request)
+
+    responses.add_callback(responses.POST, GIFT_URL, callback=answer_while_a_sibling_leaves)
     budget = TenantBudget(f"flight-{uuid.uuid4()}", 3600, burst_seconds=60, backend=backend, clock=clock)
     client = VirtuousClient(base_url=BASE, token=TOKEN, budget=budget, tenant_label="alpha")
-    fake.hits = LIMIT - 2  # this window has two requests left
-    fake.window = math.floor((clock.now - SKEW) / WINDOW) * WINDOW + SKEW
-    client_module._in_flight_add(budget.key, 1)  # a sibling call of the same tenant, on its way
+    _window_with(fake, clock, left=2)
     try:
         client.gift_transaction({"transactionSource": "Stripe", "transactionId": "pi_1"})
         # Remaining says 1, but the sibling will take it: nothing is left for a third call.
         assert budget.try_acquire() > 0
     finally:
-        client_module._in_flight_add(budget.key, -1)
+        client_module._in_flight_end(budget.key, siblings[0])
     assert client_module._in_flight.get(budget.key) is None  # every call accounted for
+    assert client_module._sent.get(budget.key) is None
+
+
+@responses.activate
+def test_a_call_sent_before_an_answered_one_is_not_counted_twice(backend, clock):
+    """A sibling sent first and answered last (answer times vary by hundreds of milliseconds)
+    reached Virtuous before ours, so the count in our answer includes it. Subtracting it again
+    stopped a tenant with overlapping calls one call short in every window."""
+    fake = WindowedVirtuous(clock)
+    responses.add_callback(responses.POST, GIFT_URL, callback=fake)
+    budget = TenantBudget(f"flight-{uuid.uuid4()}", 3600, burst_seconds=60, backend=backend, clock=clock)
+    client = VirtuousClient(base_url=BASE, token=TOKEN, budget=budget, tenant_label="alpha")
+    _window_with(fake, clock, left=3)
+    sibling = client_module._in_flight_start(budget.key)
+    fake.hits += 1  # it arrived, and is still on its way back
+    try:
+        client.gift_transaction({"transactionSource": "Stripe", "transactionId": "pi_1"})
+        assert budget.try_acquire() == 0.0  # remaining says 1, and it is ours to use
+        assert budget.try_acquire() > 0  # and nothing more
+    finally:
+        client_module._in_flight_end(budget.key, sibling)
+    assert client_module._in_flight.get(budget.key) is None
