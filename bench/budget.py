@@ -3,8 +3,12 @@ K = 10 and K = 100, scale-out of latency-bound drain processes, and tenants per 
 500 ms (stepping up to 1,000 tenants to find the knee).
 
 "Used" is what the fake answered 2xx, by arrival time, per organisation (one per tenant), over
-whole windows from mid-window to mid-window after a warm-up: the fake's own accounting, not our
-Attempt rows. Our Attempt rows give the client-side call timings.
+whole windows of the fake's (they start on the clock's multiples of the window, as its counts do)
+after a warm-up: the fake's own accounting, not our Attempt rows, and the unit the budget is
+spent in. The same span shifted back half a window (mid-window to mid-window, what runs before
+the eighth round reported) is kept beside it: a tenant that spends its window in its first
+seconds read up to a fifth short there whenever one window's calls started later than another's,
+with every window full. Our Attempt rows give the client-side call timings.
 """
 
 from __future__ import annotations
@@ -84,10 +88,10 @@ def measure_window_use(
     more_dispatchers: tuple = (),
 ) -> dict:
     """With ``dispatch`` (and ``more_dispatchers``) started, measure ``windows`` whole windows
-    starting mid-window after ``warm`` seconds: used / allowed per tenant, Jain's index, CPU by
-    process, our CPU per call."""
+    of the fake's after ``warm`` seconds and half a window: used / allowed per tenant, Jain's
+    index, CPU by process, our CPU per call; and the share used from mid-window to mid-window."""
     launched = time.time()
-    start = (math.floor((launched + warm) / window) + 1) * window + window / 2
+    start = (math.floor((launched + warm) / window) + 2) * window
     end = start + windows * window
     time.sleep(max(0.0, start - time.time()))
     meter = CpuMeter(
@@ -111,6 +115,9 @@ def measure_window_use(
     used = fake.usage(start, end)
     allowed = per_tenant_per_s * (end - start)
     shares = [used.get(t.slug, 0) / allowed for t in tenants]
+    worst = worst_tenants(fake, tenants, shares, start=start, end=end, window=window)
+    used_mid = fake.usage(start - window / 2, end - window / 2)
+    shares_mid = [used_mid.get(t.slug, 0) / allowed for t in tenants]
     calls_per_s = sum(used.get(t.slug, 0) for t in tenants) / (end - start)
     return {
         "tenants": len(tenants),
@@ -118,6 +125,8 @@ def measure_window_use(
         "used_fraction": sum(shares) / len(shares),
         "min_tenant_fraction": min(shares),
         "jain": jain(shares),
+        "used_fraction_mid_window": sum(shares_mid) / len(shares_mid),
+        "min_tenant_fraction_mid_window": min(shares_mid),
         "calls_per_s": calls_per_s,
         **budget_checks(fake.stats(), tenants),
         **call_ms(tenants, start, end),
@@ -129,8 +138,50 @@ def measure_window_use(
         ),
         "fake_cpu_us_per_call": 1e6 * cores.get("fake", 0) / calls_per_s if calls_per_s else None,
         "dispatcher_peak_rss_mb": rss,
+        "worst_tenants": worst,
         **({"profile": profile} if profile else {}),
     }
+
+
+def worst_tenants(
+    fake: FakeVirtuous, tenants, shares: list[float], *, start: float, end: float, window: float
+):
+    """The three tenants that kept least: the fake's 2xx count in each whole window the measured
+    span touches, and each one's longest pauses between two of its calls (from our Attempt
+    rows: when the pause began, in seconds into its window, and how long it lasted)."""
+    from sync.models import Attempt
+
+    first = math.floor(start / window) * window
+    edges = [first + n * window for n in range(math.ceil((end - first) / window) + 1)]
+    per_window = [fake.usage(a, b) for a, b in zip(edges, edges[1:], strict=False)]
+    ranked = sorted(zip(shares, tenants, strict=True), key=lambda pair: pair[0])[:3]
+    rows = []
+    for share, tenant in ranked:
+        calls = [
+            (c.timestamp(), (d or 0) / 1000)
+            for c, d in Attempt.objects.filter(
+                tenant=tenant,
+                created_at__gte=datetime.fromtimestamp(first, UTC),
+                created_at__lt=datetime.fromtimestamp(edges[-1], UTC),
+            )
+            .order_by("created_at")
+            .values_list("created_at", "duration_ms")
+        ]
+        # An Attempt row is written when its answer came: the call went out ``duration`` before.
+        sent = [(at - duration, at) for at, duration in calls]
+        gaps = sorted(((b[0] - a[1], a[1]) for a, b in zip(sent, sent[1:], strict=False)), reverse=True)[:3]
+        rows.append(
+            {
+                "tenant": tenant.slug,
+                "share": round(share, 3),
+                "per_window": [w.get(tenant.slug, 0) for w in per_window],
+                "longest_pauses": [
+                    {"after_s_into_window": round(at % window, 2), "pause_s": round(gap, 2)}
+                    for gap, at in gaps
+                ],
+            }
+        )
+    return rows
 
 
 # --- 3. budget use and fairness -----------------------------------------------------------
