@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q, Value
+from django.db.models import Case, F, Q, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -207,20 +207,24 @@ def _sync_record_touch(*, tenant: Tenant, requests: list[OutboundRequest]) -> No
 
 
 def queue_wake(*, tenant_id: int, at: datetime, live: bool = False) -> None:
-    """Make sure a dispatcher looks at this tenant by ``at``. Cheap when it already will.
+    """Make sure a dispatcher looks at this tenant by ``at``.
 
     ``live``: the work is a live write due now; if the queue had nothing due, its tenant starts a
     fresh streak (``due_since``) and is claimed ahead of backlogs for a while.
+
+    The condition is in the SET, not the WHERE, so the row is always locked: a dispatcher's
+    release (``tenant_queue_release``) locks it before it reads the tenant's items, and one whose
+    read missed the item committed just before this must finish first, so this then moves the
+    wake time it wrote. With the condition in the WHERE, a queue already due matched nothing, took
+    no lock, and the release then wrote the wake time of a read that did not see the item.
     """
-    fields: dict[str, Any] = {"wake_at": at}
+    earlier = Q(wake_at__isnull=True) | Q(wake_at__gt=at)
+    fields: dict[str, Any] = {"wake_at": Case(When(earlier, then=Value(at)), default=F("wake_at"))}
     if live:
-        fields["due_since"] = Coalesce(F("due_since"), Value(at))
-    updated = (
-        TenantQueue.objects.filter(tenant_id=tenant_id)
-        .filter(Q(wake_at__isnull=True) | Q(wake_at__gt=at))
-        .update(**fields)
-    )
-    if not updated:
+        fields["due_since"] = Case(
+            When(earlier, then=Coalesce(F("due_since"), Value(at))), default=F("due_since")
+        )
+    if not TenantQueue.objects.filter(tenant_id=tenant_id).update(**fields):
         TenantQueue.objects.bulk_create(
             [TenantQueue(tenant_id=tenant_id, wake_at=at, due_since=at if live else None)],
             ignore_conflicts=True,

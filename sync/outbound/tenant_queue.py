@@ -117,7 +117,13 @@ def tenant_queue_release(
     ``last_drain_at`` orders the next claims, ``last_success_at`` is the console's."""
     now = timezone.now()
     if db_connection.vendor == "postgresql":
-        with fixed_cursor(db_connection) as cursor:
+        # The row first, then the read: the UPDATE's snapshot is taken once the lock is held, so
+        # an enqueue that committed its item and woke the queue before is seen, and one after
+        # waits for this commit and moves the wake time again (``queue_wake``). In one statement
+        # the read's snapshot came before the lock, and an item committed between was lost to a
+        # wake time computed without it.
+        with transaction.atomic(), fixed_cursor(db_connection) as cursor:
+            cursor.execute(_lock_sql(), [tenant.pk])
             cursor.execute(_release_sql(), _release_params(tenant.pk, owner, not_before, submitted, now))
         return
     tenant_queue_next_wake(tenant=tenant)
@@ -156,6 +162,13 @@ def _release_params(
 
 
 @functools.cache
+def _lock_sql() -> str:
+    qn = db_connection.ops.quote_name
+    col = quoted_columns(TenantQueue, db_connection)
+    return f"SELECT 1 FROM {qn(TenantQueue._meta.db_table)} WHERE {col['tenant']} = %s FOR UPDATE"
+
+
+@functools.cache
 def _release_sql() -> str:
     qn = db_connection.ops.quote_name
     queue, col = qn(TenantQueue._meta.db_table), quoted_columns(TenantQueue, db_connection)
@@ -189,11 +202,11 @@ def _release_sql() -> str:
 
 
 def tenant_queue_next_wake(*, tenant: Tenant) -> None:
-    """Recompute when this tenant next needs a drain, in one UPDATE.
+    """Recompute when this tenant next needs a drain, in one UPDATE (SQLite: one writer at a
+    time, so no enqueue commits while it reads; PostgreSQL releases lock the row first).
 
-    An enqueue that commits meanwhile moves ``wake_at`` earlier again with its own conditional
-    update; the one interleaving a single statement cannot cover on PostgreSQL is repaired by
-    ``outbound_maintenance`` within a minute.
+    An enqueue that commits meanwhile moves ``wake_at`` earlier again with its own update;
+    ``outbound_maintenance`` repairs any wake time left wrong within a minute.
     """
 
     def earliest(state: str, column: str) -> Subquery:

@@ -2,11 +2,12 @@
 PostgreSQL, prepared, and doing what the ORM's statements did (those stay on SQLite, and the
 behaviour tests in test_dispatch.py run against both)."""
 
+import threading
 from datetime import timedelta
 
 import pytest
 from django.conf import settings
-from django.db import connection
+from django.db import connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -166,6 +167,75 @@ def test_a_release_finds_its_wake_among_its_own_items_once(tenant, other_tenant)
     assert TenantQueue.objects.get(tenant=tenant).wake_at == min(
         OutboundItem.objects.filter(tenant=tenant).values_list("next_attempt_at", flat=True)
     )
+
+
+def _in_thread(target) -> threading.Thread:
+    def run() -> None:
+        try:
+            target()
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_an_item_enqueued_while_a_release_holds_the_queue_wakes_it_after(tenant):
+    """A release locked the queue and read nothing due; an item commits and wakes the queue. The
+    wake waits for the release and moves the wake time it wrote. Conditional on the row, the wake
+    found the queue already due, took no lock, and the release then wrote "nothing due" over it."""
+    (first,) = enqueue_gifts(tenant, 1)
+    OutboundItem.objects.filter(pk=first.pk).update(state=OutboundItem.State.SUBMITTED)
+    holding, go = threading.Event(), threading.Event()
+
+    def release_that_read_nothing() -> None:
+        with transaction.atomic():
+            TenantQueue.objects.select_for_update().get(tenant=tenant)
+            holding.set()
+            go.wait(timeout=5)
+            TenantQueue.objects.filter(tenant=tenant).update(wake_at=None)  # what its read found
+
+    release = _in_thread(release_that_read_nothing)
+    assert holding.wait(timeout=5)
+    enqueue = _in_thread(lambda: enqueue_gifts(tenant, 1, start=2))
+    enqueue.join(timeout=1)
+    go.set()
+    release.join(timeout=10)
+    enqueue.join(timeout=10)
+    queue = TenantQueue.objects.get(tenant=tenant)
+    assert queue.wake_at is not None and queue.wake_at <= timezone.now()
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_a_release_waits_for_an_enqueue_holding_the_queue_and_sees_its_item(tenant):
+    """An event's writes are enqueued in one transaction whose wake locks the queue; a release
+    meanwhile waits for it and then reads the item. In one statement its read came before the
+    lock, and the wake time it wrote left the new item to the minute's repair."""
+    (first,) = enqueue_gifts(tenant, 1)
+    tenant_queue_claim(owner="d1", limit=1, lease_seconds=60)
+    OutboundItem.objects.filter(pk=first.pk).update(state=OutboundItem.State.SUBMITTED)
+    holding, go = threading.Event(), threading.Event()
+
+    def enqueue_an_event() -> None:
+        with transaction.atomic():
+            enqueue_gifts(tenant, 1, start=2)
+            holding.set()
+            go.wait(timeout=5)
+
+    enqueue = _in_thread(enqueue_an_event)
+    assert holding.wait(timeout=5)
+    release = _in_thread(lambda: tenant_queue_release(tenant=tenant, owner="d1", submitted=1))
+    release.join(timeout=1)
+    go.set()
+    enqueue.join(timeout=10)
+    release.join(timeout=10)
+    assert not enqueue.is_alive() and not release.is_alive()
+    queue = TenantQueue.objects.get(tenant=tenant)
+    assert queue.lease_owner == "" and queue.wake_at is not None
 
 
 def test_a_turns_tenant_is_read_as_the_orm_reads_it(tenant, other_tenant):
