@@ -3,9 +3,10 @@
 Every drain turn of the dispatcher claims its tenant and hands it back, and a turn at 500 ms
 Virtuous latency is a call or two. Through the ORM the claim (a transaction of three statements)
 and the release (three UPDATEs, one with two subqueries) cost more of our CPU than the calls they
-framed, nearly all of it compiling the same statements again. On PostgreSQL each is now one fixed
-statement, prepared once per connection; elsewhere the ORM's statements stay. See
-docs/decisions.md, "Issue 17", fifth round.
+framed, nearly all of it compiling the same statements again. On PostgreSQL each is now fixed
+text prepared once per connection: the claim one statement, the release a lock on the queue row
+and one statement (so its read of the items comes after the lock); elsewhere the ORM's
+statements stay. See docs/decisions.md, "Issue 17", fifth and eighth rounds.
 """
 
 from __future__ import annotations
