@@ -54,7 +54,11 @@ class OutboundItem(models.Model):
         DISCARDED = "discarded", "Discarded"
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="outbound_items")
+    # Every index below that starts with the tenant serves its lookups: a separate one would be
+    # one more entry written by each of an item's several state changes (docs/decisions.md, ninth round).
+    tenant = models.ForeignKey(
+        Tenant, on_delete=models.CASCADE, related_name="outbound_items", db_index=False
+    )
     operation = models.CharField(max_length=32, choices=Operation.choices)
     direction = models.CharField(max_length=8, choices=Direction.choices, default=Direction.OUTBOUND)
     idempotency_key = models.CharField(max_length=255)
@@ -112,7 +116,9 @@ class OutboundItem(models.Model):
                 fields=["tenant", "state", "priority", "next_attempt_at"], name="outbound_claim_idx"
             ),
             models.Index(fields=["tenant", "external_source", "external_id"], name="outbound_external_idx"),
-            models.Index(fields=["state", "lease_expires_at"], name="outbound_lease_idx"),
+            # No index holds lease_expires_at, so the heartbeat's renewal can be a HOT update (no
+            # index entries). Expired leases are found among the items in flight (a few per drain
+            # thread): per tenant by a tenant-led index, across tenants by outbound_waiting_idx.
             models.Index(fields=["tenant", "state", "submitted_at"], name="outbound_submitted_idx"),
             # A tenant's next wake (its earliest due item), read at every release: without it
             # PostgreSQL took the partner drain's index below in time order and passed over every
@@ -156,7 +162,8 @@ class TenantQueue(models.Model):
 class Attempt(models.Model):
     """One HTTP call to Virtuous: the audit trail behind every state change of an item."""
 
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="attempts")
+    # attempt_tenant_time_idx leads with the tenant.
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="attempts", db_index=False)
     operation = models.CharField(max_length=32, choices=Operation.choices, blank=True)
     method = models.CharField(max_length=8)
     path = models.CharField(max_length=300)
@@ -177,7 +184,7 @@ class Attempt(models.Model):
 
 
 class AttemptItem(models.Model):
-    attempt = models.ForeignKey(Attempt, on_delete=models.CASCADE)
+    attempt = models.ForeignKey(Attempt, on_delete=models.CASCADE, db_index=False)  # attempt_item_unique
     item = models.ForeignKey(OutboundItem, on_delete=models.CASCADE)
 
     class Meta:
@@ -251,7 +258,7 @@ class SyncRecord(models.Model):
         VIRTUOUS_PENDING = "virtuous_pending", "Virtuous change pending"
         CONFLICT = "conflict", "Conflict"
 
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="sync_records")
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="sync_records", db_index=False)
     resource_type = models.CharField(max_length=16, choices=ResourceType.choices)
     partner_source = models.CharField(max_length=100)
     partner_id = models.CharField(max_length=200)
