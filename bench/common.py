@@ -244,14 +244,16 @@ class Bench:
                 cursor.execute("SELECT pg_stat_statements_reset()")
 
     def pg_statements_top(self, limit: int = 15) -> list[dict]:
-        """The statements PostgreSQL spent most time on since the reset (plan + execution)."""
+        """The statements PostgreSQL spent most time on since the reset (plan + execution), with what
+        each touched."""
         if not (self.profile and self.postmaster_pid):
             return []
         from django.db import connection
 
         with connection.cursor() as cursor:
             cursor.execute(
-                "SELECT calls, total_plan_time + total_exec_time, total_plan_time, rows, left(query, 300) "
+                "SELECT calls, total_plan_time + total_exec_time, total_plan_time, max_exec_time, rows, "
+                "shared_blks_hit + shared_blks_read, shared_blks_dirtied, wal_records, left(query, 300) "
                 "FROM pg_stat_statements ORDER BY 2 DESC LIMIT %s",
                 [limit],
             )
@@ -260,10 +262,16 @@ class Bench:
                     "calls": calls,
                     "total_ms": round(total, 1),
                     "plan_ms": round(plan, 1),
+                    # Spikes (a lock wait, a checkpoint) show in the longest; the work a call does in
+                    # the pages it touched, dirtied and the WAL records it wrote (an index entry each).
+                    "max_ms": round(longest, 1),
                     "rows": rows,
+                    "blocks": blocks,
+                    "dirtied": dirtied,
+                    "wal_records": wal,
                     "query": query,
                 }
-                for calls, total, plan, rows, query in cursor.fetchall()
+                for calls, total, plan, longest, rows, blocks, dirtied, wal, query in cursor.fetchall()
             ]
 
     def teardown(self) -> None:
