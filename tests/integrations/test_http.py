@@ -86,3 +86,62 @@ def test_only_the_wrapper_uses_requests_directly():
 
 def test_requests_is_the_transport():
     assert isinstance(http_session(), requests.Session)
+
+
+ENVIRONMENTS = {
+    "none": {},
+    "proxy": {"HTTPS_PROXY": "http://proxy.internal:3128", "HTTP_PROXY": "http://proxy.internal:3128"},
+    "proxy bypassed": {"HTTPS_PROXY": "http://proxy.internal:3128", "NO_PROXY": "api.example.org"},
+    "ca bundle": {"REQUESTS_CA_BUNDLE": "/etc/ssl/bundle.pem"},
+    "curl ca bundle": {"CURL_CA_BUNDLE": "/etc/ssl/curl.pem"},
+}
+CALLS = [
+    ({}, None, None, None),
+    ({}, False, False, None),
+    ({"no_proxy": "example.org"}, None, "/mine.pem", ("c.pem", "k.pem")),
+    (None, True, True, None),
+]
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS.values(), ids=ENVIRONMENTS.keys())
+@pytest.mark.parametrize("trust_env", [True, False])
+def test_environment_settings_merge_as_requests_merges_them(monkeypatch, environment, trust_env):
+    """Ours reads the environment once per host; what it merges must be what requests' own
+    merge gives, for every call of a session and after the first."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    ours, theirs = http_session(), requests.Session()
+    theirs.headers = ours.headers
+    for session in (ours, theirs):
+        session.trust_env = trust_env
+        session.proxies = {"http": "http://session-proxy:8080"}
+    for url in ("https://api.example.org/a", "https://api.example.org/b", "http://other.example.net/"):
+        for proxies, stream, verify, cert in CALLS:
+            mine = ours.merge_environment_settings(url, _copy(proxies), stream, verify, cert)
+            expected = theirs.merge_environment_settings(url, _copy(proxies), stream, verify, cert)
+            assert mine == expected, (url, proxies, verify)
+
+
+def _copy(proxies):
+    return dict(proxies) if proxies is not None else None
+
+
+def test_the_environment_is_read_once_per_host(monkeypatch):
+    reads = []
+    real = requests.utils.get_environ_proxies
+
+    def counting(url, no_proxy=None):
+        reads.append(url)
+        return real(url, no_proxy=no_proxy)
+
+    monkeypatch.setattr("integrations.common.http.get_environ_proxies", counting)
+    session = http_session()
+    for path in ("a", "b", "c"):
+        session.merge_environment_settings(f"https://api.example.org/{path}", {}, None, None, None)
+    session.merge_environment_settings("https://other.example.net/", {}, None, None, None)
+    assert reads == ["https://api.example.org/a", "https://other.example.net/"]
+    http_session().merge_environment_settings("https://api.example.org/d", {}, None, None, None)
+    assert len(reads) == 3  # a new session reads it again
