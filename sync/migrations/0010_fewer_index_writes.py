@@ -9,24 +9,10 @@ runs while the old code still enqueues (docs/deploying.md, "Upgrading").
 """
 
 import django.db.models.deletion
-from django.contrib.postgres.operations import RemoveIndexConcurrently
 from django.db import migrations, models
-from django.db.migrations.operations import RemoveIndex
 from django.db.migrations.operations.base import Operation
 
-
-class RemoveIndexConcurrentlyOnPostgres(RemoveIndexConcurrently):
-    def database_forwards(self, app_label, schema_editor, from_state, to_state):
-        if schema_editor.connection.vendor == "postgresql":
-            super().database_forwards(app_label, schema_editor, from_state, to_state)
-        else:
-            RemoveIndex.database_forwards(self, app_label, schema_editor, from_state, to_state)
-
-    def database_backwards(self, app_label, schema_editor, from_state, to_state):
-        if schema_editor.connection.vendor == "postgresql":
-            super().database_backwards(app_label, schema_editor, from_state, to_state)
-        else:
-            RemoveIndex.database_backwards(self, app_label, schema_editor, from_state, to_state)
+from sync.migrations._concurrently import RemoveIndexConcurrentlyOnPostgres
 
 
 class DropForeignKeyIndex(Operation):
