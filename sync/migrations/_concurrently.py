@@ -9,26 +9,27 @@ from django.contrib.postgres.operations import AddIndexConcurrently, RemoveIndex
 from django.db.migrations.operations import AddIndex, RemoveIndex
 
 
-def _on_postgres(concurrent: type, plain: type) -> type:
-    def run(step: str):
-        def database_step(self, app_label, schema_editor, from_state, to_state):
-            base = concurrent if schema_editor.connection.vendor == "postgresql" else plain
-            getattr(base, step)(self, app_label, schema_editor, from_state, to_state)
+class _PlainOffPostgres:
+    """Mixed in before a CONCURRENTLY operation: other databases run ``plain``'s SQL instead."""
 
-        return database_step
+    plain: type
 
-    name = f"{concurrent.__name__}OnPostgres"
-    return type(
-        name,
-        (concurrent,),
-        {
-            "database_forwards": run("database_forwards"),
-            "database_backwards": run("database_backwards"),
-            "__module__": __name__,
-            "__qualname__": name,
-        },
-    )
+    def database_forwards(self, app_label, schema_editor, from_state, to_state):
+        if schema_editor.connection.vendor == "postgresql":
+            super().database_forwards(app_label, schema_editor, from_state, to_state)
+        else:
+            self.plain.database_forwards(self, app_label, schema_editor, from_state, to_state)
+
+    def database_backwards(self, app_label, schema_editor, from_state, to_state):
+        if schema_editor.connection.vendor == "postgresql":
+            super().database_backwards(app_label, schema_editor, from_state, to_state)
+        else:
+            self.plain.database_backwards(self, app_label, schema_editor, from_state, to_state)
 
 
-AddIndexConcurrentlyOnPostgres = _on_postgres(AddIndexConcurrently, AddIndex)
-RemoveIndexConcurrentlyOnPostgres = _on_postgres(RemoveIndexConcurrently, RemoveIndex)
+class AddIndexConcurrentlyOnPostgres(_PlainOffPostgres, AddIndexConcurrently):
+    plain = AddIndex
+
+
+class RemoveIndexConcurrentlyOnPostgres(_PlainOffPostgres, RemoveIndexConcurrently):
+    plain = RemoveIndex
