@@ -123,8 +123,10 @@ def outbound_reclaim_expired(*, tenant: Tenant | None = None) -> int:
     """
     now = db_connection.ops.adapt_datetimefield_value(timezone.now())
     params = [OutboundItem.State.PENDING, now, _RECLAIMED, now, OutboundItem.State.IN_FLIGHT, now]
+    # Across tenants every direction is named, so the direction-led index serves the sweep.
+    params += [tenant.pk] if tenant is not None else Direction.values
     with fixed_cursor(db_connection) as cursor:
-        cursor.execute(_reclaim_sql(tenant is not None), params if tenant is None else [*params, tenant.pk])
+        cursor.execute(_reclaim_sql(tenant is not None), params)
         count = cursor.rowcount
     if count:
         logger.warning("outbound.reclaimed count=%d tenant=%s", count, tenant.slug if tenant else "*")
@@ -142,6 +144,10 @@ def _reclaim_sql(one_tenant: bool) -> str:
         f"UPDATE {qn(OutboundItem._meta.db_table)} SET {col['state']} = %s, {col['lease_owner']} = '', "
         f"{col['lease_expires_at']} = NULL, {col['next_attempt_at']} = %s, "
         f"{col['attempts']} = {col['attempts']} + 1, {col['last_error']} = %s, {col['updated_at']} = %s "
-        f"WHERE {col['state']} = %s AND {col['lease_expires_at']} < %s"
-        + (f" AND {col['tenant']} = %s" if one_tenant else "")
+        f"WHERE {col['state']} = %s AND {col['lease_expires_at']} < %s AND "
+        + (
+            f"{col['tenant']} = %s"
+            if one_tenant
+            else f"{col['direction']} IN ({', '.join(['%s'] * len(Direction))})"
+        )
     )
