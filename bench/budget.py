@@ -124,6 +124,7 @@ def measure_window_use(
         "allowed_per_tenant": allowed,
         "used_fraction": sum(shares) / len(shares),
         "min_tenant_fraction": min(shares),
+        "tenants_under_95": sum(1 for share in shares if share < 0.95),
         "jain": jain(shares),
         "used_fraction_mid_window": sum(shares_mid) / len(shares_mid),
         "min_tenant_fraction_mid_window": min(shares_mid),
@@ -147,8 +148,10 @@ def worst_tenants(
     fake: FakeVirtuous, tenants, shares: list[float], *, start: float, end: float, window: float
 ):
     """The three tenants that kept least: the fake's 2xx count in each whole window the measured
-    span touches, and each one's longest pauses between two of its calls (from our Attempt
-    rows: when the pause began, in seconds into its window, and how long it lasted)."""
+    span touches, each one's longest pauses between two of its calls (from our Attempt rows:
+    when the pause began, in seconds into its window, and how long it lasted), and every call it
+    sent in its leanest window (seconds into that window, seconds the answer took): whether the
+    budget went to a gap in our sending or to slow answers with one call in flight."""
     from sync.models import Attempt
 
     first = math.floor(start / window) * window
@@ -170,6 +173,8 @@ def worst_tenants(
         # An Attempt row is written when its answer came: the call went out ``duration`` before.
         sent = [(at - duration, at) for at, duration in calls]
         gaps = sorted(((b[0] - a[1], a[1]) for a, b in zip(sent, sent[1:], strict=False)), reverse=True)[:3]
+        counts = [w.get(tenant.slug, 0) for w in per_window]
+        lean = edges[counts.index(min(counts))]
         rows.append(
             {
                 "tenant": tenant.slug,
@@ -178,6 +183,11 @@ def worst_tenants(
                 "longest_pauses": [
                     {"after_s_into_window": round(at % window, 2), "pause_s": round(gap, 2)}
                     for gap, at in gaps
+                ],
+                "leanest_window_calls": [
+                    [round(begun - lean, 2), round(answered - begun, 2)]
+                    for begun, answered in sent
+                    if lean <= begun < lean + window
                 ],
             }
         )

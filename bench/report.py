@@ -202,7 +202,7 @@ def render(results: dict) -> str:
             row(
                 7,
                 f"{size} tenants at 500 ms, {r['budget_per_hour']:,}/h each ({t.get('dispatchers', 1)} dispatcher(s) × {t['threads']} threads)",
-                f"used {100 * t['used_fraction']:.1f}% (worst {100 * t['min_tenant_fraction']:.1f}%; {_mid(t)}), 429s {t['rate_limited_429']}, Jain {t['jain']:.4f}; {t['calls_per_s']:.0f} calls/s, our CPU {_ms(t['our_cpu_ms_per_call'])}/call; call p50 {t['http_ms_p50']:.0f} ms (p99 {t['http_ms_p99']:.0f}), between calls p50 {t['between_calls_ms_p50']:.0f} ms; cores: {_cores(t['cores'])}; drain RSS {t['dispatcher_peak_rss_mb']:.0f} MB",
+                f"used {100 * t['used_fraction']:.1f}% (worst {100 * t['min_tenant_fraction']:.1f}%, {t['tenants_under_95']} under 95%; {_mid(t)}), 429s {t['rate_limited_429']}, Jain {t['jain']:.4f}; {t['calls_per_s']:.0f} calls/s, our CPU {_ms(t['our_cpu_ms_per_call'])}/call; call p50 {t['http_ms_p50']:.0f} ms (p99 {t['http_ms_p99']:.0f}), between calls p50 {t['between_calls_ms_p50']:.0f} ms; cores: {_cores(t['cores'])}; drain RSS {t['dispatcher_peak_rss_mb']:.0f} MB",
                 "≥ 98%",
                 t["used_fraction"] >= 0.98,
             )
