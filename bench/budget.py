@@ -179,7 +179,7 @@ def worst_tenants(
             {
                 "tenant": tenant.slug,
                 "share": round(share, 3),
-                "per_window": [w.get(tenant.slug, 0) for w in per_window],
+                "per_window": counts,
                 "longest_pauses": [
                     {"after_s_into_window": round(at % window, 2), "pause_s": round(gap, 2)}
                     for gap, at in gaps

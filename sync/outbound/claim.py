@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import logging
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import connection as db_connection
@@ -122,11 +123,8 @@ def outbound_reclaim_expired(*, tenant: Tenant | None = None) -> int:
     One fixed statement: every drain turn starts with it, and it rarely finds anything.
     """
     now = db_connection.ops.adapt_datetimefield_value(timezone.now())
-    params = [OutboundItem.State.PENDING, now, _RECLAIMED, now, OutboundItem.State.IN_FLIGHT, now]
-    # Across tenants every direction is named, so the direction-led index serves the sweep.
-    params += [tenant.pk] if tenant is not None else Direction.values
     with fixed_cursor(db_connection) as cursor:
-        cursor.execute(_reclaim_sql(tenant is not None), params)
+        cursor.execute(_reclaim_sql(tenant is not None), _reclaim_params(tenant, now))
         count = cursor.rowcount
     if count:
         logger.warning("outbound.reclaimed count=%d tenant=%s", count, tenant.slug if tenant else "*")
@@ -134,6 +132,13 @@ def outbound_reclaim_expired(*, tenant: Tenant | None = None) -> int:
 
 
 _RECLAIMED = "Lease expired: the worker holding this item stopped; resubmitting with the same ids"
+
+
+def _reclaim_params(tenant: Tenant | None, now: Any) -> list[Any]:
+    """``_reclaim_sql``'s parameters at ``now`` (a database value). Across tenants every direction
+    is named, so the direction-led index serves the sweep."""
+    params = [OutboundItem.State.PENDING, now, _RECLAIMED, now, OutboundItem.State.IN_FLIGHT, now]
+    return [*params, tenant.pk] if tenant is not None else [*params, *Direction.values]
 
 
 @functools.cache

@@ -12,8 +12,8 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 
-from sync.models import Direction, OutboundItem
-from sync.outbound.claim import _reclaim_sql
+from sync.models import OutboundItem
+from sync.outbound.claim import _reclaim_params, _reclaim_sql
 from tests.sync.conftest import enqueue_gifts
 
 pytestmark = [
@@ -62,8 +62,7 @@ def test_a_transition_by_id_goes_by_the_primary_key(stale_statistics, where):
 
 def test_the_reclaim_goes_by_an_index_for_one_tenant_and_for_all(stale_statistics, tenant):
     now = "2026-01-01T00:00:00Z"
-    params = [OutboundItem.State.PENDING, now, "", now, OutboundItem.State.IN_FLIGHT, now]
-    one = _plan(_reclaim_sql(True), [*params, tenant.pk])
+    one = _plan(_reclaim_sql(True), _reclaim_params(tenant, now))
     assert "outbound_claim_idx" in one or "outbound_submitted_idx" in one, one
-    every = _plan(_reclaim_sql(False), [*params, *Direction.values])
+    every = _plan(_reclaim_sql(False), _reclaim_params(None, now))
     assert "Seq Scan" not in every and "outbound_direction_idx" in every, every
