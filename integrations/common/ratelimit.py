@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -56,10 +56,18 @@ class BucketState:
     window_until: float = 0.0
 
 
+class Grant(NamedTuple):
+    """What an acquire answers: the seconds to wait (0.0: taken), and the window's count after it."""
+
+    wait: float
+    window_left: float
+    window_until: float
+
+
 class BucketBackend(Protocol):
     """Atomic operations on one bucket. ``now`` is Unix time; every operation refills first."""
 
-    def acquire(self, key: str, shape: BucketShape, *, now: float, cost: int, floor: float) -> float: ...
+    def acquire(self, key: str, shape: BucketShape, *, now: float, cost: int, floor: float) -> Grant: ...
 
     def observe(
         self, key: str, shape: BucketShape, *, now: float, remaining: int, reset: float | None
@@ -127,7 +135,7 @@ class DatabaseBackend:
         bucket.refilled_at = max(bucket.refilled_at, now)
         return bucket
 
-    def acquire(self, key: str, shape: BucketShape, *, now: float, cost: int, floor: float) -> float:
+    def acquire(self, key: str, shape: BucketShape, *, now: float, cost: int, floor: float) -> Grant:
         with transaction.atomic():
             bucket = self._locked(key, shape, now)
             wait = bucket.paused_until - now
@@ -140,7 +148,7 @@ class DatabaseBackend:
                     bucket.tokens -= cost
                     bucket.window_left -= cost
             bucket.save(update_fields=["tokens", "refilled_at", "window_left"])
-        return max(wait, 0.0)
+        return Grant(max(wait, 0.0), bucket.window_left, bucket.window_until)
 
     def observe(
         self, key: str, shape: BucketShape, *, now: float, remaining: int, reset: float | None
@@ -261,7 +269,7 @@ redis.call('HSET', key, 'tokens', tostring(tokens), 'refilled_at', tostring(refi
            'paused_until', tostring(paused_until), 'window_left', tostring(window_left),
            'window_until', tostring(window_until))
 redis.call('EXPIRE', key, math.ceil(math.max(7200, paused_until - now + 3600)))
-return {tostring(result)}
+return {tostring(result), tostring(window_left), tostring(window_until)}
 """
 
 _redis_clients: dict[str, Any] = {}
@@ -290,8 +298,9 @@ class RedisBackend:
         args = [op, repr(now), repr(shape.capacity), repr(shape.rate), repr(shape.spread), *extra]
         return [float(v) for v in self._script(keys=[self.prefix + key], args=args)]
 
-    def acquire(self, key: str, shape: BucketShape, *, now: float, cost: int, floor: float) -> float:
-        return max(self._run("acquire", key, shape, now, str(cost), repr(floor))[0], 0.0)
+    def acquire(self, key: str, shape: BucketShape, *, now: float, cost: int, floor: float) -> Grant:
+        wait, window_left, window_until = self._run("acquire", key, shape, now, str(cost), repr(floor))
+        return Grant(max(wait, 0.0), window_left, window_until)
 
     def observe(
         self, key: str, shape: BucketShape, *, now: float, remaining: int, reset: float | None
@@ -345,6 +354,8 @@ class TenantBudget:
         )
         self.backend = backend if backend is not None else default_backend()
         self.clock = clock
+        # The window's (count, reset) as this budget's last take left it; see ``observe``.
+        self._window_seen: tuple[float, float] | None = None
 
     @property
     def capacity(self) -> float:
@@ -362,7 +373,10 @@ class TenantBudget:
         floor = 0.0
         if keep_reserve:
             floor = min(self.shape.capacity * self.reserve_fraction, max(self.shape.capacity - cost, 0.0))
-        return self.backend.acquire(self.key, self.shape, now=self.clock(), cost=cost, floor=floor)
+        grant = self.backend.acquire(self.key, self.shape, now=self.clock(), cost=cost, floor=floor)
+        if grant.wait == 0.0:
+            self._window_seen = (grant.window_left, grant.window_until)
+        return grant.wait
 
     def seconds_until(self, cost: int, *, keep_reserve: bool = False) -> float:
         """Seconds until ``cost`` tokens (at most the capacity) are there to take in a row; 0.0 when
@@ -384,11 +398,24 @@ class TenantBudget:
         away what had refilled while that call was in flight (about one call a window once the
         window runs low). Without a reset there is no window to hold, so the tokens are capped
         at the count. None remaining pauses the tenant until the reset time plus
-        ``VIRTUOUS_RATE_RESET_MARGIN_SECONDS`` (the reset is in whole seconds, on another clock)."""
+        ``VIRTUOUS_RATE_RESET_MARGIN_SECONDS`` (the reset is in whole seconds, on another clock).
+
+        An answer that can change nothing is not sent to the backend (a round trip a call saved):
+        one for the window this budget last took from, counting no fewer than that take left.
+        Within a window the count only falls (takes lower it, answers keep the lower count), so
+        it is still at most what the take saw, and the answer's count would be kept out by it."""
         if remaining is None:
             return
         if reset_epoch is not None:
             reset_epoch += settings.VIRTUOUS_RATE_RESET_MARGIN_SECONDS
+            seen = self._window_seen
+            if (
+                seen is not None
+                and remaining > 0
+                and abs(reset_epoch - seen[1]) < 1e-3
+                and remaining >= seen[0]
+            ):
+                return
         self.backend.observe(self.key, self.shape, now=self.clock(), remaining=remaining, reset=reset_epoch)
 
     def pause_until(self, epoch: float) -> None:

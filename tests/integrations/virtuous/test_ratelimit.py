@@ -268,3 +268,84 @@ def test_seconds_until_several_tokens_takes_nothing(backend, clock):
     assert budget.seconds_until(50) == pytest.approx(7.0)  # never more than a full bucket
     budget.pause_until(clock() + 30)
     assert budget.seconds_until(1) == pytest.approx(30.0)
+
+
+class _CountingBackend:
+    """The real backend, counting the answers that reach it."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.observed = 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def observe(self, *args, **kwargs) -> None:
+        self.observed += 1
+        self.inner.observe(*args, **kwargs)
+
+
+def test_only_an_answer_that_can_change_the_window_reaches_the_backend(backend, clock):
+    # given: 1 token/s; Virtuous's window holds 60 calls and ends in 60 s
+    counting = _CountingBackend(backend)
+    budget = _budget(counting, clock, burst=60)
+    reset = clock.now + 60
+    assert budget.try_acquire() == 0.0
+    budget.observe(59, reset)  # the first answer of a window sets its count
+    assert counting.observed == 1
+    # when: each later call is answered with the count its take left
+    for left in range(58, 50, -1):
+        assert budget.try_acquire() == 0.0
+        budget.observe(left, reset)
+    # then: none of those answers could change anything, and none was sent
+    assert counting.observed == 1
+    # but a lower count (another app spent the organisation's budget), a zero, a new window and
+    # an answer without a reset are all sent
+    assert budget.try_acquire() == 0.0
+    budget.observe(40, reset)
+    budget.observe(0, reset)
+    budget.observe(30, reset + 60)
+    budget.observe(5, None)
+    assert counting.observed == 5
+    assert budget.paused_for() == pytest.approx(60 + MARGIN)
+    assert budget.snapshot()["tokens"] == 5.0
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_skipping_answers_never_changes_what_the_bucket_grants(backend, clock, seed):
+    """A budget that skips answers and one whose every answer reaches the backend, driven through
+    the same calls and answers (out of order, some stale, some lower than the window's count),
+    grant the same calls at the same times and end in the same window."""
+    import random
+
+    rng = random.Random(seed)
+    skipping = _budget(backend, clock, key=f"skip-{seed}", burst=20)
+    full = _budget(backend, clock, key=f"full-{seed}", burst=20)
+    window, limit, served, in_flight = 10.0, 12, {}, []
+    for _ in range(400):
+        now = clock()
+        if rng.random() < 0.5:
+            waits = (skipping.try_acquire(), full.try_acquire())
+            assert waits[0] == pytest.approx(waits[1], abs=1e-6)
+            if waits[0] == 0.0:
+                # Virtuous counts the call when it arrives, in whole-second fixed windows
+                start = now - now % window
+                served[start] = served.get(start, 0) + 1
+                remaining = max(limit - served[start], 0)
+                if rng.random() < 0.1:
+                    remaining = rng.randint(0, limit)  # another app spent some of the window
+                in_flight.append((remaining, start + window))
+        elif in_flight:
+            remaining, reset = in_flight.pop(rng.randrange(len(in_flight)))
+            if rng.random() < 0.05:
+                reset = None
+            skipping.observe(remaining, reset)
+            if reset is None:
+                full.observe(remaining, None)
+            else:
+                backend.observe(full.key, full.shape, now=now, remaining=remaining, reset=reset + MARGIN)
+        clock.advance(rng.choice([0.0, 0.1, 0.5, 1.0, 2.5]))
+    ours, theirs = (backend.read(b.key, b.shape, now=clock()) for b in (skipping, full))
+    assert ours.window_until == theirs.window_until and ours.window_left == theirs.window_left
+    assert ours.paused_until == theirs.paused_until
+    assert ours.tokens == pytest.approx(theirs.tokens, abs=1e-4)  # Redis keeps 14 digits a write
