@@ -26,6 +26,7 @@ import os
 import re
 import socket
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -33,6 +34,7 @@ import requests
 from django.conf import settings
 from requests.adapters import HTTPAdapter
 from requests.sessions import merge_setting
+from requests.structures import CaseInsensitiveDict
 from requests.utils import get_environ_proxies
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
@@ -226,11 +228,51 @@ class HttpSession(requests.Session):
 
     def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
         kwargs.setdefault("timeout", DEFAULT_TIMEOUT)
-        if kwargs["timeout"] is None:
+        call = super().request
+        return self._logged(
+            method, url, lambda: call(method, url, *args, **kwargs), timeout=kwargs["timeout"]
+        )
+
+    def api_request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: dict[str, Any] | None = None,
+        data: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: Any = DEFAULT_TIMEOUT,
+    ) -> requests.Response:
+        """One call to an API that answers where it is asked: the timeout rule, guard, pinning,
+        environment and log of ``request``, without the parts of requests' session such a call
+        never uses (cookies, netrc, hooks, redirects: a 3xx is answered as it comes, as with
+        ``allow_redirects=False``). Those parts cost the drain about an eighth of its CPU a call
+        (1.21-1.29 ms against 1.04-1.14 without them, alternating runs)."""
+        prepared = requests.PreparedRequest()
+        prepared.prepare_method(method)
+        prepared.prepare_url(url, params)
+        merged = CaseInsensitiveDict(self.headers)
+        merged.update(headers or {})
+        prepared.prepare_headers(merged)
+        prepared.prepare_body(data, None)
+
+        def send() -> requests.Response:
+            self._guard(prepared)
+            options = self.merge_environment_settings(prepared.url or url, {}, False, None, None)
+            response = self.get_adapter(prepared.url or url).send(prepared, timeout=timeout, **options)
+            _ = response.content  # read whole, so the connection goes back to the pool
+            return response
+
+        return self._logged(method, url, send, timeout=timeout)
+
+    def _logged(
+        self, method: str, url: str, call: Callable[[], requests.Response], *, timeout: Any
+    ) -> requests.Response:
+        if timeout is None:
             raise ValueError("A timeout is mandatory for outbound HTTP calls.")
         started = time.monotonic()
         try:
-            response = super().request(method, url, *args, **kwargs)
+            response = call()
         except (requests.RequestException, UnsafeURLError) as exc:
             logger.warning(
                 "http.error method=%s url=%s error=%s duration_ms=%d %s",
@@ -284,10 +326,13 @@ class HttpSession(requests.Session):
 
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
         # Redirect hops come through here too (Session.resolve_redirects), so each is checked.
+        self._guard(request)
+        return super().send(request, **kwargs)
+
+    def _guard(self, request: requests.PreparedRequest) -> None:
         if self.guard_urls:
             address = check_url_allowed(request.url or "")
             setattr(request, _PINNED_ATTR, str(address) if address is not None else None)
-        return super().send(request, **kwargs)
 
 
 def http_session(*, log_context: dict[str, Any] | None = None, guard_urls: bool = False) -> HttpSession:

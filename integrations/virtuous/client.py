@@ -422,14 +422,13 @@ class VirtuousClient:
             headers["Content-Type"] = "application/json"
         started = time.monotonic()
         try:
-            response = self._session.request(
+            response = self._session.api_request(
                 method,
                 self.base_url + path,
                 params=params,
                 data=data.encode() if data is not None else None,
                 headers=headers,
                 timeout=self.timeout,
-                allow_redirects=False,
             )
         except (requests.RequestException, UnsafeURLError) as exc:
             error = _network_error(exc, request_id)

@@ -145,3 +145,65 @@ def test_the_environment_is_read_once_per_host(monkeypatch):
     assert reads == ["https://api.example.org/a", "https://other.example.net/"]
     http_session().merge_environment_settings("https://api.example.org/d", {}, None, None, None)
     assert len(reads) == 3  # a new session reads it again
+
+
+class _RecordingAdapter(requests.adapters.HTTPAdapter):
+    """Answers 200 to everything and keeps what it was asked to send, and how."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[tuple] = []
+
+    def send(self, request, **kwargs):
+        self.sent.append((request.method, request.url, dict(request.headers), request.body, kwargs))
+        response = requests.Response()
+        response.status_code, response._content, response.request = 200, b"{}", request
+        return response
+
+
+API_CALLS = [
+    ("GET", "https://api.example.org/Contact/7", None, None, {"Accept": "application/json"}),
+    ("POST", "https://api.example.org/Gift/Query", {"skip": 0, "take": 100}, b'{"groups":[]}', {"X-Id": "1"}),
+    ("PUT", "http://other.example.net/x?y=1", {"z": "two words"}, b"{}", {"User-Agent": "mine"}),
+]
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS.values(), ids=ENVIRONMENTS.keys())
+@pytest.mark.parametrize("trust_env", [True, False])
+def test_an_api_request_sends_what_a_session_request_sends(monkeypatch, environment, trust_env):
+    """The lean path prepares the same request and hands the adapter the same settings as
+    ``request(..., allow_redirects=False)`` on a session without cookies."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    session = http_session()
+    session.trust_env = trust_env
+    adapter = _RecordingAdapter()
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    for method, url, params, data, headers in API_CALLS:
+        session.request(
+            method, url, params=params, data=data, headers=headers, timeout=(1, 2), allow_redirects=False
+        )
+        session.api_request(method, url, params=params, data=data, headers=headers, timeout=(1, 2))
+    assert len(adapter.sent) == 2 * len(API_CALLS)
+    for theirs, ours in zip(adapter.sent[::2], adapter.sent[1::2], strict=True):
+        assert ours == theirs
+
+
+@responses.activate
+def test_an_api_request_logs_like_any_call_and_needs_a_timeout(caplog, settings):
+    responses.post("https://api.example.org/x", json={}, status=302, headers={"Location": "/elsewhere"})
+    session = http_session(log_context={"tenant": "alpha"})
+    with caplog.at_level(logging.INFO, logger="giftline.http"):
+        response = session.api_request(
+            "POST", "https://api.example.org/x?token=abc", headers={"Authorization": "Bearer s3cret"}
+        )
+    assert response.status_code == 302 and len(responses.calls) == 1  # answered, not followed
+    assert responses.calls[0].request.headers["User-Agent"] == settings.HTTP_USER_AGENT
+    assert "status=302" in caplog.text and "tenant=alpha" in caplog.text
+    assert "s3cret" not in caplog.text and "token=abc" not in caplog.text
+    with pytest.raises(ValueError, match="timeout is mandatory"):
+        session.api_request("GET", "https://api.example.org/", timeout=None)

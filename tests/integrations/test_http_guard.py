@@ -260,3 +260,25 @@ def test_allow_private_network_urls_skips_the_check(settings):
     assert check_url_allowed("http://127.0.0.1:8000/x") is None
     with pytest.raises(UnsafeURLError, match="Not an http"):
         check_url_allowed("file:///etc/passwd")
+
+
+def test_an_api_request_is_guarded_and_pinned_like_any_call(guard_on, servers, monkeypatch, settings):
+    # a private address is refused before anything is sent
+    with pytest.raises(UnsafeURLError, match="169.254.169.254"):
+        http_session(guard_urls=True).api_request("GET", "http://169.254.169.254/latest/meta-data/")
+    # a redirect to one is answered, never followed
+    redirector = _serve("127.0.0.1", (307, {"Location": "http://169.254.169.254/latest/meta-data/"}))
+    internal = _serve("127.0.0.2", (200, {}))
+    port = internal.server_port
+    public = _serve("127.0.0.1", (200, {}), port=port)
+    servers.extend([redirector, internal, public])
+    response = http_session(guard_urls=True).api_request(
+        "POST", f"http://127.0.0.1:{redirector.server_port}/hook", data=b"{}"
+    )
+    assert response.status_code == 307 and [r["path"] for r in redirector.seen] == ["/hook"]
+    # and the socket opens to the address that was checked, whatever the name answers next
+    _fake_dns(monkeypatch, {"rebind.example": ["127.0.0.1", "127.0.0.2"]})
+    assert (
+        http_session(guard_urls=True).api_request("GET", f"http://rebind.example:{port}/x").status_code == 200
+    )
+    assert public.seen == [{"path": "/x", "host": f"rebind.example:{port}"}] and internal.seen == []
