@@ -596,3 +596,59 @@ def _backends_gone(pids: list[int], wait: float = 5.0) -> bool:
         if time.monotonic() > until:
             return False
         time.sleep(0.05)
+
+
+class _FailsOnce(_CountingFake):
+    """Its first call ends the drain with an error that is not Virtuous's (a crash, say)."""
+
+    def __init__(self, latency: float):
+        super().__init__(latency)
+        self.failed: list[str] = []  # what the dead drain held
+
+    def for_tenant(self, tenant, *, keep_reserve=False, on_call=None):
+        view = _TenantView(self, tenant.slug)
+        real = view.gift_transactions
+
+        def gift_transactions(**kw):
+            with self.lock:
+                first = not self.failed
+                if first:
+                    self.failed = [t["transactionId"] for t in kw["transactions"]]
+            if first:
+                raise RuntimeError("the drain died here")
+            return real(**kw)
+
+        view.gift_transactions = gift_transactions
+        return view
+
+
+@pytest.mark.django_db(transaction=True)
+def test_items_of_a_drain_that_died_expire_while_its_tenant_stays_busy(tenant, monkeypatch, settings):
+    """Each drain holds its items under its own name. When the tenant's next drains reused the dead
+    one's name, their heartbeat renewed its items for as long as the tenant was busy."""
+    settings.OUTBOUND_LEASE_SECONDS = 1
+    settings.OUTBOUND_HEARTBEAT_SECONDS = 0.3
+    settings.OUTBOUND_UNBATCHED_CLAIM = 1
+    tenant.batching_enabled = False
+    tenant.save()
+    fake = _FailsOnce(latency=0.1)
+    monkeypatch.setattr(VirtuousClient, "for_tenant", fake.for_tenant)
+    outbound_enqueue_many(tenant=tenant, requests=[gift_request(n) for n in range(60)], origin=Origin.WEBHOOK)
+    dispatch = threading.Thread(
+        target=lambda: outbound_dispatch(seconds=20, threads=2, stop_when_idle=True, poll_interval=0.05)
+    )
+    dispatch.start()
+    try:
+        deadline = time.monotonic() + 5
+        while not fake.failed and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(2.5)  # the lease and a heartbeat's reclaim, with room to spare
+        (orphan,) = fake.failed
+        held = OutboundItem.objects.get(tenant=tenant, external_id=orphan)
+        busy = len(fake.sent) < 55
+    finally:
+        dispatch.join()
+        connection.close()
+    assert busy  # the tenant's drains were still at work
+    assert (held.state, held.attempts) == (OutboundItem.State.PENDING, 1)  # taken back, not renewed
+    assert sorted(fake.sent) == sorted(f"pi_{n}" for n in range(60))  # and sent after all
