@@ -17,7 +17,7 @@ from datetime import timedelta
 from types import TracebackType
 
 from django.conf import settings
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from sync.models import OutboundItem, TenantQueue
@@ -29,9 +29,16 @@ def leases_renew(*, tenant_id: int, worker: str, queue_owner: str | None = None)
     """Extend the leases ``worker`` holds on this tenant's items, and the tenant's queue lease held by
     ``queue_owner`` (by default ``worker``); returns (items, queue)."""
     until = timezone.now() + timedelta(seconds=settings.OUTBOUND_LEASE_SECONDS)
-    items = OutboundItem.objects.filter(
+    # Rows locked right now are skipped, not waited for: the drain's own 2xx statement updates
+    # the same items in id order while this one meets them in scan order, and two statements
+    # taking the same rows in different orders deadlock (PostgreSQL then cancels one; the 2xx,
+    # once, in a giving-day run). A row it skips is renewed at the next beat, two before the
+    # lease runs out.
+    held = OutboundItem.objects.filter(
         tenant_id=tenant_id, state=OutboundItem.State.IN_FLIGHT, lease_owner=worker
-    ).update(lease_expires_at=until)
+    ).select_for_update(skip_locked=True, no_key=True)
+    with transaction.atomic():  # Django asks one of a locking subquery too
+        items = OutboundItem.objects.filter(pk__in=held.values("pk")).update(lease_expires_at=until)
     queue = TenantQueue.objects.filter(tenant_id=tenant_id, lease_owner=queue_owner or worker).update(
         lease_until=until
     )

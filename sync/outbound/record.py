@@ -6,10 +6,12 @@ state commit together, and on PostgreSQL a one-call 2xx is one statement.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
 
+from django.db import OperationalError
 from django.db import connection as db_connection
 from django.db.models import Field
 
@@ -18,6 +20,8 @@ from integrations.virtuous.client import CallRecord
 from sync.models import Attempt, AttemptItem, OutboundItem, SyncRecord
 from sync.outbound.enqueue import RESOURCE_FOR_OPERATION
 from tenants.models import Tenant
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -102,9 +106,24 @@ def items_submitted_record(
         *(SyncRecord.Status.SUBMITTED, now, now, tenant.pk),
         *([k[n] for k in keys] for n in range(3)),
     ]
-    with fixed_cursor(db_connection) as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchone()[0]
+    attempt = 1
+    while True:
+        try:
+            with fixed_cursor(db_connection) as cursor:
+                cursor.execute(sql, params)
+                return cursor.fetchone()[0]
+        except OperationalError as exc:
+            # The call was accepted: a record lost here sends it again once the lease runs out.
+            # A deadlock's victim is rolled back whole, so the same statement can simply go again.
+            state = getattr(exc.__cause__, "sqlstate", None)
+            if attempt >= _DEADLOCK_TRIES or state not in _RETRYABLE:
+                raise
+            logger.warning("outbound.record_retried attempt=%d sqlstate=%s", attempt, state)
+            attempt += 1
+
+
+_DEADLOCK_TRIES = 3
+_RETRYABLE = frozenset({"40P01", "40001"})  # deadlock_detected, serialization_failure
 
 
 @cache

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import timedelta
 
 import pytest
+from django.db import connection, transaction
 from django.utils import timezone
 
 from sync.models import Origin, OutboundItem, TenantQueue
@@ -17,7 +19,7 @@ from sync.outbound.leases import LeaseHeartbeat, leases_renew
 from sync.outbound.tenant_queue import tenant_queue_claim
 from sync.outbound.transitions import items_done
 from tenants.models import Tenant
-from tests.sync.conftest import gift_request
+from tests.sync.conftest import enqueue_gifts, gift_request
 
 
 def test_default_leases_bring_a_dead_holders_work_back_within_a_minute(settings):
@@ -135,3 +137,40 @@ def test_a_drain_looks_for_expired_leases_once_a_heartbeat_not_once_a_claim(tena
     assert result.submitted == 5
     reclaims = [q for q in ctx.captured_queries if '"lease_expires_at" < ' in (q["sql"] or "")]
     assert len(reclaims) == 2  # when the drain starts, and before it calls its queue empty
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="needs PostgreSQL row locks held by another connection"
+)
+def test_renewal_skips_an_item_another_statement_holds_instead_of_waiting_for_it(tenant):
+    """Waiting was half of a deadlock: the drain's 2xx statement takes its items in id order, the
+    renewal took them in scan order."""
+    enqueue_gifts(tenant, 2)
+    first, second = outbound_claim(tenant=tenant, worker="w1", limit=10)
+    soon = timezone.now() + timedelta(seconds=5)
+    OutboundItem.objects.update(lease_expires_at=soon)
+    locked, done = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        try:
+            with transaction.atomic():
+                OutboundItem.objects.select_for_update().get(pk=first.pk)
+                locked.set()
+                done.wait(10)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert locked.wait(5)
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '2s'")  # a renewal that waits fails the test
+        assert leases_renew(tenant_id=tenant.pk, worker="w1")[0] == 1
+    finally:
+        done.set()
+        holder.join()
+        connection.close()
+    assert OutboundItem.objects.get(pk=first.pk).lease_expires_at == soon  # skipped: next beat
+    assert OutboundItem.objects.get(pk=second.pk).lease_expires_at > soon + timedelta(seconds=20)
