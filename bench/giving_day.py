@@ -322,6 +322,7 @@ def bench_givingday(bench: Bench) -> dict:
         and figures["p99_s"] <= 10
         and figures["lost"] == 0
         and figures["doubled"] == 0
+        and result["contact_doubles"] == 0  # a donor's contact sent twice is a doubled donor
         and result["rate_limited_429"] == 0
         and sent["failed"] == 0
     )
