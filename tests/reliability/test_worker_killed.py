@@ -201,8 +201,9 @@ def test_a_dead_holders_items_and_tenant_come_back_within_a_minute(queued, tmp_p
     wait_for(lambda: _reached(log, point), timeout=60, what=f"the victim to reach {point}")
     held = OutboundItem.objects.filter(state=OutboundItem.State.IN_FLIGHT)
     item_ids = list(held.values_list("pk", flat=True))
-    dead_owner = held.values_list("lease_owner", flat=True).first()
-    assert len(item_ids) == BATCH and TenantQueue.objects.get(tenant=tenant).lease_owner == dead_owner
+    dead_owner = held.values_list("lease_owner", flat=True).first()  # the drain, named under its dispatcher
+    dead_dispatcher = TenantQueue.objects.get(tenant=tenant).lease_owner
+    assert len(item_ids) == BATCH and dead_owner.startswith(f"{dead_dispatcher}-")
     peer = manage_popen(*DISPATCH, log=tmp_path / "peer.log", **ONE_IN_FLIGHT)
 
     # when: the victim dies (with its peer, for the whole cluster; a fresh dispatcher then starts)
@@ -224,7 +225,7 @@ def test_a_dead_holders_items_and_tenant_come_back_within_a_minute(queued, tmp_p
     assert recovered <= RECOVERY_SECONDS, f"taken again {recovered:.1f} s after the SIGKILL"
     assert peer.wait(timeout=90) == 0, (tmp_path / "peer.log").read_text()[-3000:]
     assert list(OutboundItem.objects.values_list("state", flat=True)) == ["submitted"] * ITEMS
-    assert TenantQueue.objects.get(tenant=tenant).lease_owner != dead_owner
+    assert TenantQueue.objects.get(tenant=tenant).lease_owner != dead_dispatcher
     resent = 0 if point == "after_claim" else BATCH
     c = counters(org)
     assert c.transactions_received == ITEMS + resent and c.duplicate_submissions == resent
