@@ -72,7 +72,7 @@ def main() -> int:
     parser.add_argument(
         "--profile",
         action="store_true",
-        help="Also profile ingest (py-spy), the submitter (cProfile on the CPU clock) and PostgreSQL's statements "
+        help="Also profile ingest (py-spy), the submitter (py-spy, on-CPU samples) and PostgreSQL's statements "
         "(pg_stat_statements, per benchmark)",
     )
     parser.add_argument("--capacity-sizes", default="", help="Tenant counts for benchmark 7, e.g. 100,200")
