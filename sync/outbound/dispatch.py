@@ -59,7 +59,6 @@ class _TenantDrains:
         self.pool, self.owner, self.threads, self.per_tenant = pool, owner, threads, per_tenant
         self.lock = threading.Lock()
         self.live: dict[int, int] = {}  # tenant id -> drains not finished
-        self.started: dict[int, int] = {}  # tenant id -> drains started this lease
         self.drains = itertools.count(1)  # names every drain this dispatcher starts
         self.deadline: dict[int, float] = {}
         self.futures: list[Future[DrainResult]] = []
@@ -101,8 +100,6 @@ class _TenantDrains:
                 self._submit(tenant_id, 0.0)
 
     def _submit(self, tenant_id: int, max_budget_wait: float | None) -> None:
-        n = self.started.get(tenant_id, 0)
-        self.started[tenant_id] = n + 1
         self.live[tenant_id] = self.live.get(tenant_id, 0) + 1
         # Every drain its own name: a drain that died holding items leaves them to expire, where a
         # name reused by the tenant's next drain had its heartbeat renew them for as long as the
@@ -117,7 +114,7 @@ class _TenantDrains:
             self.live[tenant_id] -= 1
             if self.live[tenant_id]:
                 return False, None, 0
-            del self.live[tenant_id], self.started[tenant_id], self.deadline[tenant_id]
+            del self.live[tenant_id], self.deadline[tenant_id]
             self.budget_bound.discard(tenant_id)
             return True, self.not_before.pop(tenant_id, None), self.submitted.pop(tenant_id, 0)
 
